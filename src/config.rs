@@ -1,0 +1,356 @@
+//! Configuration: one typed struct, read once from flags, environment, `.env` and
+//! `corridor.toml`, validated before anything starts.
+//!
+//! Precedence: flags > environment > `.env` > `corridor.toml` > defaults. A bad value stops
+//! start-up with a message naming the variable, never echoing a secret.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::domain::CorridorTable;
+use crate::domain::corridor::CorridorSpec;
+
+/// A duration written with a unit: `250ms`, `5s`, `15m`, `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl FromStr for Dur {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("`{s}` needs a unit (ms, s, m or h)"))?;
+        let (num, unit) = s.split_at(split);
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration like 5s"))?;
+        let ms = match unit {
+            "ms" => Some(n),
+            "s" => n.checked_mul(1_000),
+            "m" => n.checked_mul(60_000),
+            "h" => n.checked_mul(3_600_000),
+            _ => return Err(format!("`{s}`: unit must be ms, s, m or h")),
+        }
+        .ok_or_else(|| format!("`{s}` is too long"))?;
+        Ok(Dur(Duration::from_millis(ms)))
+    }
+}
+
+/// A uniform range of durations: `2s..5s` (a single value means a fixed delay).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurRange {
+    /// Shortest delay.
+    pub min: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl FromStr for DurRange {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (a, b) = s.split_once("..").unwrap_or((s, s));
+        let (min, max) = (a.parse::<Dur>()?.0, b.parse::<Dur>()?.0);
+        if min > max {
+            return Err(format!("`{s}`: the range's start is after its end"));
+        }
+        Ok(DurRange { min, max })
+    }
+}
+
+/// A probability between 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Probability(pub f64);
+
+impl FromStr for Probability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().parse::<f64>() {
+            Ok(p) if (0.0..=1.0).contains(&p) => Ok(Probability(p)),
+            _ => Err(format!("`{s}` is not a probability between 0 and 1")),
+        }
+    }
+}
+
+/// A retry schedule: comma-separated durations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule(pub Vec<Duration>);
+
+impl FromStr for Schedule {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let v = s
+            .split(',')
+            .map(|p| p.parse::<Dur>().map(|d| d.0))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Schedule(v))
+    }
+}
+
+/// A request rate: `N/s` or `N/m`; `0` disables the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests allowed per period (0 = unlimited).
+    pub requests: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim() == "0" {
+            return Ok(RateLimit {
+                requests: 0,
+                per: Duration::from_secs(1),
+            });
+        }
+        let (n, unit) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}` is not a rate like 100/s"))?;
+        let requests: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not a rate like 100/s"))?;
+        let per = match unit.trim() {
+            "s" => Duration::from_secs(1),
+            "m" => Duration::from_secs(60),
+            _ => return Err(format!("`{s}`: the period must be s or m")),
+        };
+        Ok(RateLimit { requests, per })
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (default for `serve`).
+    Json,
+    /// Human-readable lines.
+    Text,
+}
+
+/// Which parts of Corridor a `serve` process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// HTTP API and workers.
+    All,
+    /// HTTP API only.
+    Api,
+    /// Workers only (HTTP for health and metrics).
+    Worker,
+}
+
+/// Everything a Corridor process is configured with.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to serve on (port 0 picks a free port).
+    #[arg(long, env = "CORRIDOR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// `sqlite://PATH` (embedded) or `postgres://…`.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://corridor.db")]
+    pub database_url: String,
+    /// Admin API key; generated and printed once on first start when unset.
+    #[arg(long, env = "CORRIDOR_ADMIN_KEY", hide_env_values = true)]
+    pub admin_key: Option<String>,
+    /// How long a quote's rate is locked (whole seconds, at least 1 s).
+    #[arg(long, env = "CORRIDOR_QUOTE_TTL", default_value = "60s")]
+    pub quote_ttl: Dur,
+    /// First settlement poll delay (then backoff).
+    #[arg(long, env = "CORRIDOR_POLL_INTERVAL", default_value = "5s")]
+    pub poll_interval: Dur,
+    /// Simulated onramp settlement time, uniform in the range.
+    #[arg(long, env = "CORRIDOR_SIM_ONRAMP_DELAY", default_value = "2s..5s")]
+    pub sim_onramp_delay: DurRange,
+    /// Simulated offramp settlement time, uniform in the range.
+    #[arg(long, env = "CORRIDOR_SIM_OFFRAMP_DELAY", default_value = "2s..5s")]
+    pub sim_offramp_delay: DurRange,
+    /// Probability that a simulated leg fails.
+    #[arg(long, env = "CORRIDOR_SIM_FAILURE_RATE", default_value = "0")]
+    pub sim_failure_rate: Probability,
+    /// Merchant webhook retry schedule.
+    #[arg(long, env = "CORRIDOR_WEBHOOK_RETRY", default_value = "5s,5m,30m,2h,5h,10h")]
+    pub webhook_retry: Schedule,
+    /// Allow `http` webhook URLs and private addresses (development only).
+    #[arg(long, env = "CORRIDOR_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub webhook_allow_private: bool,
+    /// How long one webhook delivery may take.
+    #[arg(long, env = "CORRIDOR_WEBHOOK_TIMEOUT", default_value = "10s")]
+    pub webhook_timeout: Dur,
+    /// Onramp provider speaking the provider protocol; unset = in-process simulator.
+    #[arg(long, env = "CORRIDOR_ONRAMP_URL")]
+    pub onramp_url: Option<String>,
+    /// Offramp provider speaking the provider protocol; unset = in-process simulator.
+    #[arg(long, env = "CORRIDOR_OFFRAMP_URL")]
+    pub offramp_url: Option<String>,
+    /// Secret inbound provider webhooks are signed with (`whsec_…`).
+    #[arg(long, env = "CORRIDOR_PROVIDER_WEBHOOK_SECRET", hide_env_values = true)]
+    pub provider_webhook_secret: Option<String>,
+    /// Timeout of one provider call (the job lease must exceed it).
+    #[arg(long, env = "CORRIDOR_PROVIDER_TIMEOUT", default_value = "10s")]
+    pub provider_timeout: Dur,
+    /// An API request still running after this answers 503.
+    #[arg(long, env = "CORRIDOR_REQUEST_TIMEOUT", default_value = "10s")]
+    pub request_timeout: Dur,
+    /// URL new alerts are POSTed to.
+    #[arg(long, env = "CORRIDOR_ALERT_WEBHOOK")]
+    pub alert_webhook: Option<String>,
+    /// A payment this long in one non-terminal state raises an alert.
+    #[arg(long, env = "CORRIDOR_STUCK_AFTER", default_value = "15m")]
+    pub stuck_after: Dur,
+    /// Requests per API key and process (`N/s`, `N/m`, `0` = no limit).
+    #[arg(long, env = "CORRIDOR_RATE_LIMIT", default_value = "100/s")]
+    pub rate_limit: RateLimit,
+    /// How long a claimed job is held before another worker may take it.
+    #[arg(long, env = "CORRIDOR_JOB_LEASE", default_value = "30s")]
+    pub job_lease: Dur,
+    /// Concurrent job handlers in this process (0: none).
+    #[arg(long, env = "CORRIDOR_WORKERS", default_value_t = 16)]
+    pub workers: usize,
+    /// Log filter (tracing syntax).
+    #[arg(long, env = "CORRIDOR_LOG", default_value = "info")]
+    pub log: String,
+    /// Log format.
+    #[arg(long, env = "CORRIDOR_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+    /// Spread applied to mid rates, in basis points.
+    #[arg(long, env = "CORRIDOR_SPREAD_BPS", default_value_t = 50)]
+    pub spread_bps: u32,
+    /// Attempts before a failing job is dead-lettered.
+    #[arg(long, env = "CORRIDOR_JOB_MAX_ATTEMPTS", default_value_t = 8)]
+    pub job_max_attempts: u32,
+    /// Which parts this process runs.
+    #[arg(long, value_enum, default_value = "all")]
+    pub role: Role,
+    /// Corridor table override from `corridor.toml` (`[[corridors]]`); not a flag.
+    #[arg(skip)]
+    pub corridors: Option<Vec<CorridorSpec>>,
+}
+
+impl Config {
+    /// Cross-field rules clap cannot express. Messages name the variable.
+    pub fn validate(&self) -> Result<(), String> {
+        let ttl = self.quote_ttl.0;
+        if ttl < Duration::from_secs(1) || ttl.subsec_millis() != 0 {
+            return Err("CORRIDOR_QUOTE_TTL must be whole seconds, at least 1s".into());
+        }
+        if self.poll_interval.0.is_zero() {
+            return Err("CORRIDOR_POLL_INTERVAL must be greater than 0".into());
+        }
+        if self.job_lease.0 <= self.provider_timeout.0 {
+            return Err(
+                "CORRIDOR_JOB_LEASE must be longer than CORRIDOR_PROVIDER_TIMEOUT, or two workers could run one job at once"
+                    .into(),
+            );
+        }
+        if self.request_timeout.0.is_zero() {
+            return Err("CORRIDOR_REQUEST_TIMEOUT must be greater than 0".into());
+        }
+        if self.webhook_retry.0.is_empty() {
+            return Err("CORRIDOR_WEBHOOK_RETRY needs at least one delay".into());
+        }
+        if self.spread_bps >= 10_000 {
+            return Err("CORRIDOR_SPREAD_BPS must be below 10000".into());
+        }
+        if self.job_max_attempts == 0 {
+            return Err("CORRIDOR_JOB_MAX_ATTEMPTS must be at least 1".into());
+        }
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
+            return Err("DATABASE_URL must start with sqlite:// or postgres://".into());
+        }
+        if let Some(k) = &self.admin_key
+            && k.len() < 16
+        {
+            return Err("CORRIDOR_ADMIN_KEY must be at least 16 characters".into());
+        }
+        self.corridor_table().map(|_| ())
+    }
+
+    /// The corridors this deployment offers.
+    pub fn corridor_table(&self) -> Result<CorridorTable, String> {
+        match &self.corridors {
+            Some(specs) => CorridorTable::from_specs(specs).map_err(|e| format!("corridor.toml: {e}")),
+            None => Ok(CorridorTable::default_table()),
+        }
+    }
+}
+
+/// Loads `.env` and `corridor.toml` (from the working directory) into the process
+/// environment without overriding variables already set, and returns the `[[corridors]]`
+/// table if the file has one. Call before clap parses.
+pub fn load_files() -> Result<Option<Vec<CorridorSpec>>, String> {
+    // `.env` first: real environment wins over it, and it wins over corridor.toml.
+    let _ = dotenvy::dotenv();
+    load_toml(Path::new("corridor.toml"))
+}
+
+fn load_toml(path: &Path) -> Result<Option<Vec<CorridorSpec>>, String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(None);
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("corridor.toml: {e}"))?;
+    let mut corridors = None;
+    for (key, value) in table {
+        if key == "corridors" {
+            let specs: Vec<CorridorSpec> = value
+                .try_into()
+                .map_err(|e| format!("corridor.toml [[corridors]]: {e}"))?;
+            corridors = Some(specs);
+            continue;
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            _ => return Err(format!("corridor.toml: `{key}` must be a string, number or boolean")),
+        };
+        if std::env::var_os(&key).is_none() {
+            // SAFETY: called from main before any other thread exists.
+            unsafe { std::env::set_var(&key, text) };
+        }
+    }
+    Ok(corridors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_need_units() {
+        assert_eq!("250ms".parse::<Dur>().unwrap().0, Duration::from_millis(250));
+        assert_eq!("15m".parse::<Dur>().unwrap().0, Duration::from_secs(900));
+        assert_eq!("2h".parse::<Dur>().unwrap().0, Duration::from_secs(7200));
+        for bad in ["5", "s", "5x", "-5s", "", "1.5s"] {
+            assert!(bad.parse::<Dur>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_and_rates_parse() {
+        let r: DurRange = "2s..5s".parse().unwrap();
+        assert_eq!((r.min, r.max), (Duration::from_secs(2), Duration::from_secs(5)));
+        assert!("5s..2s".parse::<DurRange>().is_err());
+        let fixed: DurRange = "0s".parse().unwrap();
+        assert_eq!(fixed.min, fixed.max);
+        let rl: RateLimit = "100/m".parse().unwrap();
+        assert_eq!((rl.requests, rl.per), (100, Duration::from_secs(60)));
+        assert_eq!("0".parse::<RateLimit>().unwrap().requests, 0);
+        assert!("100/h".parse::<RateLimit>().is_err());
+        assert!("1.5".parse::<Probability>().is_err());
+        assert_eq!("5s,5m".parse::<Schedule>().unwrap().0.len(), 2);
+    }
+}

@@ -1,0 +1,23 @@
+//! The pure core: money, currencies, fees, rates, quotes and the payment state machine.
+//!
+//! Nothing here performs I/O, awaits, or reads a clock: time is passed in as a
+//! [`Timestamp`], so every rule can be tested (and later simulated) deterministically.
+//! Each business rule lives in exactly one module below.
+
+pub mod corridor;
+pub mod currency;
+pub mod fees;
+pub mod money;
+pub mod payment;
+pub mod quote;
+pub mod rates;
+pub mod time;
+
+pub use corridor::{Corridor, CorridorTable};
+pub use currency::Currency;
+pub use fees::{FeeBreakdown, FeeSchedule, FeeTier, LegFees};
+pub use money::{Money, MoneyError};
+pub use payment::{FailureCode, LegStatus, PaymentState};
+pub use quote::{QuoteError, QuoteTerms, price_quote};
+pub use rates::{RateTable, customer_rate};
+pub use time::Timestamp;

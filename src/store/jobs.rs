@@ -1,0 +1,288 @@
+//! The durable job queue.
+//!
+//! A job is a row; enqueueing is an INSERT in the caller's transaction (a transactional
+//! outbox), so a state change and the work that follows it commit together or not at all.
+//! Claiming moves `run_at` to the lease's end: a job is due when `run_at` has passed, so a
+//! crashed worker's job becomes due again by itself when its lease runs out.
+
+use sqlx::any::AnyRow;
+
+use super::{dynamic, Backend, Conn, StoreResult, col};
+use crate::domain::Timestamp;
+
+/// A job to insert.
+#[derive(Debug, Clone)]
+pub struct NewJob {
+    /// Row id (uuid).
+    pub id: String,
+    /// Handler name, e.g. `payment.step`.
+    pub kind: String,
+    /// Payment the job belongs to, if any.
+    pub payment_id: Option<String>,
+    /// Handler input.
+    pub payload: serde_json::Value,
+    /// Earliest run time.
+    pub run_at: Timestamp,
+    /// Attempts before the job is dead-lettered.
+    pub max_attempts: i64,
+}
+
+/// A claimed job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// Row id.
+    pub id: String,
+    /// Handler name.
+    pub kind: String,
+    /// Payment the job belongs to, if any.
+    pub payment_id: Option<String>,
+    /// Handler input.
+    pub payload: serde_json::Value,
+    /// Attempts including this one.
+    pub attempts: i64,
+    /// Attempts allowed.
+    pub max_attempts: i64,
+}
+
+/// A dead-lettered job, for operators.
+#[derive(Debug, Clone)]
+pub struct DeadJob {
+    /// Row id.
+    pub id: String,
+    /// Handler name.
+    pub kind: String,
+    /// Payment, if any.
+    pub payment_id: Option<String>,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Error of the last attempt.
+    pub last_error: Option<String>,
+    /// When it was dead-lettered.
+    pub failed_at: Timestamp,
+}
+
+/// Inserts a job.
+pub async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
+         VALUES ($1, $2, $3, $4, 'ready', $5, 0, $6, $5)",
+    )
+    .bind(&job.id)
+    .bind(&job.kind)
+    .bind(job.payment_id.clone())
+    .bind(job.payload.to_string())
+    .bind(job.run_at.millis())
+    .bind(job.max_attempts)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due jobs for `owner` until `lease_until`.
+pub async fn claim(
+    conn: &mut Conn,
+    backend: Backend,
+    owner: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64,
+) -> StoreResult<Vec<Job>> {
+    // SQLite serialises writers, so the sub-select cannot race; PostgreSQL needs row locks
+    // that concurrent claimers skip rather than wait on.
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+    };
+    let sql = format!(
+        "UPDATE jobs SET lease_owner = $1, run_at = $2, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= $3 ORDER BY run_at LIMIT $4{lock}) \
+         RETURNING id, kind, payment_id, payload, attempts, max_attempts"
+    );
+    let rows = sqlx::query(dynamic(sql))
+        .bind(owner)
+        .bind(lease_until.millis())
+        .bind(now.millis())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter().map(job_from_row).collect()
+}
+
+fn job_from_row(r: &AnyRow) -> StoreResult<Job> {
+    let payload: String = col(r, "payload")?;
+    Ok(Job {
+        id: col(r, "id")?,
+        kind: col(r, "kind")?,
+        payment_id: col(r, "payment_id")?,
+        payload: serde_json::from_str(&payload)
+            .map_err(|e| super::StoreError::Corrupt(format!("job payload: {e}")))?,
+        attempts: col(r, "attempts")?,
+        max_attempts: col(r, "max_attempts")?,
+    })
+}
+
+/// Removes a finished job (in the same transaction as the work's effects).
+pub async fn complete(conn: &mut Conn, id: &str) -> StoreResult<()> {
+    sqlx::query("DELETE FROM jobs WHERE id = $1")
+        .bind(id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Runs the job again at `run_at` with a new payload, not counting this run as a failure
+/// (a poll that found the transfer still pending).
+pub async fn reschedule(
+    conn: &mut Conn,
+    id: &str,
+    run_at: Timestamp,
+    payload: &serde_json::Value,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE jobs SET run_at = $1, payload = $2, attempts = 0, lease_owner = NULL, last_error = NULL WHERE id = $3",
+    )
+    .bind(run_at.millis())
+    .bind(payload.to_string())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a failed attempt: retried at `retry_at`, or dead when attempts are used up.
+/// Returns true when the job went dead.
+pub async fn fail(
+    conn: &mut Conn,
+    job: &Job,
+    error: &str,
+    now: Timestamp,
+    retry_at: Timestamp,
+) -> StoreResult<bool> {
+    let dead = job.attempts >= job.max_attempts;
+    let error: String = error.chars().take(2_000).collect();
+    if dead {
+        sqlx::query(
+            "UPDATE jobs SET state = 'dead', last_error = $1, failed_at = $2, lease_owner = NULL WHERE id = $3",
+        )
+        .bind(error)
+        .bind(now.millis())
+        .bind(&job.id)
+        .execute(&mut *conn)
+        .await?;
+    } else {
+        sqlx::query("UPDATE jobs SET run_at = $1, last_error = $2, lease_owner = NULL WHERE id = $3")
+            .bind(retry_at.millis())
+            .bind(error)
+            .bind(&job.id)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(dead)
+}
+
+/// Makes every job leased by `owner` due now (graceful shutdown hands work back).
+pub async fn release_owner(conn: &mut Conn, owner: &str, now: Timestamp) -> StoreResult<u64> {
+    let r = sqlx::query("UPDATE jobs SET run_at = $1, lease_owner = NULL WHERE lease_owner = $2 AND state = 'ready'")
+        .bind(now.millis())
+        .bind(owner)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Makes a payment's pending jobs due now (operator force-retry). Returns how many.
+pub async fn run_payment_jobs_now(conn: &mut Conn, payment_id: &str, now: Timestamp) -> StoreResult<u64> {
+    let r = sqlx::query("UPDATE jobs SET run_at = $1 WHERE payment_id = $2 AND state = 'ready' AND lease_owner IS NULL")
+        .bind(now.millis())
+        .bind(payment_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected())
+}
+
+/// Dead-lettered jobs, newest first.
+pub async fn dead(conn: &mut Conn, limit: i64) -> StoreResult<Vec<DeadJob>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
+         ORDER BY failed_at DESC, id LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(DeadJob {
+                id: col(r, "id")?,
+                kind: col(r, "kind")?,
+                payment_id: col(r, "payment_id")?,
+                attempts: col(r, "attempts")?,
+                last_error: col(r, "last_error")?,
+                failed_at: Timestamp(col::<Option<i64>>(r, "failed_at")?.unwrap_or_default()),
+            })
+        })
+        .collect()
+}
+
+/// Moves a dead job back to ready with fresh attempts. False if it is not dead.
+pub async fn redrive(conn: &mut Conn, id: &str, now: Timestamp) -> StoreResult<Option<bool>> {
+    let r = sqlx::query(
+        "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, failed_at = NULL, lease_owner = NULL \
+         WHERE id = $2 AND state = 'dead'",
+    )
+    .bind(now.millis())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    if r.rows_affected() == 1 {
+        return Ok(Some(true));
+    }
+    let exists = sqlx::query("SELECT id FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(exists.map(|_| false))
+}
+
+/// Queue depth: due-and-unclaimed ready jobs, dead jobs, and the age of the oldest due job.
+pub async fn stats(conn: &mut Conn, now: Timestamp) -> StoreResult<QueueStats> {
+    let row = sqlx::query(
+        "SELECT \
+           COALESCE(SUM(CASE WHEN state = 'ready' AND run_at <= $1 THEN 1 ELSE 0 END), 0) AS ready, \
+           COALESCE(SUM(CASE WHEN state = 'ready' THEN 1 ELSE 0 END), 0) AS scheduled, \
+           COALESCE(SUM(CASE WHEN state = 'dead' THEN 1 ELSE 0 END), 0) AS dead, \
+           MIN(CASE WHEN state = 'ready' AND run_at <= $1 AND lease_owner IS NULL THEN run_at END) AS oldest \
+         FROM jobs",
+    )
+    .bind(now.millis())
+    .fetch_one(&mut *conn)
+    .await?;
+    let oldest: Option<i64> = col(&row, "oldest")?;
+    Ok(QueueStats {
+        ready: col(&row, "ready")?,
+        scheduled: col(&row, "scheduled")?,
+        dead: col(&row, "dead")?,
+        oldest_due_age_ms: oldest.map(|o| (now.millis() - o).max(0)).unwrap_or(0),
+    })
+}
+
+/// Counts for metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueueStats {
+    /// Jobs due now (including leased ones).
+    pub ready: i64,
+    /// All non-dead jobs.
+    pub scheduled: i64,
+    /// Dead-lettered jobs.
+    pub dead: i64,
+    /// How long the oldest unclaimed due job has waited.
+    pub oldest_due_age_ms: i64,
+}
+
+/// Number of jobs for a payment (tests and invariant checks).
+pub async fn count_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult<i64> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE payment_id = $1")
+        .bind(payment_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    col(&row, "n")
+}

@@ -1,0 +1,94 @@
+//! Merchants and their API keys (stored as SHA-256 hashes, looked up by index).
+
+use super::{Conn, StoreResult, col};
+
+/// A merchant as stored.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    /// `mer_<uuid>`.
+    pub merchant_id: String,
+    /// Display name.
+    pub name: String,
+    /// Creation instant (Unix ms).
+    pub created_at: i64,
+}
+
+/// Creates a merchant with one API key (given as its hash and a short display prefix).
+pub async fn create(
+    conn: &mut Conn,
+    merchant: &Merchant,
+    key_hash: &str,
+    key_prefix: &str,
+) -> StoreResult<()> {
+    sqlx::query("INSERT INTO merchants (merchant_id, name, created_at) VALUES ($1, $2, $3)")
+        .bind(&merchant.merchant_id)
+        .bind(&merchant.name)
+        .bind(merchant.created_at)
+        .execute(&mut *conn)
+        .await?;
+    add_key(conn, &merchant.merchant_id, key_hash, key_prefix, merchant.created_at).await
+}
+
+/// Adds an API key to a merchant.
+pub async fn add_key(
+    conn: &mut Conn,
+    merchant_id: &str,
+    key_hash: &str,
+    key_prefix: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (key_hash, merchant_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(key_hash)
+    .bind(merchant_id)
+    .bind(key_prefix)
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Replaces all of a merchant's keys with one new key. Returns false for an unknown merchant.
+pub async fn rotate_key(
+    conn: &mut Conn,
+    merchant_id: &str,
+    key_hash: &str,
+    key_prefix: &str,
+    now: i64,
+) -> StoreResult<bool> {
+    if find(conn, merchant_id).await?.is_none() {
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM api_keys WHERE merchant_id = $1")
+        .bind(merchant_id)
+        .execute(&mut *conn)
+        .await?;
+    add_key(conn, merchant_id, key_hash, key_prefix, now).await?;
+    Ok(true)
+}
+
+/// The merchant owning the key with this hash.
+pub async fn by_key_hash(conn: &mut Conn, key_hash: &str) -> StoreResult<Option<String>> {
+    let row = sqlx::query("SELECT merchant_id FROM api_keys WHERE key_hash = $1")
+        .bind(key_hash)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| col(&r, "merchant_id")).transpose()
+}
+
+/// One merchant by id.
+pub async fn find(conn: &mut Conn, merchant_id: &str) -> StoreResult<Option<Merchant>> {
+    let row = sqlx::query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
+        .bind(merchant_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| {
+        Ok(Merchant {
+            merchant_id: col(&r, "merchant_id")?,
+            name: col(&r, "name")?,
+            created_at: col(&r, "created_at")?,
+        })
+    })
+    .transpose()
+}

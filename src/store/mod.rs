@@ -1,0 +1,212 @@
+//! Persistence: one schema on SQLite and PostgreSQL, reached through `sqlx::Any`.
+//!
+//! Every SQL statement of Corridor lives in this module's children; nothing above it sees a
+//! pool. Writes go through [`Store::begin`]; on SQLite they share one connection so writers
+//! queue in-process instead of fighting over the file lock (and so a later group-commit
+//! writer has a single place to batch), while reads use a separate pool.
+
+pub mod idempotency;
+pub mod jobs;
+pub mod merchants;
+pub mod payments;
+pub mod quotes;
+pub mod settings;
+pub mod sim;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Connection, Executor};
+
+/// Database connection, as the engine and API hold it.
+pub type Conn = sqlx::AnyConnection;
+/// An open write transaction.
+pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// Which database engine is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// Failures of the storage layer, classified by what a caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached right now (pool timeout, I/O): answer 503, retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(sqlx::Error),
+    /// A row read back does not make sense (a bug or manual edit).
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Db(sqlx::Error),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
+            sqlx::Error::Database(db) if is_transient_code(db.code().as_deref()) => {
+                StoreError::Unavailable(e)
+            }
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+/// SQLite busy/locked and PostgreSQL connection/shutdown classes: retryable, not bugs.
+fn is_transient_code(code: Option<&str>) -> bool {
+    matches!(code, Some("5" | "6" | "261" | "517"))
+        || code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Pools for one database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    write: AnyPool,
+    read: AnyPool,
+    backend: Backend,
+}
+
+/// Pool sizing and timeouts.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Connections for reads (and, on PostgreSQL, for writes too).
+    pub max_connections: u32,
+    /// How long a caller waits for a connection before the database counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` or `postgres://…`), creating a SQLite file if needed.
+    pub async fn connect(url: &str, cfg: PoolConfig) -> StoreResult<Store> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_owned(),
+        };
+        let opts = AnyConnectOptions::from_str(&url)?;
+        let build = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .min_connections(0)
+                .acquire_timeout(cfg.acquire_timeout)
+                .after_connect(move |conn, _meta| {
+                    Box::pin(async move {
+                        if backend == Backend::Sqlite {
+                            // WAL for concurrent readers; FULL so a commit survives power loss.
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA synchronous = FULL").await?;
+                            conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                        }
+                        Ok(())
+                    })
+                })
+        };
+        let (write, read) = match backend {
+            Backend::Sqlite => {
+                let write = build(1).connect_with(opts.clone()).await?;
+                let read = build(cfg.max_connections.max(2)).connect_lazy_with(opts);
+                (write, read)
+            }
+            Backend::Postgres => {
+                let pool = build(cfg.max_connections).connect_with(opts).await?;
+                (pool.clone(), pool)
+            }
+        };
+        Ok(Store {
+            write,
+            read,
+            backend,
+        })
+    }
+
+    /// Applies pending migrations (idempotent; safe with several processes starting at once).
+    pub async fn migrate(&self) -> StoreResult<()> {
+        sqlx::migrate!("./migrations")
+            .run(&self.write)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
+                other => StoreError::Corrupt(format!("migration failed: {other}")),
+            })
+    }
+
+    /// Which engine this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Opens a write transaction.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(self.write.begin().await?)
+    }
+
+    /// A pooled connection for reads.
+    pub async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+        Ok(self.read.acquire().await?)
+    }
+
+    /// Whether the database answers now.
+    pub async fn ping(&self) -> StoreResult<()> {
+        let mut c = self.read.acquire().await?;
+        c.ping().await?;
+        Ok(())
+    }
+
+    /// Closes the pools, waiting for checked-out connections.
+    pub async fn close(&self) {
+        self.write.close().await;
+        self.read.close().await;
+    }
+}
+
+/// Reads a column, turning a type mismatch into [`StoreError::Corrupt`].
+pub(crate) fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row;
+    row.try_get(name)
+        .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
+}
+
+/// Parses a stored text column into a domain type.
+pub(crate) fn parse_col<T: FromStr>(row: &sqlx::any::AnyRow, name: &str) -> StoreResult<T> {
+    let s: String = col(row, name)?;
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("column {name}: bad value `{s}`")))
+}
+
+/// Marks SQL assembled from this module's own constants (column lists, placeholder numbers)
+/// as safe: no caller-supplied text is ever formatted into a statement, only bound.
+pub(crate) fn dynamic(sql: String) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(sql)
+}

@@ -1,0 +1,498 @@
+//! Payments, their legs and their history.
+//!
+//! A state change is a compare-and-set on the current state, written together with its
+//! history row; callers add the follow-up job in the same transaction. The history table's
+//! unique `(payment_id, to_state)` makes a doubled transition impossible even under a bug.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+use sqlx::any::AnyRow;
+
+use super::{dynamic, Conn, StoreError, StoreResult, col, parse_col};
+use crate::domain::{Currency, FeeBreakdown, LegStatus, PaymentState, Timestamp};
+
+/// One provider leg of a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    /// Provider name (`sim-onramp`).
+    pub provider: String,
+    /// The provider's reference for the transfer.
+    pub reference: String,
+    /// Settlement status.
+    pub status: LegStatus,
+    /// Amount in the leg's currency minor units.
+    pub amount: i64,
+}
+
+/// One row of a payment's audit trail.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    /// State left (`None` for creation).
+    pub from: Option<PaymentState>,
+    /// State entered.
+    pub to: PaymentState,
+    /// When.
+    pub at: Timestamp,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// A payment as stored.
+#[derive(Debug, Clone)]
+pub struct PaymentRecord {
+    /// `pay_<uuid>`.
+    pub payment_id: String,
+    /// Owner.
+    pub merchant_id: String,
+    /// The quote whose rate it locked.
+    pub quote_id: String,
+    /// Current state.
+    pub state: PaymentState,
+    /// Bumped on every transition.
+    pub version: i64,
+    /// Source amount, minor units.
+    pub amount: i64,
+    /// Source currency.
+    pub currency: Currency,
+    /// Guaranteed payout, minor units.
+    pub payout_amount: i64,
+    /// Payout currency.
+    pub payout_currency: Currency,
+    /// Customer rate locked by the quote.
+    pub exchange_rate: Decimal,
+    /// Mid rate at quoting.
+    pub mid_rate: Decimal,
+    /// Fees charged.
+    pub fees: FeeBreakdown,
+    /// Sum of fees.
+    pub total_fees: i64,
+    /// Who pays.
+    pub source_account: String,
+    /// Who is paid.
+    pub destination_account: String,
+    /// Merchant's key/value annotations.
+    pub metadata: BTreeMap<String, String>,
+    /// Acceptance instant.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// When the current state was entered.
+    pub state_since: Timestamp,
+    /// When a terminal state was reached.
+    pub completed_at: Option<Timestamp>,
+    /// Set once a worker has begun initiating the onramp; cancel is refused from then on.
+    pub onramp_claimed_at: Option<Timestamp>,
+    /// Failure code and message, when failed or refunding.
+    pub failure: Option<(String, String)>,
+    /// Fiat→USDC leg.
+    pub onramp: Option<Leg>,
+    /// USDC→payout leg.
+    pub offramp: Option<Leg>,
+    /// Market rate when the offramp executed.
+    pub executed_rate: Option<Decimal>,
+    /// Reference of the transfer returning USDC to the source.
+    pub reversal_reference: Option<String>,
+    /// Refunded source amount, minor units.
+    pub refund_amount: Option<i64>,
+}
+
+/// A value to write into a payment column alongside a transition.
+#[derive(Debug, Clone)]
+pub enum Field {
+    /// Integer column.
+    Int(&'static str, Option<i64>),
+    /// Text column.
+    Text(&'static str, Option<String>),
+}
+
+impl Field {
+    /// Columns that writes in a leg's name set.
+    pub fn leg(prefix: Side, leg: &Leg) -> [Field; 4] {
+        let p = prefix.columns();
+        [
+            Field::Text(p[0], Some(leg.provider.clone())),
+            Field::Text(p[1], Some(leg.reference.clone())),
+            Field::Text(p[2], Some(leg.status.as_str().to_owned())),
+            Field::Int(p[3], Some(leg.amount)),
+        ]
+    }
+
+    /// Sets a leg's status only.
+    pub fn leg_status(side: Side, status: LegStatus) -> Field {
+        Field::Text(side.columns()[2], Some(status.as_str().to_owned()))
+    }
+}
+
+/// Which leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Fiat→USDC.
+    Onramp,
+    /// USDC→payout.
+    Offramp,
+}
+
+impl Side {
+    fn columns(self) -> [&'static str; 4] {
+        match self {
+            Side::Onramp => ["onramp_provider", "onramp_reference", "onramp_status", "onramp_amount"],
+            Side::Offramp => ["offramp_provider", "offramp_reference", "offramp_status", "offramp_amount"],
+        }
+    }
+}
+
+/// A state change to apply with compare-and-set.
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// Payment.
+    pub payment_id: String,
+    /// Expected current state.
+    pub from: PaymentState,
+    /// New state (must be allowed by the domain table; checked here too).
+    pub to: PaymentState,
+    /// When.
+    pub at: Timestamp,
+    /// Audit reason.
+    pub reason: String,
+    /// Other columns to set in the same statement.
+    pub fields: Vec<Field>,
+}
+
+const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount, currency, payout_amount, \
+    payout_currency, exchange_rate, mid_rate, platform_fee, onramp_fee, offramp_fee, total_fees, \
+    source_account, destination_account, metadata, created_at, updated_at, state_since, completed_at, \
+    onramp_claimed_at, failure_code, failure_message, onramp_provider, onramp_reference, onramp_status, \
+    onramp_amount, offramp_provider, offramp_reference, offramp_status, offramp_amount, executed_rate, \
+    reversal_reference, refund_amount";
+
+/// Stores a new `PENDING` payment and its first history row.
+pub async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
+    let metadata = serde_json::to_string(&p.metadata)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO payments (payment_id, merchant_id, quote_id, state, version, amount, currency, \
+         payout_amount, payout_currency, exchange_rate, mid_rate, platform_fee, onramp_fee, offramp_fee, \
+         total_fees, source_account, destination_account, metadata, created_at, updated_at, state_since) \
+         VALUES ($1, $2, $3, $4, 1, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $18, $18)",
+    )
+    .bind(&p.payment_id)
+    .bind(&p.merchant_id)
+    .bind(&p.quote_id)
+    .bind(p.state.as_str())
+    .bind(p.amount)
+    .bind(p.currency.code())
+    .bind(p.payout_amount)
+    .bind(p.payout_currency.code())
+    .bind(p.exchange_rate.to_string())
+    .bind(p.mid_rate.to_string())
+    .bind(p.fees.platform)
+    .bind(p.fees.onramp)
+    .bind(p.fees.offramp)
+    .bind(p.total_fees)
+    .bind(&p.source_account)
+    .bind(&p.destination_account)
+    .bind(metadata)
+    .bind(p.created_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    insert_history(conn, &p.payment_id, 1, None, p.state, p.created_at, "created").await
+}
+
+async fn insert_history(
+    conn: &mut Conn,
+    payment_id: &str,
+    seq: i64,
+    from: Option<PaymentState>,
+    to: PaymentState,
+    at: Timestamp,
+    reason: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO payment_history (payment_id, seq, from_state, to_state, at, reason) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(payment_id)
+    .bind(seq)
+    .bind(from.map(|s| s.as_str()))
+    .bind(to.as_str())
+    .bind(at.millis())
+    .bind(reason)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Applies a transition if the payment is still in `t.from`. Returns false (and writes
+/// nothing) when it is not: someone else moved it first, which callers treat as a no-op.
+pub async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<bool> {
+    if !t.from.can_transition_to(t.to) {
+        return Err(StoreError::Corrupt(format!(
+            "illegal transition {} -> {} requested for {}",
+            t.from, t.to, t.payment_id
+        )));
+    }
+    let mut sql = String::from(
+        "UPDATE payments SET state = $1, version = version + 1, updated_at = $2, state_since = $2, completed_at = $3",
+    );
+    let mut n = 3;
+    for f in &t.fields {
+        n += 1;
+        let name = match f {
+            Field::Int(c, _) | Field::Text(c, _) => c,
+        };
+        sql.push_str(&format!(", {name} = ${n}"));
+    }
+    sql.push_str(&format!(
+        " WHERE payment_id = ${} AND state = ${} RETURNING version",
+        n + 1,
+        n + 2
+    ));
+    let completed = t.to.is_terminal().then_some(t.at.millis());
+    let mut q = sqlx::query(dynamic(sql))
+        .bind(t.to.as_str())
+        .bind(t.at.millis())
+        .bind(completed);
+    for f in &t.fields {
+        q = match f {
+            Field::Int(_, v) => q.bind(*v),
+            Field::Text(_, v) => q.bind(v.clone()),
+        };
+    }
+    let row = q
+        .bind(&t.payment_id)
+        .bind(t.from.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(row) = row else { return Ok(false) };
+    let version: i64 = col(&row, "version")?;
+    insert_history(conn, &t.payment_id, version, Some(t.from), t.to, t.at, &t.reason).await?;
+    Ok(true)
+}
+
+/// Sets columns of a payment that is in `state`, without changing state. False if it moved.
+pub async fn update_in_state(
+    conn: &mut Conn,
+    payment_id: &str,
+    state: PaymentState,
+    at: Timestamp,
+    fields: &[Field],
+) -> StoreResult<bool> {
+    let mut sql = String::from("UPDATE payments SET updated_at = $1");
+    let mut n = 1;
+    for f in fields {
+        n += 1;
+        let name = match f {
+            Field::Int(c, _) | Field::Text(c, _) => c,
+        };
+        sql.push_str(&format!(", {name} = ${n}"));
+    }
+    sql.push_str(&format!(" WHERE payment_id = ${} AND state = ${}", n + 1, n + 2));
+    let mut q = sqlx::query(dynamic(sql)).bind(at.millis());
+    for f in fields {
+        q = match f {
+            Field::Int(_, v) => q.bind(*v),
+            Field::Text(_, v) => q.bind(v.clone()),
+        };
+    }
+    let r = q
+        .bind(payment_id)
+        .bind(state.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Marks a `PENDING` payment as being initiated, so cancel can no longer win. Returns true
+/// if the payment is (now or already) claimed and still `PENDING`.
+pub async fn claim_onramp(conn: &mut Conn, payment_id: &str, at: Timestamp) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE payments SET onramp_claimed_at = COALESCE(onramp_claimed_at, $1) WHERE payment_id = $2 AND state = 'PENDING'",
+    )
+    .bind(at.millis())
+    .bind(payment_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Cancels a `PENDING` payment no worker has claimed. False when it is too late.
+pub async fn cancel(conn: &mut Conn, merchant_id: &str, payment_id: &str, at: Timestamp) -> StoreResult<bool> {
+    let row = sqlx::query(
+        "UPDATE payments SET state = 'CANCELLED', version = version + 1, updated_at = $1, state_since = $1, completed_at = $1 \
+         WHERE payment_id = $2 AND merchant_id = $3 AND state = 'PENDING' AND onramp_claimed_at IS NULL RETURNING version",
+    )
+    .bind(at.millis())
+    .bind(payment_id)
+    .bind(merchant_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(row) = row else { return Ok(false) };
+    let version: i64 = col(&row, "version")?;
+    insert_history(
+        conn,
+        payment_id,
+        version,
+        Some(PaymentState::Pending),
+        PaymentState::Cancelled,
+        at,
+        "cancelled by merchant",
+    )
+    .await?;
+    Ok(true)
+}
+
+/// One payment by id, any merchant (for workers).
+pub async fn get(conn: &mut Conn, payment_id: &str) -> StoreResult<Option<PaymentRecord>> {
+    let row = sqlx::query(dynamic(format!("SELECT {COLUMNS} FROM payments WHERE payment_id = $1")))
+        .bind(payment_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
+/// One payment of one merchant (another merchant's payment is `None`).
+pub async fn find(conn: &mut Conn, merchant_id: &str, payment_id: &str) -> StoreResult<Option<PaymentRecord>> {
+    let row = sqlx::query(dynamic(format!(
+        "SELECT {COLUMNS} FROM payments WHERE payment_id = $1 AND merchant_id = $2"
+    )))
+    .bind(payment_id)
+    .bind(merchant_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
+/// A payment's history, oldest first.
+pub async fn history(conn: &mut Conn, payment_id: &str) -> StoreResult<Vec<HistoryEntry>> {
+    let rows = sqlx::query(
+        "SELECT from_state, to_state, at, reason FROM payment_history WHERE payment_id = $1 ORDER BY seq",
+    )
+    .bind(payment_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            let from: Option<String> = col(r, "from_state")?;
+            Ok(HistoryEntry {
+                from: from
+                    .map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("state {s}"))))
+                    .transpose()?,
+                to: parse_col(r, "to_state")?,
+                at: Timestamp(col(r, "at")?),
+                reason: col(r, "reason")?,
+            })
+        })
+        .collect()
+}
+
+/// A page of a merchant's payments, newest first, ties broken by id descending.
+pub struct ListQuery<'a> {
+    /// Owner.
+    pub merchant_id: &'a str,
+    /// Only this state.
+    pub state: Option<PaymentState>,
+    /// Start after this `(created_at, payment_id)` position.
+    pub after: Option<(Timestamp, String)>,
+    /// Page size (one extra row is read to know whether more exist).
+    pub limit: i64,
+}
+
+/// Lists payments for a [`ListQuery`]; returns up to `limit + 1` rows.
+pub async fn list(conn: &mut Conn, q: &ListQuery<'_>) -> StoreResult<Vec<PaymentRecord>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM payments WHERE merchant_id = $1");
+    let mut n = 1;
+    if q.state.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND state = ${n}"));
+    }
+    if q.after.is_some() {
+        sql.push_str(&format!(
+            " AND (created_at < ${a} OR (created_at = ${a} AND payment_id < ${b}))",
+            a = n + 1,
+            b = n + 2
+        ));
+        n += 2;
+    }
+    sql.push_str(&format!(" ORDER BY created_at DESC, payment_id DESC LIMIT ${}", n + 1));
+    let mut query = sqlx::query(dynamic(sql)).bind(q.merchant_id);
+    if let Some(s) = q.state {
+        query = query.bind(s.as_str());
+    }
+    if let Some((at, id)) = &q.after {
+        query = query.bind(at.millis()).bind(id.clone());
+    }
+    let rows = query.bind(q.limit + 1).fetch_all(&mut *conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Payment counts per state (for metrics and the dashboard).
+pub async fn count_by_state(conn: &mut Conn) -> StoreResult<Vec<(PaymentState, i64)>> {
+    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM payments GROUP BY state")
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|r| Ok((parse_col(r, "state")?, col(r, "n")?)))
+        .collect()
+}
+
+fn leg(r: &AnyRow, side: Side) -> StoreResult<Option<Leg>> {
+    let c = side.columns();
+    let reference: Option<String> = col(r, c[1])?;
+    let Some(reference) = reference else { return Ok(None) };
+    let status: Option<String> = col(r, c[2])?;
+    let status = status.as_deref().and_then(LegStatus::parse).ok_or_else(|| {
+        StoreError::Corrupt(format!("{}: bad leg status", c[2]))
+    })?;
+    Ok(Some(Leg {
+        provider: col::<Option<String>>(r, c[0])?.unwrap_or_default(),
+        reference,
+        status,
+        amount: col::<Option<i64>>(r, c[3])?.unwrap_or_default(),
+    }))
+}
+
+fn opt_decimal(r: &AnyRow, name: &str) -> StoreResult<Option<Decimal>> {
+    let s: Option<String> = col(r, name)?;
+    s.map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("{name}: {s}"))))
+        .transpose()
+}
+
+fn from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {
+    let metadata: String = col(r, "metadata")?;
+    let code: Option<String> = col(r, "failure_code")?;
+    let message: Option<String> = col(r, "failure_message")?;
+    Ok(PaymentRecord {
+        payment_id: col(r, "payment_id")?,
+        merchant_id: col(r, "merchant_id")?,
+        quote_id: col(r, "quote_id")?,
+        state: parse_col(r, "state")?,
+        version: col(r, "version")?,
+        amount: col(r, "amount")?,
+        currency: parse_col(r, "currency")?,
+        payout_amount: col(r, "payout_amount")?,
+        payout_currency: parse_col(r, "payout_currency")?,
+        exchange_rate: parse_col(r, "exchange_rate")?,
+        mid_rate: parse_col(r, "mid_rate")?,
+        fees: FeeBreakdown {
+            platform: col(r, "platform_fee")?,
+            onramp: col(r, "onramp_fee")?,
+            offramp: col(r, "offramp_fee")?,
+        },
+        total_fees: col(r, "total_fees")?,
+        source_account: col(r, "source_account")?,
+        destination_account: col(r, "destination_account")?,
+        metadata: serde_json::from_str(&metadata)
+            .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?,
+        created_at: Timestamp(col(r, "created_at")?),
+        updated_at: Timestamp(col(r, "updated_at")?),
+        state_since: Timestamp(col(r, "state_since")?),
+        completed_at: col::<Option<i64>>(r, "completed_at")?.map(Timestamp),
+        onramp_claimed_at: col::<Option<i64>>(r, "onramp_claimed_at")?.map(Timestamp),
+        failure: code.map(|c| (c, message.unwrap_or_default())),
+        onramp: leg(r, Side::Onramp)?,
+        offramp: leg(r, Side::Offramp)?,
+        executed_rate: opt_decimal(r, "executed_rate")?,
+        reversal_reference: col(r, "reversal_reference")?,
+        refund_amount: col(r, "refund_amount")?,
+    })
+}

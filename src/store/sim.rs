@@ -1,0 +1,120 @@
+//! The provider simulator's own records. They live in the database so that a restart loses
+//! no transfer (the seed system's in-memory mocks did), and the unique `(payment_id, leg)`
+//! makes provider-side idempotency a property of the schema.
+
+use sqlx::any::AnyRow;
+
+use super::{dynamic, Conn, StoreResult, col};
+use crate::domain::Timestamp;
+
+/// A simulated transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimTransfer {
+    /// Provider reference.
+    pub reference: String,
+    /// Simulator name (`sim-onramp`).
+    pub provider: String,
+    /// Payment it belongs to.
+    pub payment_id: String,
+    /// `onramp`, `offramp` or `reversal`.
+    pub leg: String,
+    /// Amount, minor units of `currency`.
+    pub amount: i64,
+    /// Currency code.
+    pub currency: String,
+    /// `COMPLETED` or `FAILED`, as it will settle.
+    pub outcome: String,
+    /// When it settles.
+    pub settle_at: Timestamp,
+    /// How many times it was asked for.
+    pub initiate_calls: i64,
+    /// First ask.
+    pub created_at: Timestamp,
+}
+
+const COLUMNS: &str =
+    "reference, provider, payment_id, leg, amount, currency, outcome, settle_at, initiate_calls, created_at";
+
+/// Creates the transfer for `(payment_id, leg)`, or — when it exists — counts the repeated
+/// ask and returns the existing transfer unchanged.
+pub async fn initiate(conn: &mut Conn, t: &SimTransfer) -> StoreResult<SimTransfer> {
+    let row = sqlx::query(dynamic(format!(
+        "INSERT INTO sim_transfers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) \
+         ON CONFLICT (payment_id, leg) DO UPDATE SET initiate_calls = sim_transfers.initiate_calls + 1 \
+         RETURNING {COLUMNS}"
+    )))
+    .bind(&t.reference)
+    .bind(&t.provider)
+    .bind(&t.payment_id)
+    .bind(&t.leg)
+    .bind(t.amount)
+    .bind(&t.currency)
+    .bind(&t.outcome)
+    .bind(t.settle_at.millis())
+    .bind(t.created_at.millis())
+    .fetch_one(&mut *conn)
+    .await?;
+    from_row(&row)
+}
+
+/// A transfer by provider and reference.
+pub async fn find(conn: &mut Conn, provider: &str, reference: &str) -> StoreResult<Option<SimTransfer>> {
+    let row = sqlx::query(dynamic(format!(
+        "SELECT {COLUMNS} FROM sim_transfers WHERE provider = $1 AND reference = $2"
+    )))
+    .bind(provider)
+    .bind(reference)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
+/// Settles a transfer now with `outcome` (a provider webhook does this). False if unknown.
+pub async fn settle(conn: &mut Conn, reference: &str, outcome: &str, at: Timestamp) -> StoreResult<bool> {
+    let r = sqlx::query("UPDATE sim_transfers SET outcome = $1, settle_at = $2 WHERE reference = $3")
+        .bind(outcome)
+        .bind(at.millis())
+        .bind(reference)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Transfers of one payment (or all, newest first, bounded), oldest first.
+pub async fn list(conn: &mut Conn, payment_id: Option<&str>, limit: i64) -> StoreResult<Vec<SimTransfer>> {
+    let rows = match payment_id {
+        Some(p) => {
+            sqlx::query(dynamic(format!(
+                "SELECT {COLUMNS} FROM sim_transfers WHERE payment_id = $1 ORDER BY created_at, leg LIMIT $2"
+            )))
+            .bind(p)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query(dynamic(format!(
+                "SELECT {COLUMNS} FROM sim_transfers ORDER BY created_at DESC, reference LIMIT $1"
+            )))
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    rows.iter().map(from_row).collect()
+}
+
+fn from_row(r: &AnyRow) -> StoreResult<SimTransfer> {
+    Ok(SimTransfer {
+        reference: col(r, "reference")?,
+        provider: col(r, "provider")?,
+        payment_id: col(r, "payment_id")?,
+        leg: col(r, "leg")?,
+        amount: col(r, "amount")?,
+        currency: col(r, "currency")?,
+        outcome: col(r, "outcome")?,
+        settle_at: Timestamp(col(r, "settle_at")?),
+        initiate_calls: col(r, "initiate_calls")?,
+        created_at: Timestamp(col(r, "created_at")?),
+    })
+}

@@ -1,0 +1,220 @@
+//! Authentication and roles: bearer keys, merchant versus admin routes, creating merchants
+//! and rotating their keys.
+
+use reqwest::Method;
+use reqwest::header::AUTHORIZATION;
+use serde_json::{Value, json};
+
+use crate::errors::{expect_error, expect_status};
+use crate::helpers::*;
+use crate::quotes::assert_prefixed_uuid;
+
+/// Sends `method path` with an optional raw `Authorization` value and an optional JSON body.
+async fn send(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let mut req = app.client.request(method, format!("{}{path}", app.address));
+    if let Some(auth) = authorization {
+        req = req.header(AUTHORIZATION, auth);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    req.send().await.expect("request is sent")
+}
+
+fn quote_body() -> Value {
+    json!({"from_currency": "USD", "to_currency": "EUR", "amount": 100_000})
+}
+
+/// Merchant routes, each with a body when it takes one.
+fn merchant_routes() -> Vec<(Method, String, Option<Value>)> {
+    let some_payment = format!("/v1/payments/pay_{}", uuid::Uuid::new_v4());
+    vec![
+        (Method::GET, "/v1/corridors".into(), None),
+        (Method::GET, "/v1/rates?from=USD&to=EUR".into(), None),
+        (Method::POST, "/v1/quotes".into(), Some(quote_body())),
+        (Method::GET, "/v1/payments".into(), None),
+        (Method::GET, some_payment, None),
+        (
+            Method::POST,
+            "/v1/payments".into(),
+            Some(json!({
+                "amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                "source_account": "user123", "destination_account": "merchant456",
+            })),
+        ),
+        (Method::GET, "/v1/webhook-endpoints".into(), None),
+    ]
+}
+
+/// Admin and sandbox routes, each with a body when it takes one.
+fn admin_routes() -> Vec<(Method, String, Option<Value>)> {
+    let some_payment = format!("pay_{}", uuid::Uuid::new_v4());
+    vec![
+        (
+            Method::POST,
+            "/v1/admin/merchants".into(),
+            Some(json!({"name": "acme"})),
+        ),
+        (Method::GET, "/v1/admin/rates".into(), None),
+        (Method::GET, "/v1/admin/jobs/dead".into(), None),
+        (Method::GET, "/v1/admin/alerts".into(), None),
+        (
+            Method::GET,
+            format!("/v1/sandbox/transfers?payment_id={some_payment}"),
+            None,
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn requests_without_a_bearer_key_return_401_unauthorized() {
+    let app = spawn_app().await;
+    for (method, path, body) in merchant_routes().into_iter().chain(admin_routes()) {
+        let case = format!("{method} {path}");
+        let resp = send(&app, method, &path, None, body).await;
+        expect_error(resp, 401, "UNAUTHORIZED", &case).await;
+    }
+}
+
+#[tokio::test]
+async fn requests_with_an_unknown_or_malformed_key_return_401_unauthorized() {
+    let app = spawn_app().await;
+    let key = &app.merchant_key;
+    let truncated = format!("Bearer {}", &key[..key.len() - 1]);
+    let extended = format!("Bearer {key}x");
+    let no_scheme = key.clone();
+    let basic = format!("Basic {key}");
+    let unknown = format!("Bearer sk_{}", "0".repeat(40));
+    for auth in [
+        truncated.as_str(),
+        extended.as_str(),
+        no_scheme.as_str(),
+        basic.as_str(),
+        unknown.as_str(),
+        "Bearer",
+        "Bearer ",
+        "",
+    ] {
+        let resp = send(&app, Method::GET, "/v1/payments", Some(auth), None).await;
+        expect_error(
+            resp,
+            401,
+            "UNAUTHORIZED",
+            &format!("Authorization: {auth:?}"),
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", app.admin_key);
+    for (method, path, body) in merchant_routes() {
+        let case = format!("admin on {method} {path}");
+        let resp = send(&app, method, &path, Some(&auth), body).await;
+        expect_error(resp, 403, "FORBIDDEN", &case).await;
+    }
+}
+
+#[tokio::test]
+async fn a_merchant_key_on_admin_routes_returns_403_forbidden() {
+    let app = spawn_app().await;
+    let auth = format!("Bearer {}", app.merchant_key);
+    for (method, path, body) in admin_routes() {
+        let case = format!("merchant on {method} {path}");
+        let resp = send(&app, method, &path, Some(&auth), body).await;
+        expect_error(resp, 403, "FORBIDDEN", &case).await;
+    }
+}
+
+#[tokio::test]
+async fn creating_a_merchant_returns_201_with_a_working_key() {
+    let app = spawn_app().await;
+    let resp = app
+        .post(
+            "/v1/admin/merchants",
+            &app.admin_key,
+            json!({"name": "acme"}),
+        )
+        .await;
+    let merchant = expect_status(resp, 201).await;
+    assert_prefixed_uuid(&merchant["merchant_id"], "mer_");
+    assert_eq!(merchant["name"], "acme");
+    let key = merchant["api_key"].as_str().expect("api_key");
+    assert!(key.starts_with("sk_"), "merchant keys are sk_…: {key}");
+    assert_ne!(key, app.merchant_key);
+
+    let page = expect_status(app.get("/v1/payments", key).await, 200).await;
+    assert_eq!(page["data"], json!([]), "a new merchant sees no payments");
+}
+
+#[tokio::test]
+async fn creating_a_merchant_without_a_name_returns_400() {
+    let app = spawn_app().await;
+    let resp = app
+        .post("/v1/admin/merchants", &app.admin_key, json!({}))
+        .await;
+    expect_error(resp, 400, "INVALID_REQUEST", "no name").await;
+}
+
+#[tokio::test]
+async fn rotating_a_merchant_key_revokes_the_old_one_at_once() {
+    let app = spawn_app().await;
+    let resp = app
+        .post(
+            "/v1/admin/merchants",
+            &app.admin_key,
+            json!({"name": "acme"}),
+        )
+        .await;
+    let merchant = expect_status(resp, 201).await;
+    let id = merchant["merchant_id"].as_str().expect("merchant_id");
+    let old = merchant["api_key"].as_str().expect("api_key");
+    let quote = app.quote(old, "EUR", 100_000).await;
+
+    let resp = app
+        .post(
+            &format!("/v1/admin/merchants/{id}/rotate-key"),
+            &app.admin_key,
+            json!({}),
+        )
+        .await;
+    let rotated = expect_status(resp, 200).await;
+    let new = rotated["api_key"].as_str().expect("api_key");
+    assert!(new.starts_with("sk_"), "{new}");
+    assert_ne!(new, old);
+
+    let resp = app.get("/v1/payments", old).await;
+    expect_error(resp, 401, "UNAUTHORIZED", "the old key").await;
+    // The new key belongs to the same merchant: its quotes are still there.
+    let quote_id = quote["quote_id"].as_str().expect("quote_id");
+    let resp = app.get(&format!("/v1/quotes/{quote_id}"), new).await;
+    expect_status(resp, 200).await;
+}
+
+#[tokio::test]
+async fn rotating_the_key_of_an_unknown_merchant_returns_404() {
+    let app = spawn_app().await;
+    let path = format!(
+        "/v1/admin/merchants/mer_{}/rotate-key",
+        uuid::Uuid::new_v4()
+    );
+    let resp = app.post(&path, &app.admin_key, json!({})).await;
+    expect_error(resp, 404, "NOT_FOUND", "unknown merchant").await;
+}
+
+#[tokio::test]
+async fn health_metrics_and_docs_need_no_key() {
+    let app = spawn_app().await;
+    for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
+        let resp = send(&app, Method::GET, path, None, None).await;
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+    }
+}

@@ -1,0 +1,303 @@
+//! The error format and the request-level rejections every route shares: body size, media
+//! type, malformed or unknown JSON, unknown routes and methods, rate limiting.
+//!
+//! Also home of the two response assertions the other test modules use, so that every
+//! error any test sees is checked against the one documented shape.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Reads `resp`, asserts its status is `status`, and returns the JSON body.
+pub async fn expect_status(resp: reqwest::Response, status: u16) -> Value {
+    let actual = resp.status().as_u16();
+    let text = resp.text().await.expect("response body is readable");
+    assert_eq!(actual, status, "unexpected status; body: {text}");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("body is not JSON ({e}): {text}"))
+}
+
+/// Asserts `resp` is an error in the documented format (`error` and `message` strings,
+/// `field` a string when present) with this status, and returns the body.
+pub async fn expect_error_format(resp: reqwest::Response, status: u16, case: &str) -> Value {
+    let actual = resp.status().as_u16();
+    let text = resp.text().await.expect("response body is readable");
+    assert_eq!(actual, status, "{case}: unexpected status; body: {text}");
+    let body: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{case}: error body is not JSON ({e}): {text}"));
+    assert!(
+        body["error"].as_str().is_some_and(|c| !c.is_empty()),
+        "{case}: `error` must be a non-empty string: {text}"
+    );
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{case}: `message` must be a non-empty string: {text}"
+    );
+    if let Some(field) = body.get("field") {
+        assert!(
+            field.is_string() || field.is_null(),
+            "{case}: `field` must be a string: {text}"
+        );
+    }
+    body
+}
+
+/// Asserts `resp` is the documented error `code` with `status`, and returns the body.
+pub async fn expect_error(resp: reqwest::Response, status: u16, code: &str, case: &str) -> Value {
+    let body = expect_error_format(resp, status, case).await;
+    assert_eq!(
+        body["error"], code,
+        "{case}: wrong error code; body: {body}"
+    );
+    body
+}
+
+/// Sends `body` as is, with the given `Content-Type` (none when `None`) and the merchant key.
+async fn send_raw(
+    app: &TestApp,
+    path: &str,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> reqwest::Response {
+    let mut req = app
+        .client
+        .post(format!("{}{path}", app.address))
+        .bearer_auth(&app.merchant_key)
+        .body(body);
+    if let Some(ct) = content_type {
+        req = req.header(CONTENT_TYPE, ct);
+    }
+    req.send().await.expect("request is sent")
+}
+
+/// A JSON object of exactly `len` bytes: `{"padding":"xxx…"}`.
+fn json_of_len(len: usize) -> String {
+    let overhead = r#"{"padding":""}"#.len();
+    format!(r#"{{"padding":"{}"}}"#, "x".repeat(len - overhead))
+}
+
+#[tokio::test]
+async fn a_body_over_64_kib_returns_413_payload_too_large() {
+    let app = spawn_app().await;
+    let body = json_of_len(64 * 1024 + 1);
+    assert_eq!(body.len(), 65_537);
+    let resp = send_raw(&app, "/v1/quotes", Some("application/json"), body).await;
+    expect_error(resp, 413, "PAYLOAD_TOO_LARGE", "64 KiB + 1 byte").await;
+
+    let big = json!({
+        "from_currency": "USD", "to_currency": "EUR", "amount": 100_000,
+        "padding": "x".repeat(200 * 1024),
+    });
+    let resp = app.post("/v1/payments", &app.merchant_key, big).await;
+    expect_error(resp, 413, "PAYLOAD_TOO_LARGE", "200 KiB payment").await;
+}
+
+#[tokio::test]
+async fn a_body_of_exactly_64_kib_is_not_refused_for_its_size() {
+    let app = spawn_app().await;
+    let body = json_of_len(64 * 1024);
+    // The body is well within the limit; what remains wrong with it is the unknown field.
+    let resp = send_raw(&app, "/v1/quotes", Some("application/json"), body).await;
+    expect_error(resp, 400, "INVALID_REQUEST", "exactly 64 KiB").await;
+}
+
+#[tokio::test]
+async fn a_body_without_a_json_content_type_returns_415() {
+    let app = spawn_app().await;
+    let body = json!({"from_currency": "USD", "to_currency": "EUR", "amount": 100_000}).to_string();
+    for (case, ct) in [
+        ("no Content-Type", None),
+        ("text/plain", Some("text/plain")),
+        ("form", Some("application/x-www-form-urlencoded")),
+    ] {
+        let resp = send_raw(&app, "/v1/quotes", ct, body.clone()).await;
+        expect_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE", case).await;
+    }
+}
+
+#[tokio::test]
+async fn a_json_content_type_with_a_charset_is_accepted() {
+    let app = spawn_app().await;
+    let body = json!({"from_currency": "USD", "to_currency": "EUR", "amount": 100_000}).to_string();
+    let resp = send_raw(
+        &app,
+        "/v1/quotes",
+        Some("application/json; charset=utf-8"),
+        body,
+    )
+    .await;
+    let quote = expect_status(resp, 200).await;
+    assert_eq!(quote["status"], "ACTIVE");
+}
+
+#[tokio::test]
+async fn an_unknown_field_returns_400_invalid_request() {
+    let app = spawn_app().await;
+    let resp = app
+        .post(
+            "/v1/quotes",
+            &app.merchant_key,
+            json!({"from_currency": "USD", "to_currency": "EUR", "amount": 100_000, "note": "x"}),
+        )
+        .await;
+    expect_error(resp, 400, "INVALID_REQUEST", "unknown field on a quote").await;
+
+    let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
+    let resp = app
+        .post(
+            "/v1/payments",
+            &app.merchant_key,
+            json!({
+                "quote_id": quote["quote_id"],
+                "source_account": "user123",
+                "destination_account": "merchant456",
+                "callback_url": "https://example.com",
+            }),
+        )
+        .await;
+    expect_error(resp, 400, "INVALID_REQUEST", "unknown field on a payment").await;
+}
+
+#[tokio::test]
+async fn a_field_of_the_wrong_type_returns_400_invalid_request() {
+    let app = spawn_app().await;
+    let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
+    let resp = app
+        .post(
+            "/v1/payments",
+            &app.merchant_key,
+            json!({
+                "quote_id": quote["quote_id"],
+                "source_account": 12345,
+                "destination_account": "merchant456",
+            }),
+        )
+        .await;
+    expect_error(resp, 400, "INVALID_REQUEST", "numeric source_account").await;
+}
+
+#[tokio::test]
+async fn malformed_json_returns_400_invalid_request() {
+    let app = spawn_app().await;
+    for (case, body) in [
+        ("truncated", r#"{"from_currency": "USD", "to_currency":"#),
+        ("not JSON", "amount=100000"),
+        ("empty", ""),
+        ("an array", "[]"),
+        ("null", "null"),
+        (
+            "trailing garbage",
+            r#"{"from_currency":"USD","to_currency":"EUR","amount":100000}x"#,
+        ),
+    ] {
+        let resp = send_raw(&app, "/v1/quotes", Some("application/json"), body).await;
+        expect_error(resp, 400, "INVALID_REQUEST", case).await;
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_route_returns_404_in_the_error_format() {
+    let app = spawn_app().await;
+    let resp = app.get("/v1/no-such-route", &app.merchant_key).await;
+    expect_error(resp, 404, "NOT_FOUND", "unknown /v1 route").await;
+
+    let resp = app
+        .client
+        .get(format!("{}/no-such-page", app.address))
+        .send()
+        .await
+        .expect("request is sent");
+    expect_error(resp, 404, "NOT_FOUND", "unknown top-level route").await;
+}
+
+#[tokio::test]
+async fn a_method_the_route_does_not_allow_returns_405_in_the_error_format() {
+    let app = spawn_app().await;
+    let resp = app
+        .client
+        .request(Method::DELETE, format!("{}/v1/quotes", app.address))
+        .bearer_auth(&app.merchant_key)
+        .send()
+        .await
+        .expect("request is sent");
+    expect_error_format(resp, 405, "DELETE /v1/quotes").await;
+}
+
+#[tokio::test]
+async fn error_responses_are_served_as_json() {
+    let app = spawn_app().await;
+    let unauthenticated = app
+        .client
+        .get(format!("{}/v1/payments", app.address))
+        .send()
+        .await
+        .expect("request is sent");
+    let unknown = app.get("/v1/no-such-route", &app.merchant_key).await;
+    let unsupported = send_raw(&app, "/v1/quotes", None, "{}").await;
+    let malformed = send_raw(&app, "/v1/quotes", Some("application/json"), "{").await;
+    let too_large = send_raw(
+        &app,
+        "/v1/quotes",
+        Some("application/json"),
+        json_of_len(100 * 1024),
+    )
+    .await;
+    for (case, resp) in [
+        ("401", unauthenticated),
+        ("404", unknown),
+        ("415", unsupported),
+        ("400", malformed),
+        ("413", too_large),
+    ] {
+        let ct = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            ct.starts_with("application/json"),
+            "{case}: Content-Type is `{ct}`, not application/json"
+        );
+        let status = resp.status().as_u16();
+        expect_error_format(resp, status, case).await;
+    }
+}
+
+#[tokio::test]
+async fn exceeding_the_rate_limit_returns_429_with_retry_after() {
+    let app = spawn_app_with(|c| {
+        c.rate_limit = corridor::config::RateLimit {
+            requests: 3,
+            per: Duration::from_secs(60),
+        };
+    })
+    .await;
+    for i in 0..3 {
+        let resp = app.get("/v1/corridors", &app.merchant_key).await;
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "request {i} is within the limit"
+        );
+    }
+    let resp = app.get("/v1/corridors", &app.merchant_key).await;
+    let retry_after = resp
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    expect_error(resp, 429, "RATE_LIMITED", "fourth request in a minute").await;
+    let secs: u64 = retry_after
+        .as_deref()
+        .expect("a 429 carries Retry-After")
+        .parse()
+        .expect("Retry-After is whole seconds");
+    assert!(
+        (1..=60).contains(&secs),
+        "Retry-After {secs}s is not within the 60 s period"
+    );
+}

@@ -1,0 +1,294 @@
+//! Health, readiness, metrics, the OpenAPI document, the docs page, and `X-Request-Id`.
+
+use serde_json::json;
+
+use crate::errors::{expect_error, expect_status};
+use crate::helpers::*;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// `GET path` without credentials.
+async fn get_public(app: &TestApp, path: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.address))
+        .send()
+        .await
+        .expect("request is sent")
+}
+
+/// The `X-Request-Id` a response carries, asserting it has one.
+fn request_id(resp: &reqwest::Response) -> String {
+    let value = resp
+        .headers()
+        .get(REQUEST_ID)
+        .unwrap_or_else(|| panic!("{} {} has no X-Request-Id", resp.status(), resp.url()));
+    let id = value.to_str().expect("X-Request-Id is visible ASCII");
+    assert!(
+        (1..=128).contains(&id.len()),
+        "X-Request-Id `{id}` is not 1–128 characters"
+    );
+    id.to_owned()
+}
+
+/// `GET path` with an `X-Request-Id` header.
+async fn get_with_request_id(app: &TestApp, path: &str, id: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}{path}", app.address))
+        .bearer_auth(&app.merchant_key)
+        .header(REQUEST_ID, id)
+        .send()
+        .await
+        .expect("request is sent")
+}
+
+/// The `src`/`href` of every asset-loading tag (`script`, `link`, `img`, `iframe`, `source`)
+/// in an HTML page.
+fn asset_urls(html: &str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for tag in html.split('<').skip(1) {
+        let tag = tag.split('>').next().unwrap_or_default();
+        let name = tag
+            .split(|c: char| c.is_ascii_whitespace() || c == '/')
+            .next()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        if !["script", "link", "img", "iframe", "source"].contains(&name.as_str()) {
+            continue;
+        }
+        for attr in ["src=", "href="] {
+            let lower = tag.to_ascii_lowercase();
+            let Some(at) = lower.find(attr) else { continue };
+            let rest = &tag[at + attr.len()..];
+            let value = match rest.chars().next() {
+                Some(q @ ('"' | '\'')) => rest[1..].split(q).next().unwrap_or_default(),
+                _ => rest.split_ascii_whitespace().next().unwrap_or_default(),
+            };
+            urls.push(value.to_owned());
+        }
+    }
+    urls
+}
+
+#[tokio::test]
+async fn healthz_returns_exactly_status_ok() {
+    let app = spawn_app().await;
+    let resp = get_public(&app, "/healthz").await;
+    let body = expect_status(resp, 200).await;
+    assert_eq!(body, json!({"status": "ok"}));
+}
+
+#[tokio::test]
+async fn readyz_returns_200_while_the_database_answers() {
+    let app = spawn_app().await;
+    let resp = get_public(&app, "/readyz").await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_template_never_by_id() {
+    let app = spawn_app().await;
+    let payment = app
+        .pay(
+            &app.merchant_key,
+            json!({
+                "amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                "source_account": "user123", "destination_account": "merchant456",
+            }),
+        )
+        .await;
+    let payment_id = payment["payment_id"].as_str().expect("payment_id");
+    let quote_id = payment["quote_id"].as_str().expect("quote_id");
+    let resp = app
+        .get(&format!("/v1/payments/{payment_id}"), &app.merchant_key)
+        .await;
+    assert_eq!(resp.status().as_u16(), 200);
+
+    let resp = get_public(&app, "/metrics").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = resp.text().await.expect("metrics body");
+    let counted = text.lines().any(|l| {
+        l.starts_with("corridor_http_requests_total{")
+            && l.contains(r#"method="GET""#)
+            && l.contains(r#"route="/v1/payments/{"#)
+            && l.contains(r#"status="200""#)
+    });
+    assert!(
+        counted,
+        "no corridor_http_requests_total line for GET /v1/payments/{{id}} 200:\n{text}"
+    );
+    for id in [payment_id, quote_id] {
+        let uuid = id.split_once('_').map_or(id, |(_, u)| u);
+        assert!(!text.contains(uuid), "metrics leak the id {id}:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_do_not_echo_paths_that_match_no_route() {
+    let app = spawn_app().await;
+    let resp = app
+        .get("/v1/nothing-here-SECRET4711", &app.merchant_key)
+        .await;
+    assert_eq!(resp.status().as_u16(), 404);
+    let text = get_public(&app, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(text.contains("corridor_http_requests_total"), "{text}");
+    assert!(
+        !text.contains("SECRET4711"),
+        "an unmatched path became a label:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn metrics_expose_request_duration_as_a_histogram() {
+    let app = spawn_app().await;
+    let resp = app.get("/v1/corridors", &app.merchant_key).await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let text = get_public(&app, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("corridor_http_request_duration_seconds_bucket{")),
+        "corridor_http_request_duration_seconds is not a histogram:\n{text}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_json_is_openapi_3_and_lists_quotes_and_payments() {
+    let app = spawn_app().await;
+    let doc = expect_status(get_public(&app, "/openapi.json").await, 200).await;
+    let version = doc["openapi"].as_str().expect("`openapi` version string");
+    assert!(version.starts_with("3."), "OpenAPI version {version}");
+    let paths = doc["paths"].as_object().expect("`paths` object");
+    for path in ["/v1/quotes", "/v1/payments"] {
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from {:?}",
+            paths.keys()
+        );
+    }
+    for prefix in ["/v1/quotes/{", "/v1/payments/{"] {
+        assert!(
+            paths.keys().any(|p| p.starts_with(prefix)),
+            "no {prefix}…}} path in {:?}",
+            paths.keys()
+        );
+    }
+}
+
+#[tokio::test]
+async fn docs_page_renders_from_locally_served_assets() {
+    let app = spawn_app().await;
+    let resp = get_public(&app, "/docs").await;
+    assert_eq!(resp.status().as_u16(), 200);
+    let page_url = resp.url().clone();
+    let ct = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(ct.starts_with("text/html"), "Content-Type {ct}");
+    let html = resp.text().await.expect("docs body");
+    assert!(html.to_ascii_lowercase().contains("<html"), "{html}");
+
+    let assets = asset_urls(&html);
+    assert!(!assets.is_empty(), "the docs page loads no assets: {html}");
+    for asset in assets {
+        let lower = asset.to_ascii_lowercase();
+        if lower.starts_with("data:") || lower.starts_with('#') {
+            continue;
+        }
+        assert!(
+            !lower.starts_with("http:") && !lower.starts_with("https:") && !lower.starts_with("//"),
+            "the docs page loads `{asset}` from elsewhere"
+        );
+        let url = page_url.join(&asset).expect("asset URL resolves");
+        let resp = app.client.get(url.clone()).send().await.expect("asset");
+        assert_eq!(resp.status().as_u16(), 200, "asset {url}");
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_that_is_sent_is_echoed() {
+    let app = spawn_app().await;
+    let max = "r".repeat(128);
+    for id in ["req-42", "a_b.c:d~e!f@1/2+3=4", "X", max.as_str()] {
+        let resp = get_with_request_id(&app, "/v1/corridors", id).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(request_id(&resp), id);
+    }
+    let resp = app
+        .client
+        .get(format!("{}/healthz", app.address))
+        .header(REQUEST_ID, "health-check-1")
+        .send()
+        .await
+        .expect("request is sent");
+    assert_eq!(request_id(&resp), "health-check-1");
+}
+
+#[tokio::test]
+async fn a_request_id_is_generated_when_none_is_sent() {
+    let app = spawn_app().await;
+    let first = request_id(&app.get("/v1/corridors", &app.merchant_key).await);
+    let second = request_id(&app.get("/v1/corridors", &app.merchant_key).await);
+    let health = request_id(&get_public(&app, "/healthz").await);
+    assert_ne!(first, second, "generated request ids repeat");
+    assert_ne!(second, health, "generated request ids repeat");
+}
+
+#[tokio::test]
+async fn an_overlong_or_invisible_request_id_is_replaced_by_a_generated_one() {
+    let app = spawn_app().await;
+    let long = "r".repeat(129);
+    for sent in [long.as_str(), "has space", "tab\there"] {
+        let resp = get_with_request_id(&app, "/v1/corridors", sent).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let id = request_id(&resp);
+        assert_ne!(id, sent, "an invalid X-Request-Id was echoed");
+        assert!(
+            id.bytes().all(|b| b.is_ascii_graphic()),
+            "generated X-Request-Id `{id}` is not visible ASCII"
+        );
+    }
+}
+
+#[tokio::test]
+async fn error_responses_carry_a_request_id() {
+    let app = spawn_app().await;
+
+    let resp = app
+        .client
+        .get(format!("{}/v1/payments", app.address))
+        .header(REQUEST_ID, "err-401")
+        .send()
+        .await
+        .expect("request is sent");
+    assert_eq!(request_id(&resp), "err-401");
+    expect_error(resp, 401, "UNAUTHORIZED", "no key").await;
+
+    let unknown = format!("/v1/payments/pay_{}", uuid::Uuid::new_v4());
+    let resp = get_with_request_id(&app, &unknown, "err-404").await;
+    assert_eq!(request_id(&resp), "err-404");
+    expect_error(resp, 404, "NOT_FOUND", "unknown payment").await;
+
+    let resp = app
+        .post(
+            "/v1/quotes",
+            &app.merchant_key,
+            json!({"from_currency": "USD", "to_currency": "EUR", "amount": -1}),
+        )
+        .await;
+    request_id(&resp);
+    expect_error(resp, 400, "INVALID_REQUEST", "negative amount").await;
+
+    let resp = get_public(&app, "/no-such-page").await;
+    request_id(&resp);
+    assert_eq!(resp.status().as_u16(), 404);
+}

@@ -1,0 +1,268 @@
+//! The payment state machine end to end, with workers and the fast in-process simulator:
+//! the happy path, onramp failure, offramp failure with refund, and the simulator's record
+//! that no leg ever moved money twice.
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use crate::errors::{expect_error, expect_status};
+use crate::helpers::*;
+use crate::quotes::instant;
+
+const TERMINAL: &[&str] = &["COMPLETED", "FAILED", "CANCELLED", "REFUNDED"];
+
+fn body(quote: &Value, source: &str, destination: &str) -> Value {
+    json!({
+        "quote_id": quote["quote_id"],
+        "source_account": source,
+        "destination_account": destination,
+    })
+}
+
+/// Pays a fresh 100000 USD quote to `to` and waits until the payment is terminal.
+async fn run_payment(app: &TestApp, to: &str, source: &str, destination: &str) -> (Value, Value) {
+    let quote = app.quote(&app.merchant_key, to, 100_000).await;
+    let created = app
+        .pay(&app.merchant_key, body(&quote, source, destination))
+        .await;
+    let id = created["payment_id"].as_str().expect("payment_id");
+    let payment = app.wait_for_status(&app.merchant_key, id, TERMINAL).await;
+    (quote, payment)
+}
+
+/// The states a payment entered, in order.
+fn states(payment: &Value) -> Vec<String> {
+    payment["history"]
+        .as_array()
+        .expect("history array")
+        .iter()
+        .map(|h| h["to"].as_str().expect("history `to`").to_owned())
+        .collect()
+}
+
+/// Each history entry starts where the previous one ended, at a time no earlier.
+fn assert_history_is_a_chain(payment: &Value) {
+    let history = payment["history"].as_array().expect("history array");
+    assert_eq!(history[0].get("from"), Some(&Value::Null), "{payment}");
+    for pair in history.windows(2) {
+        assert_eq!(
+            pair[1]["from"], pair[0]["to"],
+            "history is not a chain: {payment}"
+        );
+        assert!(
+            instant(&pair[1]["at"]) >= instant(&pair[0]["at"]),
+            "history goes back in time: {payment}"
+        );
+        assert!(pair[1]["reason"].is_string(), "{payment}");
+    }
+}
+
+/// The simulator's transfers for a payment, as the admin sees them.
+async fn transfers(app: &TestApp, payment_id: &str) -> Vec<Value> {
+    let resp = app
+        .get(
+            &format!("/v1/sandbox/transfers?payment_id={payment_id}"),
+            &app.admin_key,
+        )
+        .await;
+    let body = expect_status(resp, 200).await;
+    let data = body["data"].as_array().expect("`data` array").clone();
+    for t in &data {
+        assert_eq!(t["payment_id"], payment_id, "{t}");
+        assert!(
+            t["initiate_calls"].as_i64().is_some_and(|n| n >= 1),
+            "initiate_calls: {t}"
+        );
+    }
+    data
+}
+
+/// The `leg` names of the transfers, sorted.
+fn leg_names(transfers: &[Value]) -> Vec<String> {
+    let mut legs: Vec<String> = transfers
+        .iter()
+        .map(|t| t["leg"].as_str().expect("leg").to_owned())
+        .collect();
+    legs.sort();
+    legs
+}
+
+#[tokio::test]
+async fn a_payment_completes_through_every_state_in_order() {
+    let app = spawn_app().await;
+    let (quote, p) = run_payment(&app, "EUR", "user123", "merchant456").await;
+    assert_eq!(p["status"], "COMPLETED", "{p}");
+    assert_eq!(
+        states(&p),
+        [
+            "PENDING",
+            "ONRAMP_PENDING",
+            "ONRAMP_COMPLETE",
+            "OFFRAMP_PENDING",
+            "COMPLETED"
+        ]
+    );
+    assert_history_is_a_chain(&p);
+    instant(&p["completed_at"]);
+    assert_eq!(p.get("failure"), Some(&Value::Null), "{p}");
+    assert_eq!(p["payout_amount"], quote["guaranteed_payout"]);
+}
+
+#[tokio::test]
+async fn a_completed_payment_has_both_legs_settled_for_the_exact_amounts() {
+    let app = spawn_app().await;
+    let (quote, p) = run_payment(&app, "EUR", "user123", "merchant456").await;
+    assert_eq!(p["status"], "COMPLETED", "{p}");
+    let net = 100_000 - quote["fees"]["total_fees"].as_i64().expect("total_fees");
+
+    let onramp = &p["legs"]["onramp"];
+    assert_eq!(onramp["provider"], "sim-onramp", "{p}");
+    assert_eq!(onramp["status"], "COMPLETED", "{p}");
+    assert_eq!(onramp["currency"], "USDC", "{p}");
+    assert_eq!(onramp["amount"], net * 10_000, "micro-USDC at 1:1: {p}");
+    assert!(onramp["reference"].as_str().is_some_and(|r| !r.is_empty()));
+
+    let offramp = &p["legs"]["offramp"];
+    assert_eq!(offramp["provider"], "sim-offramp", "{p}");
+    assert_eq!(offramp["status"], "COMPLETED", "{p}");
+    assert_eq!(offramp["currency"], "EUR", "{p}");
+    assert_eq!(offramp["amount"], p["payout_amount"], "{p}");
+    assert!(offramp["reference"].as_str().is_some_and(|r| !r.is_empty()));
+}
+
+#[tokio::test]
+async fn a_jpy_payment_pays_out_whole_yen() {
+    let app = spawn_app().await;
+    let (quote, p) = run_payment(&app, "JPY", "user123", "merchant456").await;
+    assert_eq!(p["status"], "COMPLETED", "{p}");
+    assert_eq!(p["payout_currency"], "JPY");
+    assert_eq!(p["payout_amount"], quote["guaranteed_payout"]);
+    assert_eq!(p["legs"]["offramp"]["currency"], "JPY");
+    assert_eq!(p["legs"]["offramp"]["amount"], quote["guaranteed_payout"]);
+}
+
+#[tokio::test]
+async fn a_failing_onramp_fails_the_payment_with_onramp_failed() {
+    let app = spawn_app().await;
+    let (_, p) = run_payment(&app, "EUR", "sim_fail_onramp", "merchant456").await;
+    assert_eq!(p["status"], "FAILED", "{p}");
+    assert_eq!(p["failure"]["code"], "ONRAMP_FAILED", "{p}");
+    assert!(p["failure"]["message"].is_string(), "{p}");
+    let entered = states(&p);
+    assert_eq!(entered.first().map(String::as_str), Some("PENDING"));
+    assert_eq!(entered.last().map(String::as_str), Some("FAILED"));
+    assert!(!entered.iter().any(|s| s == "ONRAMP_COMPLETE"), "{p}");
+    assert_history_is_a_chain(&p);
+    assert_eq!(p["legs"]["offramp"], Value::Null, "{p}");
+
+    let id = p["payment_id"].as_str().expect("payment_id");
+    let legs = leg_names(&transfers(&app, id).await);
+    assert!(
+        legs.iter().all(|l| l == "onramp") && legs.len() <= 1,
+        "a failed onramp moves nothing else: {legs:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_offramp_refunds_the_source_less_the_onramp_fee() {
+    let app = spawn_app().await;
+    let (quote, p) = run_payment(&app, "EUR", "user123", "sim_fail_offramp").await;
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    let entered = states(&p);
+    assert_eq!(
+        entered[..3],
+        ["PENDING", "ONRAMP_PENDING", "ONRAMP_COMPLETE"],
+        "{p}"
+    );
+    assert_eq!(
+        entered[entered.len() - 2..],
+        ["REFUND_PENDING", "REFUNDED"],
+        "{p}"
+    );
+    assert_history_is_a_chain(&p);
+    assert_eq!(p["failure"]["code"], "OFFRAMP_FAILED", "{p}");
+    assert!(p["failure"]["message"].is_string(), "{p}");
+
+    let onramp_fee = quote["fees"]["onramp_fee"].as_i64().expect("onramp_fee");
+    assert_eq!(p["refund"]["amount"], 100_000 - onramp_fee, "{p}");
+    assert_eq!(p["refund"]["currency"], "USD", "{p}");
+    assert_eq!(p["legs"]["onramp"]["status"], "REVERSED", "{p}");
+    assert_eq!(p["legs"]["offramp"]["status"], "FAILED", "{p}");
+}
+
+#[tokio::test]
+async fn the_sandbox_shows_one_transfer_per_leg_of_a_completed_payment() {
+    let app = spawn_app().await;
+    let (_, p) = run_payment(&app, "EUR", "user123", "merchant456").await;
+    assert_eq!(p["status"], "COMPLETED", "{p}");
+    let id = p["payment_id"].as_str().expect("payment_id");
+    let data = transfers(&app, id).await;
+    assert_eq!(leg_names(&data), ["offramp", "onramp"]);
+    for t in &data {
+        let leg = t["leg"].as_str().expect("leg");
+        let shown = &p["legs"][leg];
+        assert_eq!(t["reference"], shown["reference"], "{leg}: {t} vs {p}");
+        assert_eq!(t["amount"], shown["amount"], "{leg}: {t} vs {p}");
+        assert_eq!(t["currency"], shown["currency"], "{leg}: {t} vs {p}");
+        instant(&t["created_at"]);
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_shows_at_most_one_transfer_per_leg_of_a_refunded_payment() {
+    let app = spawn_app().await;
+    let (_, p) = run_payment(&app, "EUR", "user123", "sim_fail_offramp").await;
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    let id = p["payment_id"].as_str().expect("payment_id");
+    let legs = leg_names(&transfers(&app, id).await);
+    let mut unique = legs.clone();
+    unique.dedup();
+    assert_eq!(unique, legs, "a leg was transferred twice");
+    for needed in ["onramp", "reversal"] {
+        assert!(
+            legs.iter().any(|l| l == needed),
+            "no {needed} transfer: {legs:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn payments_in_flight_together_each_complete_exactly_once() {
+    let app = spawn_app().await;
+    let quotes = join_all((0..8).map(|_| app.quote(&app.merchant_key, "EUR", 100_000))).await;
+    let created = join_all(
+        quotes
+            .iter()
+            .map(|q| app.pay(&app.merchant_key, body(q, "user123", "merchant456"))),
+    )
+    .await;
+    for c in &created {
+        let id = c["payment_id"].as_str().expect("payment_id");
+        let p = app.wait_for_status(&app.merchant_key, id, TERMINAL).await;
+        assert_eq!(p["status"], "COMPLETED", "{p}");
+        assert_eq!(states(&p).len(), 5, "{p}");
+        assert_eq!(leg_names(&transfers(&app, id).await), ["offramp", "onramp"]);
+    }
+}
+
+#[tokio::test]
+async fn the_sandbox_is_forbidden_to_merchants() {
+    let app = spawn_app().await;
+    let created = app
+        .pay(
+            &app.merchant_key,
+            json!({
+                "amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                "source_account": "user123", "destination_account": "merchant456",
+            }),
+        )
+        .await;
+    let id = created["payment_id"].as_str().expect("payment_id");
+    let resp = app
+        .get(
+            &format!("/v1/sandbox/transfers?payment_id={id}"),
+            &app.merchant_key,
+        )
+        .await;
+    expect_error(resp, 403, "FORBIDDEN", "merchant key on the sandbox").await;
+}
