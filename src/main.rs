@@ -1,1 +1,148 @@
-fn main() {}
+//! The `corridor` command: `serve`, `migrate`, `merchant create`, `bench`.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use corridor::app::Application;
+use corridor::clock::{Clock, SystemClock};
+use corridor::config::{self, Config, LogFormat};
+use corridor::store::{PoolConfig, Store};
+
+/// Corridor: cross-border payments on stablecoin rails.
+#[derive(Debug, Parser)]
+#[command(name = "corridor", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API and run the workers (embedded SQLite by default).
+    Serve(Box<Config>),
+    /// Apply database migrations and exit.
+    Migrate {
+        /// Database to migrate.
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://corridor.db")]
+        database_url: String,
+    },
+    /// Manage merchants.
+    Merchant {
+        #[command(subcommand)]
+        action: MerchantAction,
+    },
+    /// Load-test a running Corridor and print latency and throughput figures.
+    Bench(corridor::bench::BenchArgs),
+}
+
+#[derive(Debug, Subcommand)]
+enum MerchantAction {
+    /// Create a merchant and print its API key once.
+    Create {
+        /// Display name.
+        #[arg(long)]
+        name: String,
+        /// Database to write to.
+        #[arg(long, env = "DATABASE_URL", default_value = "sqlite://corridor.db")]
+        database_url: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let corridors = match config::load_files() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("corridor: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("corridor: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(mut cfg) => {
+                cfg.corridors = corridors;
+                serve(*cfg).await
+            }
+            Command::Migrate { database_url } => {
+                corridor::telemetry::init("info", LogFormat::Text);
+                let store = Store::connect(&database_url, PoolConfig::default()).await?;
+                store.migrate().await?;
+                println!("migrations applied");
+                Ok(())
+            }
+            Command::Merchant {
+                action: MerchantAction::Create { name, database_url },
+            } => {
+                let store = Store::connect(&database_url, PoolConfig::default()).await?;
+                store.migrate().await?;
+                let (id, key) =
+                    corridor::api::admin::create_merchant(&store, &name, SystemClock::new().now()).await?;
+                println!("merchant_id: {id}\napi_key: {key}");
+                Ok(())
+            }
+            Command::Bench(args) => corridor::bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("corridor: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    corridor::telemetry::init(&cfg.log, cfg.log_format);
+    if let Err(e) = cfg.validate() {
+        anyhow::bail!("invalid configuration: {e}");
+    }
+    let app = Application::start(cfg, SystemClock::new()).await?;
+    if let Some(b) = app.bootstrap() {
+        // Keys go to standard output once, never through the log.
+        println!("Corridor first start: keys are shown once, store them now.");
+        if let Some(admin) = &b.admin_key {
+            println!("  admin key:          {admin}");
+        }
+        if !b.merchant_key.is_empty() {
+            println!("  demo merchant:      {}", b.merchant_id);
+            println!("  demo merchant key:  {}", b.merchant_key);
+        }
+    }
+    println!("Corridor listening on http://{}", app.addr());
+    shutdown_signal().await;
+    tracing::info!("shutting down: draining requests and jobs");
+    app.stop();
+    app.wait().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

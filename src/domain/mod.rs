@@ -7,6 +7,7 @@
 pub mod corridor;
 pub mod currency;
 pub mod fees;
+pub mod ledger;
 pub mod money;
 pub mod payment;
 pub mod quote;

@@ -286,3 +286,12 @@ pub async fn count_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult
         .await?;
     col(&row, "n")
 }
+
+/// Removes a payment's unclaimed jobs (the payment became terminal outside a worker).
+pub async fn cancel_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult<u64> {
+    let r = sqlx::query("DELETE FROM jobs WHERE payment_id = $1 AND state = 'ready' AND lease_owner IS NULL")
+        .bind(payment_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected())
+}

@@ -1,0 +1,146 @@
+//! Admin routes (admin key only): merchants, and the simulator's sandbox view.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::{Admin, generate_key, hash_key, key_prefix};
+use super::error::ApiError;
+use super::extract::{ApiJson, ApiQuery};
+use crate::domain::Timestamp;
+use crate::store::merchants::{self, Merchant};
+use crate::store::{Store, StoreResult, sim};
+
+/// Body of `POST /v1/admin/merchants`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateMerchant {
+    /// Display name, 1–100 characters.
+    pub name: Option<String>,
+}
+
+/// A new merchant with its API key (shown only now).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MerchantCreated {
+    /// `mer_<uuid>`.
+    pub merchant_id: String,
+    /// Display name.
+    pub name: String,
+    /// The merchant's API key (`sk_…`); store it, it is not shown again.
+    pub api_key: String,
+}
+
+/// Creates a merchant and its first key; returns `(merchant_id, api_key)`.
+pub async fn create_merchant(store: &Store, name: &str, now: Timestamp) -> StoreResult<(String, String)> {
+    let merchant_id = format!("mer_{}", uuid::Uuid::new_v4());
+    let key = generate_key("sk_");
+    let mut tx = store.begin().await?;
+    merchants::create(
+        &mut tx,
+        &Merchant {
+            merchant_id: merchant_id.clone(),
+            name: name.to_owned(),
+            created_at: now.millis(),
+        },
+        &hash_key(&key),
+        &key_prefix(&key),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((merchant_id, key))
+}
+
+/// `POST /v1/admin/merchants`.
+#[utoipa::path(post, path = "/v1/admin/merchants", tag = "admin", security(("bearer" = [])), request_body = CreateMerchant,
+    responses((status = 201, body = MerchantCreated), (status = 400, body = super::error::ErrorBody),
+        (status = 403, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    _a: Admin,
+    ApiJson(body): ApiJson<CreateMerchant>,
+) -> Result<(StatusCode, Json<MerchantCreated>), ApiError> {
+    let name = body
+        .name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty() && n.chars().count() <= 100 && !n.chars().any(char::is_control))
+        .ok_or_else(|| ApiError::invalid("name", "`name` must be 1 to 100 characters"))?;
+    let (merchant_id, api_key) = create_merchant(&state.store, &name, state.clock.now()).await?;
+    tracing::info!(merchant_id = %merchant_id, "merchant created");
+    Ok((
+        StatusCode::CREATED,
+        Json(MerchantCreated {
+            merchant_id,
+            name,
+            api_key,
+        }),
+    ))
+}
+
+/// Query of the sandbox transfer list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct TransferQuery {
+    /// Only this payment's transfers.
+    pub payment_id: Option<String>,
+}
+
+/// A simulated transfer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferView {
+    /// Provider reference.
+    pub reference: String,
+    /// `onramp`, `offramp` or `reversal`.
+    pub leg: String,
+    /// Payment.
+    pub payment_id: String,
+    /// Amount, minor units.
+    pub amount: i64,
+    /// Currency.
+    pub currency: String,
+    /// `PENDING`, `COMPLETED` or `FAILED`.
+    pub status: String,
+    /// How many times Corridor asked for this transfer.
+    pub initiate_calls: i64,
+    /// First ask.
+    pub created_at: String,
+}
+
+/// A list of transfers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TransferList {
+    /// Transfers.
+    pub data: Vec<TransferView>,
+}
+
+/// `GET /v1/sandbox/transfers`: what the simulator was asked to do.
+#[utoipa::path(get, path = "/v1/sandbox/transfers", tag = "admin", security(("bearer" = [])), params(TransferQuery),
+    responses((status = 200, body = TransferList), (status = 404, body = super::error::ErrorBody)))]
+pub async fn transfers(
+    State(state): State<AppState>,
+    _a: Admin,
+    ApiQuery(q): ApiQuery<TransferQuery>,
+) -> Result<Json<TransferList>, ApiError> {
+    if !state.simulated {
+        return Err(ApiError::not_found("sandbox"));
+    }
+    let now = state.clock.now();
+    let mut conn = state.store.reader().await?;
+    let rows = sim::list(&mut conn, q.payment_id.as_deref(), 1_000).await?;
+    let data = rows
+        .into_iter()
+        .map(|t| TransferView {
+            status: if now < t.settle_at { "PENDING".to_owned() } else { t.outcome.clone() },
+            reference: t.reference,
+            leg: t.leg,
+            payment_id: t.payment_id,
+            amount: t.amount,
+            currency: t.currency,
+            initiate_calls: t.initiate_calls,
+            created_at: t.created_at.to_rfc3339(),
+        })
+        .collect();
+    Ok(Json(TransferList { data }))
+}

@@ -1,0 +1,118 @@
+//! Corridors and current customer rates.
+
+use axum::Json;
+use axum::extract::State;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Merchant;
+use super::error::{ApiError, Code};
+use super::extract::ApiQuery;
+use crate::domain::{Corridor, Currency, FeeSchedule};
+
+/// A corridor as listed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CorridorView {
+    /// Source currency.
+    pub from_currency: String,
+    /// Payout currency.
+    pub to_currency: String,
+    /// Smallest source amount, minor units.
+    pub min_amount: i64,
+    /// Largest source amount, minor units.
+    pub max_amount: i64,
+    /// Fee schedule: per leg, tiers of `flat + percentage`, the first tier whose `up_to` the
+    /// amount is below applies.
+    #[schema(value_type = Object)]
+    pub fees: FeeSchedule,
+}
+
+/// A list of corridors.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CorridorList {
+    /// Corridors.
+    pub data: Vec<CorridorView>,
+}
+
+/// `GET /v1/corridors`.
+#[utoipa::path(get, path = "/v1/corridors", tag = "corridors", security(("bearer" = [])),
+    responses((status = 200, body = CorridorList)))]
+pub async fn list(State(state): State<AppState>, _m: Merchant) -> Json<CorridorList> {
+    let data = state
+        .corridors
+        .all()
+        .iter()
+        .map(|c: &Corridor| CorridorView {
+            from_currency: c.from.code().to_owned(),
+            to_currency: c.to.code().to_owned(),
+            min_amount: c.min_amount,
+            max_amount: c.max_amount,
+            fees: c.fees.clone(),
+        })
+        .collect();
+    Json(CorridorList { data })
+}
+
+/// Query of `GET /v1/rates`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct RateQuery {
+    /// Source currency.
+    pub from: Option<String>,
+    /// Payout currency.
+    pub to: Option<String>,
+}
+
+/// A current customer rate (not locked).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RateView {
+    /// Source currency.
+    pub from_currency: String,
+    /// Payout currency.
+    pub to_currency: String,
+    /// Customer rate, spread included, at most 8 decimals.
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    #[schema(value_type = f64)]
+    pub rate: Decimal,
+    /// When this rate was read.
+    pub as_of: String,
+}
+
+/// Parses a currency parameter into a domain currency, with the API's error.
+pub fn parse_currency(field: &str, value: Option<&str>) -> Result<Currency, ApiError> {
+    let v = value.ok_or_else(|| ApiError::invalid(field, format!("`{field}` is required")))?;
+    v.parse()
+        .map_err(|e: crate::domain::currency::UnknownCurrency| ApiError::invalid(field, e.to_string()))
+}
+
+/// The corridor for a pair, or `UNSUPPORTED_CORRIDOR`.
+pub fn corridor_for(state: &AppState, from: Currency, to: Currency) -> Result<Corridor, ApiError> {
+    state.corridors.find(from, to).cloned().ok_or_else(|| {
+        ApiError::new(
+            Code::UnsupportedCorridor,
+            format!("no corridor from {from} to {to}"),
+        )
+    })
+}
+
+/// `GET /v1/rates?from=USD&to=EUR`.
+#[utoipa::path(get, path = "/v1/rates", tag = "corridors", security(("bearer" = [])), params(RateQuery),
+    responses((status = 200, body = RateView), (status = 400, body = super::error::ErrorBody)))]
+pub async fn rate(
+    State(state): State<AppState>,
+    _m: Merchant,
+    ApiQuery(q): ApiQuery<RateQuery>,
+) -> Result<Json<RateView>, ApiError> {
+    let from = parse_currency("from", q.from.as_deref())?;
+    let to = parse_currency("to", q.to.as_deref())?;
+    let corridor = corridor_for(&state, from, to)?;
+    let (_, rate) = state.customer_rate(&corridor)?;
+    Ok(Json(RateView {
+        from_currency: from.code().to_owned(),
+        to_currency: to.code().to_owned(),
+        rate,
+        as_of: state.clock.now().to_rfc3339(),
+    }))
+}

@@ -1,0 +1,102 @@
+//! Request extractors that speak the error format: JSON bodies (content type, size limit,
+//! unknown fields refused, the offending field named) and query strings.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, Code};
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// A JSON request body kept as raw bytes (for idempotency hashing) after its content type
+/// and size were checked.
+pub struct JsonBytes(pub Bytes);
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            let m = m.trim().to_ascii_lowercase();
+            m == "application/json" || (m.starts_with("application/") && m.ends_with("+json"))
+        })
+}
+
+impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::new(
+                Code::UnsupportedMediaType,
+                "request bodies must be sent with Content-Type: application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(Code::PayloadTooLarge, "request body exceeds 64 KiB")
+            } else {
+                ApiError::new(Code::InvalidRequest, "could not read the request body")
+            }
+        })?;
+        Ok(JsonBytes(bytes))
+    }
+}
+
+impl JsonBytes {
+    /// Parses into `T`, naming the field at fault.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        parse_json(&self.0)
+    }
+}
+
+/// Parses JSON into `T`, naming the field at fault in the error.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        // serde_json appends " at line X column Y"; the field name is more useful.
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_owned();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(Code::InvalidRequest, "request body is not valid JSON")
+        } else if path.is_empty() || path == "." {
+            ApiError::new(Code::InvalidRequest, format!("invalid request body: {msg}"))
+        } else {
+            ApiError::invalid(&path, format!("invalid `{path}`: {msg}"))
+        }
+    })
+}
+
+/// A JSON body parsed into `T` (deny unknown fields on `T` to refuse them).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let raw = JsonBytes::from_request(req, state).await?;
+        raw.parse().map(ApiJson)
+    }
+}
+
+/// A query string parsed into `T`, with errors in the API format.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        serde_urlencoded::from_str(q)
+            .map(ApiQuery)
+            .map_err(|e| ApiError::new(Code::InvalidRequest, format!("invalid query string: {e}")))
+    }
+}

@@ -1,0 +1,73 @@
+//! Prometheus metrics: the recorder, HTTP request metrics by route template (never ids), and
+//! the `/metrics` endpoint, which refreshes database-derived gauges on each scrape.
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use super::AppState;
+use super::error::ApiError;
+use crate::domain::PaymentState;
+use crate::store::{jobs, payments};
+
+/// The process-wide recorder (installed once, shared by every app in the process).
+pub fn handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    Matcher::Suffix("duration_seconds".into()),
+                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                )
+                .expect("static bucket list is non-empty");
+            match builder.install_recorder() {
+                Ok(h) => h,
+                // Another recorder is installed (embedding application): render our own.
+                Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            }
+        })
+        .clone()
+}
+
+/// Middleware: counts requests and records latency by method, route template and status.
+pub async fn track(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("corridor_http_requests_total", &labels).increment(1);
+    metrics::histogram!("corridor_http_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    resp
+}
+
+/// `GET /metrics`: Prometheus text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let now = state.clock.now();
+    let mut conn = state.store.reader().await?;
+    let counts = payments::count_by_state(&mut conn).await?;
+    for s in PaymentState::ALL {
+        let n = counts.iter().find(|(st, _)| *st == s).map_or(0, |(_, n)| *n);
+        metrics::gauge!("corridor_payments", "state" => s.as_str()).set(n as f64);
+    }
+    let q = jobs::stats(&mut conn, now).await?;
+    metrics::gauge!("corridor_jobs_ready").set(q.ready as f64);
+    metrics::gauge!("corridor_jobs_scheduled").set(q.scheduled as f64);
+    metrics::gauge!("corridor_jobs_dead").set(q.dead as f64);
+    metrics::gauge!("corridor_jobs_oldest_due_age_seconds").set(q.oldest_due_age_ms as f64 / 1000.0);
+    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()).into_response())
+}

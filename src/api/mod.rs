@@ -1,0 +1,188 @@
+//! The HTTP API (axum): routes, authentication, idempotency, the error format, OpenAPI.
+//!
+//! Handlers parse and authorise, then call the domain for rules and `store` for data; they
+//! never hold SQL. Every response, including the framework's own rejections, carries the
+//! `{"error", "message"}` format and an `X-Request-Id`.
+
+pub mod admin;
+pub mod auth;
+pub mod corridors;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod idempotency;
+pub mod metrics;
+pub mod openapi;
+pub mod payments;
+pub mod quotes;
+pub mod request_id;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use rust_decimal::Decimal;
+use tokio::sync::Notify;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::clock::SharedClock;
+use crate::domain::{Corridor, CorridorTable, RateTable, customer_rate};
+use crate::store::Store;
+use error::{ApiError, Code};
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+/// What [`AppState`] holds.
+pub struct Inner {
+    /// Database.
+    pub store: Store,
+    /// Time.
+    pub clock: SharedClock,
+    /// Offered corridors.
+    pub corridors: CorridorTable,
+    /// Mid rates.
+    pub rates: RateTable,
+    /// Spread on mid rates, basis points.
+    pub spread_bps: u32,
+    /// Quote lock, ms.
+    pub quote_ttl_ms: i64,
+    /// SHA-256 (hex) of the admin key.
+    pub admin_hash: String,
+    /// Wakes this process's workers when a payment is accepted.
+    pub wake: Arc<Notify>,
+    /// Prometheus renderer.
+    pub prometheus: PrometheusHandle,
+    /// Whether the in-process simulator is the provider (enables `/v1/sandbox`).
+    pub simulated: bool,
+    /// Attempts before a job is dead-lettered.
+    pub job_max_attempts: i64,
+    /// Longest time a request may run before it answers 503.
+    pub request_timeout: Duration,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Wraps the state.
+    pub fn new(inner: Inner) -> AppState {
+        AppState(Arc::new(inner))
+    }
+
+    /// Whether `hash` is the admin key's hash (constant-time).
+    pub fn is_admin_hash(&self, hash: &str) -> bool {
+        auth::hashes_equal(hash, &self.admin_hash)
+    }
+
+    /// The lock time in whole seconds.
+    pub fn quote_ttl_secs(&self) -> i64 {
+        self.quote_ttl_ms / 1000
+    }
+
+    /// `(mid, customer rate)` a quote on `corridor` gets now.
+    pub fn customer_rate(&self, corridor: &Corridor) -> Result<(Decimal, Decimal), ApiError> {
+        let mid = self.rates.mid(corridor.from, corridor.to).ok_or_else(|| {
+            ApiError::new(
+                Code::UnsupportedCorridor,
+                format!("no rate is available from {} to {}", corridor.from, corridor.to),
+            )
+        })?;
+        Ok((mid, customer_rate(mid, self.spread_bps)))
+    }
+}
+
+/// The full router.
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/corridors", get(corridors::list))
+        .route("/v1/rates", get(corridors::rate))
+        .route("/v1/quotes", post(quotes::create))
+        .route("/v1/quotes/{quote_id}", get(quotes::get))
+        .route("/v1/payments", post(payments::create).get(payments::list))
+        .route("/v1/payments/{payment_id}", get(payments::get))
+        .route("/v1/payments/{payment_id}/cancel", post(payments::cancel))
+        .route("/v1/admin/merchants", post(admin::create))
+        .route("/v1/sandbox/transfers", get(admin::transfers))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout));
+    Router::new()
+        .merge(v1)
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::render))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
+        .layer(middleware::from_fn(error_format))
+        .layer(middleware::from_fn(metrics::track))
+        .layer(middleware::from_fn(request_id::middleware))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(Code::MethodNotAllowed, "method not allowed on this route")
+}
+
+/// An API request still running after the configured timeout answers 503.
+async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(state.request_timeout, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(Code::Unavailable, "the request timed out, please retry").into_response(),
+    }
+}
+
+/// Rewrites any error response that is not already JSON (a framework rejection, a panic
+/// guard) into the API's error format, so clients see one shape.
+async fn error_format(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        401 => Code::Unauthorized,
+        403 => Code::Forbidden,
+        404 => Code::NotFound,
+        405 => Code::MethodNotAllowed,
+        413 => Code::PayloadTooLarge,
+        415 => Code::UnsupportedMediaType,
+        429 => Code::RateLimited,
+        503 => Code::Unavailable,
+        s if s >= 500 => Code::Internal,
+        _ => Code::InvalidRequest,
+    };
+    let message = match code {
+        Code::Internal => "internal error".to_owned(),
+        _ => status.canonical_reason().unwrap_or("request rejected").to_lowercase(),
+    };
+    let mut out = ApiError::new(code, message).into_response();
+    *out.status_mut() = status;
+    let _ = Body::empty();
+    out
+}

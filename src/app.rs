@@ -1,0 +1,227 @@
+//! Start-up: build the store, providers, engine and HTTP server from a [`Config`], and stop
+//! them gracefully. Tests spawn an [`Application`] on port 0 exactly as `serve` does.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::api::auth::{generate_key, hash_key};
+use crate::api::{self, AppState, Inner};
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, Role};
+use crate::domain::RateTable;
+use crate::engine::{Engine, EngineConfig, janitor};
+use crate::providers::Providers;
+use crate::providers::simulator::{self, SimSettings};
+use crate::store::{PoolConfig, Store, settings};
+
+/// Keys created on the first start against an empty database, to print once.
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    /// The generated admin key (`None` when configured).
+    pub admin_key: Option<String>,
+    /// The demo merchant's id.
+    pub merchant_id: String,
+    /// The demo merchant's key.
+    pub merchant_key: String,
+}
+
+/// A running Corridor: HTTP server and workers.
+pub struct Application {
+    addr: SocketAddr,
+    store: Store,
+    bootstrap: Option<Bootstrap>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<std::io::Result<()>>,
+    engine: Option<JoinHandle<()>>,
+}
+
+/// Why start-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// Database unreachable or migrations failed.
+    #[error("database: {0}")]
+    Store(#[from] crate::store::StoreError),
+    /// Could not bind the listen address.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+}
+
+const ADMIN_HASH_KEY: &str = "admin_key_hash";
+
+/// Creates the admin key (when not configured) and a demo merchant, exactly once per
+/// database: the process whose insert of the bootstrap marker wins does it.
+async fn bootstrap(store: &Store, cfg: &Config, clock: &SharedClock) -> Result<(String, Option<Bootstrap>), StartError> {
+    let now = clock.now();
+    let mut tx = store.begin().await?;
+    let first = settings::insert_if_absent(&mut tx, "bootstrapped_at", &now.millis().to_string()).await?;
+    let mut generated = None;
+    if first && cfg.admin_key.is_none() {
+        let key = generate_key("ck_admin_");
+        settings::put(&mut tx, ADMIN_HASH_KEY, &hash_key(&key)).await?;
+        generated = Some(key);
+    }
+    tx.commit().await?;
+    let admin_hash = match &cfg.admin_key {
+        Some(k) => hash_key(k),
+        None => {
+            let mut conn = store.reader().await?;
+            match settings::get(&mut conn, ADMIN_HASH_KEY).await? {
+                Some(h) => h,
+                None => {
+                    // Bootstrapped earlier with a configured key, now unset: make one.
+                    let key = generate_key("ck_admin_");
+                    let mut tx = store.begin().await?;
+                    settings::put(&mut tx, ADMIN_HASH_KEY, &hash_key(&key)).await?;
+                    tx.commit().await?;
+                    generated = Some(key.clone());
+                    hash_key(&key)
+                }
+            }
+        }
+    };
+    if !first {
+        return Ok((admin_hash, generated.map(|k| Bootstrap { admin_key: Some(k), merchant_id: String::new(), merchant_key: String::new() })));
+    }
+    let (merchant_id, merchant_key) = api::admin::create_merchant(store, "demo", now).await?;
+    Ok((
+        admin_hash,
+        Some(Bootstrap {
+            admin_key: generated,
+            merchant_id,
+            merchant_key,
+        }),
+    ))
+}
+
+impl Application {
+    /// Builds everything and starts serving; returns once the listener is bound.
+    pub async fn start(cfg: Config, clock: Arc<SystemClock>) -> Result<Application, StartError> {
+        cfg.validate().map_err(StartError::Config)?;
+        let corridors = cfg.corridor_table().map_err(StartError::Config)?;
+        let shared: SharedClock = clock.clone();
+        let pool = PoolConfig {
+            max_connections: 8,
+            acquire_timeout: cfg.request_timeout.0.min(Duration::from_secs(3)),
+        };
+        let store = Store::connect(&cfg.database_url, pool).await?;
+        store.migrate().await?;
+        let (admin_hash, boot) = bootstrap(&store, &cfg, &shared).await?;
+        janitor::ensure_scheduled(&store, shared.now()).await?;
+
+        let (onramp, offramp) = simulator::pair(
+            store.clone(),
+            shared.clone(),
+            SimSettings {
+                onramp_delay: (cfg.sim_onramp_delay.min, cfg.sim_onramp_delay.max),
+                offramp_delay: (cfg.sim_offramp_delay.min, cfg.sim_offramp_delay.max),
+                failure_rate: cfg.sim_failure_rate.0,
+            },
+            None,
+        );
+        let providers = Providers { onramp, offramp };
+        let wake = Arc::new(Notify::new());
+        let rates = RateTable::static_default();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+
+        let engine = if cfg.role != Role::Api && cfg.workers > 0 {
+            let engine = Engine::new(
+                store.clone(),
+                shared.clone(),
+                providers,
+                rates.clone(),
+                EngineConfig {
+                    workers: cfg.workers,
+                    lease: cfg.job_lease.0,
+                    poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis()).unwrap_or(i64::MAX),
+                    provider_timeout: cfg.provider_timeout.0,
+                    idle_poll: Duration::from_millis(250),
+                },
+                wake.clone(),
+            );
+            Some(tokio::spawn(engine.run(shutdown_rx.clone())))
+        } else {
+            None
+        };
+
+        let state = AppState::new(Inner {
+            store: store.clone(),
+            clock: shared,
+            corridors,
+            rates,
+            spread_bps: cfg.spread_bps,
+            quote_ttl_ms: i64::try_from(cfg.quote_ttl.0.as_millis()).unwrap_or(60_000),
+            admin_hash,
+            wake,
+            prometheus: api::metrics::handle(),
+            simulated: cfg.onramp_url.is_none() && cfg.offramp_url.is_none(),
+            job_max_attempts: i64::from(cfg.job_max_attempts),
+            request_timeout: cfg.request_timeout.0,
+        });
+        let router = api::router(state);
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|e| StartError::Bind(cfg.listen, e))?;
+        let addr = listener.local_addr().map_err(|e| StartError::Bind(cfg.listen, e))?;
+        let mut rx = shutdown_rx;
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await
+        });
+        tracing::info!(%addr, role = ?cfg.role, "corridor listening");
+        Ok(Application {
+            addr,
+            store,
+            bootstrap: boot,
+            shutdown,
+            server,
+            engine,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Keys created by this start, if it was the first against the database.
+    pub fn bootstrap(&self) -> Option<&Bootstrap> {
+        self.bootstrap.as_ref()
+    }
+
+    /// The store (tests inspect invariants through it).
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Asks everything to stop: the server stops accepting and drains, workers finish their
+    /// current jobs and hand back leases.
+    pub fn stop(&self) {
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Waits until the server and workers have stopped, then closes the database.
+    pub async fn wait(self) {
+        let _ = self.server.await;
+        if let Some(e) = self.engine {
+            let _ = e.await;
+        }
+        self.store.close().await;
+    }
+}
+
+impl From<sqlx::Error> for StartError {
+    fn from(e: sqlx::Error) -> Self {
+        StartError::Store(e.into())
+    }
+}

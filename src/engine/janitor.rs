@@ -1,0 +1,47 @@
+//! Housekeeping as a recurring job: purge quotes unused 24 h past expiry and idempotency
+//! keys older than 24 h. As a queue job it runs on exactly one node at a time.
+
+use super::{Engine, JobError};
+use crate::domain::Timestamp;
+use crate::store::jobs::{self, Job, NewJob};
+use crate::store::{Store, StoreResult, idempotency, quotes, settings};
+
+/// Job kind of the housekeeping job.
+pub const KIND: &str = "janitor";
+const JOB_ID: &str = "janitor";
+const RETENTION_MS: i64 = 24 * 3_600_000;
+const EVERY_MS: i64 = 600_000;
+
+/// Makes sure the (single, fixed-id) housekeeping job exists.
+pub async fn ensure_scheduled(store: &Store, now: Timestamp) -> StoreResult<()> {
+    let mut tx = store.begin().await?;
+    if settings::insert_if_absent(&mut tx, "janitor_scheduled", "1").await? {
+        jobs::enqueue(
+            &mut tx,
+            &NewJob {
+                id: JOB_ID.into(),
+                kind: KIND.into(),
+                payment_id: None,
+                payload: serde_json::json!({}),
+                run_at: now.plus_millis(EVERY_MS),
+                max_attempts: 1_000_000,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Runs one housekeeping pass and schedules the next.
+pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
+    let now = engine.clock.now();
+    let cutoff = Timestamp(now.millis() - RETENTION_MS);
+    let mut tx = engine.store.begin().await?;
+    let q = quotes::purge_unused_before(&mut tx, cutoff).await?;
+    let k = idempotency::purge_before(&mut tx, cutoff).await?;
+    jobs::reschedule(&mut tx, &job.id, now.plus_millis(EVERY_MS), &job.payload).await?;
+    tx.commit().await.map_err(crate::store::StoreError::from)?;
+    tracing::info!(quotes = q, idempotency_keys = k, "housekeeping done");
+    Ok(())
+}

@@ -1,0 +1,205 @@
+//! The workers: claim due jobs from the database queue, run their handlers, and record
+//! the outcome. Any process with workers can run any job; leases and compare-and-set keep
+//! each payment moving exactly once.
+
+pub mod backoff;
+pub mod janitor;
+pub mod steps;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::clock::SharedClock;
+use crate::domain::RateTable;
+use crate::providers::Providers;
+use crate::store::jobs::{self, Job};
+use crate::store::{Store, StoreError};
+
+/// Engine tunables, derived from [`crate::config::Config`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Concurrent handlers.
+    pub workers: usize,
+    /// How long a claimed job is held.
+    pub lease: Duration,
+    /// First settlement poll delay, ms.
+    pub poll_interval_ms: i64,
+    /// Timeout of one provider call.
+    pub provider_timeout: Duration,
+    /// Longest idle wait between claims when nothing wakes the engine.
+    pub idle_poll: Duration,
+}
+
+/// Why a job run did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Worth retrying with backoff (provider or database unavailable).
+    #[error("{0}")]
+    Transient(String),
+    /// Retrying cannot help; the job goes dead at once for an operator to look at.
+    #[error("{0}")]
+    Permanent(String),
+}
+
+impl From<StoreError> for JobError {
+    fn from(e: StoreError) -> Self {
+        JobError::Transient(e.to_string())
+    }
+}
+
+/// Everything a job handler needs.
+pub struct Engine {
+    /// Database.
+    pub store: Store,
+    /// Time.
+    pub clock: SharedClock,
+    /// Onramp and offramp.
+    pub providers: Providers,
+    /// Market mid rates (for the executed-rate record).
+    pub rates: RateTable,
+    /// Tunables.
+    pub cfg: EngineConfig,
+    /// Signalled when new work is due now (in-process enqueue).
+    pub wake: Arc<Notify>,
+    rng: Mutex<StdRng>,
+    owner: String,
+}
+
+impl Engine {
+    /// An engine with a unique lease owner id.
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        providers: Providers,
+        rates: RateTable,
+        cfg: EngineConfig,
+        wake: Arc<Notify>,
+    ) -> Arc<Engine> {
+        Arc::new(Engine {
+            store,
+            clock,
+            providers,
+            rates,
+            cfg,
+            wake,
+            rng: Mutex::new(StdRng::from_os_rng()),
+            owner: format!("worker_{}", uuid::Uuid::new_v4().simple()),
+        })
+    }
+
+    /// Claims and runs jobs until `shutdown` turns true, then waits for running handlers and
+    /// hands back any lease it still holds.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.cfg.workers.max(1)));
+        let mut running = JoinSet::new();
+        tracing::info!(workers = self.cfg.workers, owner = %self.owner, "engine started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            while running.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = running.join_next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let claimed = match self.claim(free).await {
+                Ok(jobs) => jobs,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming jobs failed");
+                    Vec::new()
+                }
+            };
+            if claimed.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(self.cfg.idle_poll) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            for job in claimed {
+                let Ok(permit) = slots.clone().acquire_owned().await else {
+                    break;
+                };
+                let engine = self.clone();
+                running.spawn(async move {
+                    engine.handle(job).await;
+                    drop(permit);
+                });
+            }
+        }
+        while running.join_next().await.is_some() {}
+        if let Ok(mut tx) = self.store.begin().await {
+            let _ = jobs::release_owner(&mut tx, &self.owner, self.clock.now()).await;
+            let _ = tx.commit().await;
+        }
+        tracing::info!("engine stopped");
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let now = self.clock.now();
+        let lease_ms = i64::try_from(self.cfg.lease.as_millis()).unwrap_or(i64::MAX);
+        let mut tx = self.store.begin().await?;
+        let jobs = jobs::claim(
+            &mut tx,
+            self.store.backend(),
+            &self.owner,
+            now,
+            now.plus_millis(lease_ms),
+            i64::try_from(limit.min(64)).unwrap_or(64),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    async fn handle(&self, job: Job) {
+        let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, payment_id = job.payment_id.as_deref().unwrap_or(""));
+        let _enter = span.enter();
+        let result = match job.kind.as_str() {
+            steps::KIND => steps::run(self, &job).await,
+            janitor::KIND => janitor::run(self, &job).await,
+            other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
+        };
+        let Err(err) = result else { return };
+        let now = self.clock.now();
+        let mut job = job;
+        if matches!(err, JobError::Permanent(_)) {
+            job.attempts = job.max_attempts;
+        }
+        let jitter = self
+            .rng
+            .lock()
+            .map(|mut r| r.random_range(0.8..=1.2))
+            .unwrap_or(1.0);
+        let retry_at = now.plus_millis(backoff::retry_delay_ms(job.attempts, jitter));
+        let recorded = async {
+            let mut tx = self.store.begin().await?;
+            let dead = jobs::fail(&mut tx, &job, &err.to_string(), now, retry_at).await?;
+            tx.commit().await?;
+            Ok::<bool, StoreError>(dead)
+        }
+        .await;
+        match recorded {
+            Ok(true) => {
+                metrics::counter!("corridor_jobs_dead_total").increment(1);
+                tracing::error!(error = %err, attempts = job.attempts, "job dead-lettered");
+            }
+            Ok(false) => {
+                metrics::counter!("corridor_job_retries_total").increment(1);
+                tracing::warn!(error = %err, attempts = job.attempts, "job failed, will retry");
+            }
+            // The lease runs out and the job comes back by itself.
+            Err(e) => tracing::warn!(error = %e, job_error = %err, "could not record job failure"),
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! The provider boundary: the onramp buys USDC with fiat, the offramp sells USDC into the
+//! payout currency. Corridor talks to providers only through these traits, so the in-process
+//! simulator and an HTTP adapter are interchangeable.
+//!
+//! Every initiating call carries an idempotency key derived from `(payment_id, leg)`: a
+//! provider must answer a repeated key with the same transfer, never a second one.
+
+pub mod simulator;
+
+use async_trait::async_trait;
+
+/// A request to move money on one leg.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegRequest {
+    /// Payment this transfer serves.
+    pub payment_id: String,
+    /// Provider-side idempotency key: `"{payment_id}:{leg}"`.
+    pub idempotency_key: String,
+    /// Amount to deliver, in `currency` minor units.
+    pub amount: i64,
+    /// Currency or asset code of `amount`.
+    pub currency: String,
+    /// Account debited (onramp) or credited (offramp, reversal).
+    pub account: String,
+}
+
+/// How a provider call went wrong, which decides what the engine does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The provider definitively refused the transfer: no retry, the payment fails.
+    #[error("refused by provider: {0}")]
+    Refused(String),
+    /// Timeout, 5xx, connection refused: retry later under the same idempotency key.
+    #[error("provider unavailable: {0}")]
+    Transient(String),
+}
+
+/// Settlement status of a transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferStatus {
+    /// Not settled yet.
+    Pending,
+    /// Settled.
+    Completed,
+    /// Failed for good, with the provider's reason.
+    Failed(String),
+}
+
+/// Fiat → USDC, and USDC → fiat back to the source when a payment is refunded.
+#[async_trait]
+pub trait Onramp: Send + Sync + 'static {
+    /// Provider name as shown on legs and in webhook URLs.
+    fn name(&self) -> &str;
+    /// Buys `amount` USDC from the source account. Returns the transfer reference.
+    async fn buy(&self, req: &LegRequest) -> Result<String, ProviderError>;
+    /// Sells USDC back and returns `amount` of source currency to the account.
+    async fn reverse(&self, req: &LegRequest) -> Result<String, ProviderError>;
+    /// Current status of a transfer.
+    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError>;
+}
+
+/// USDC → payout currency.
+#[async_trait]
+pub trait Offramp: Send + Sync + 'static {
+    /// Provider name as shown on legs and in webhook URLs.
+    fn name(&self) -> &str;
+    /// Pays `amount` (payout currency) to the destination account.
+    async fn pay_out(&self, req: &LegRequest) -> Result<String, ProviderError>;
+    /// Current status of a transfer.
+    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError>;
+}
+
+/// The providers an engine runs with.
+#[derive(Clone)]
+pub struct Providers {
+    /// Fiat → USDC.
+    pub onramp: std::sync::Arc<dyn Onramp>,
+    /// USDC → payout.
+    pub offramp: std::sync::Arc<dyn Offramp>,
+}

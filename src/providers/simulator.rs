@@ -1,0 +1,160 @@
+//! Simulated providers, realistic enough to exercise every path: settlement after a random
+//! delay, random failures, sandbox magic accounts, and provider-side idempotency. Their
+//! transfers are rows in the database, so a restart of Corridor loses none.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{LegRequest, Offramp, Onramp, ProviderError, TransferStatus};
+use crate::clock::SharedClock;
+use crate::store::sim::{self, SimTransfer};
+use crate::store::{Store, StoreError};
+
+/// Source account that makes the onramp fail.
+pub const FAIL_ONRAMP: &str = "sim_fail_onramp";
+/// Destination account that makes the offramp fail for good.
+pub const FAIL_OFFRAMP: &str = "sim_fail_offramp";
+/// Destination account whose offramp stays pending for an hour (or until a webhook).
+pub const SLOW: &str = "sim_slow";
+/// Name of the simulated onramp.
+pub const ONRAMP_NAME: &str = "sim-onramp";
+/// Name of the simulated offramp.
+pub const OFFRAMP_NAME: &str = "sim-offramp";
+
+/// How the simulator behaves.
+#[derive(Debug, Clone, Copy)]
+pub struct SimSettings {
+    /// Onramp settlement delay range.
+    pub onramp_delay: (Duration, Duration),
+    /// Offramp settlement delay range.
+    pub offramp_delay: (Duration, Duration),
+    /// Probability that a leg fails at settlement.
+    pub failure_rate: f64,
+}
+
+/// One simulated provider (onramp or offramp side).
+pub struct Simulator {
+    name: &'static str,
+    store: Store,
+    clock: SharedClock,
+    rng: Arc<Mutex<StdRng>>,
+    settings: SimSettings,
+}
+
+/// Builds the simulated onramp and offramp sharing one RNG.
+pub fn pair(store: Store, clock: SharedClock, settings: SimSettings, seed: Option<u64>) -> (Arc<Simulator>, Arc<Simulator>) {
+    let rng = Arc::new(Mutex::new(match seed {
+        Some(s) => StdRng::seed_from_u64(s),
+        None => StdRng::from_os_rng(),
+    }));
+    let make = |name| {
+        Arc::new(Simulator {
+            name,
+            store: store.clone(),
+            clock: clock.clone(),
+            rng: rng.clone(),
+            settings,
+        })
+    };
+    (make(ONRAMP_NAME), make(OFFRAMP_NAME))
+}
+
+fn transient(e: StoreError) -> ProviderError {
+    ProviderError::Transient(format!("simulator storage: {e}"))
+}
+
+impl Simulator {
+    /// The simulator's records, for the sandbox API.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn draw(&self, range: (Duration, Duration), forced_failure: bool) -> (i64, bool) {
+        let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
+        let (lo, hi) = (range.0.as_millis() as i64, range.1.as_millis() as i64);
+        let delay = if hi > lo { rng.random_range(lo..=hi) } else { lo };
+        let fails = forced_failure
+            || (self.settings.failure_rate > 0.0 && rng.random::<f64>() < self.settings.failure_rate);
+        (delay, fails)
+    }
+
+    async fn initiate(&self, leg: &str, req: &LegRequest, delay_ms: i64, fails: bool) -> Result<String, ProviderError> {
+        let now = self.clock.now();
+        let transfer = SimTransfer {
+            reference: format!("{}_{}", leg, uuid::Uuid::new_v4().simple()),
+            provider: self.name.to_owned(),
+            payment_id: req.payment_id.clone(),
+            leg: leg.to_owned(),
+            amount: req.amount,
+            currency: req.currency.clone(),
+            outcome: if fails { "FAILED" } else { "COMPLETED" }.to_owned(),
+            settle_at: now.plus_millis(delay_ms),
+            initiate_calls: 1,
+            created_at: now,
+        };
+        let mut tx = self.store.begin().await.map_err(transient)?;
+        let stored = sim::initiate(&mut tx, &transfer).await.map_err(transient)?;
+        tx.commit().await.map_err(|e| transient(e.into()))?;
+        Ok(stored.reference)
+    }
+
+    async fn lookup(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
+        let mut conn = self.store.reader().await.map_err(transient)?;
+        let t = sim::find(&mut conn, self.name, reference)
+            .await
+            .map_err(transient)?
+            .ok_or_else(|| ProviderError::Transient(format!("unknown reference {reference}")))?;
+        Ok(if self.clock.now() < t.settle_at {
+            TransferStatus::Pending
+        } else if t.outcome == "FAILED" {
+            TransferStatus::Failed(format!("{} declined the {} transfer", self.name, t.leg))
+        } else {
+            TransferStatus::Completed
+        })
+    }
+}
+
+#[async_trait]
+impl Onramp for Simulator {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn buy(&self, req: &LegRequest) -> Result<String, ProviderError> {
+        let (delay, fails) = self.draw(self.settings.onramp_delay, req.account == FAIL_ONRAMP);
+        self.initiate("onramp", req, delay, fails).await
+    }
+
+    async fn reverse(&self, req: &LegRequest) -> Result<String, ProviderError> {
+        // A reversal returns funds the provider already holds: it settles, never fails.
+        let (delay, _) = self.draw(self.settings.onramp_delay, false);
+        self.initiate("reversal", req, delay, false).await
+    }
+
+    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
+        self.lookup(reference).await
+    }
+}
+
+#[async_trait]
+impl Offramp for Simulator {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    async fn pay_out(&self, req: &LegRequest) -> Result<String, ProviderError> {
+        let (mut delay, fails) = self.draw(self.settings.offramp_delay, req.account == FAIL_OFFRAMP);
+        if req.account == SLOW {
+            delay = 3_600_000;
+        }
+        self.initiate("offramp", req, delay, fails).await
+    }
+
+    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
+        self.lookup(reference).await
+    }
+}
