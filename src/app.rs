@@ -58,10 +58,15 @@ const ADMIN_HASH_KEY: &str = "admin_key_hash";
 
 /// Creates the admin key (when not configured) and a demo merchant, exactly once per
 /// database: the process whose insert of the bootstrap marker wins does it.
-async fn bootstrap(store: &Store, cfg: &Config, clock: &SharedClock) -> Result<(String, Option<Bootstrap>), StartError> {
+async fn bootstrap(
+    store: &Store,
+    cfg: &Config,
+    clock: &SharedClock,
+) -> Result<(String, Option<Bootstrap>), StartError> {
     let now = clock.now();
     let mut tx = store.begin().await?;
-    let first = settings::insert_if_absent(&mut tx, "bootstrapped_at", &now.millis().to_string()).await?;
+    let first =
+        settings::insert_if_absent(&mut tx, "bootstrapped_at", &now.millis().to_string()).await?;
     let mut generated = None;
     if first && cfg.admin_key.is_none() {
         let key = generate_key("ck_admin_");
@@ -88,7 +93,14 @@ async fn bootstrap(store: &Store, cfg: &Config, clock: &SharedClock) -> Result<(
         }
     };
     if !first {
-        return Ok((admin_hash, generated.map(|k| Bootstrap { admin_key: Some(k), merchant_id: String::new(), merchant_key: String::new() })));
+        return Ok((
+            admin_hash,
+            generated.map(|k| Bootstrap {
+                admin_key: Some(k),
+                merchant_id: String::new(),
+                merchant_key: String::new(),
+            }),
+        ));
     }
     let (merchant_id, merchant_key) = api::admin::create_merchant(store, "demo", now).await?;
     Ok((
@@ -140,7 +152,8 @@ impl Application {
                 EngineConfig {
                     workers: cfg.workers,
                     lease: cfg.job_lease.0,
-                    poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis()).unwrap_or(i64::MAX),
+                    poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis())
+                        .unwrap_or(i64::MAX),
                     provider_timeout: cfg.provider_timeout.0,
                     idle_poll: Duration::from_millis(250),
                 },
@@ -169,7 +182,9 @@ impl Application {
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| StartError::Bind(cfg.listen, e))?;
-        let addr = listener.local_addr().map_err(|e| StartError::Bind(cfg.listen, e))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| StartError::Bind(cfg.listen, e))?;
         let mut rx = shutdown_rx;
         let server = tokio::spawn(async move {
             axum::serve(listener, router)

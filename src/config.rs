@@ -178,7 +178,11 @@ pub struct Config {
     #[arg(long, env = "CORRIDOR_SIM_FAILURE_RATE", default_value = "0")]
     pub sim_failure_rate: Probability,
     /// Merchant webhook retry schedule.
-    #[arg(long, env = "CORRIDOR_WEBHOOK_RETRY", default_value = "5s,5m,30m,2h,5h,10h")]
+    #[arg(
+        long,
+        env = "CORRIDOR_WEBHOOK_RETRY",
+        default_value = "5s,5m,30m,2h,5h,10h"
+    )]
     pub webhook_retry: Schedule,
     /// Allow `http` webhook URLs and private addresses (development only).
     #[arg(long, env = "CORRIDOR_WEBHOOK_ALLOW_PRIVATE", default_value_t = false, action = clap::ArgAction::Set)]
@@ -279,7 +283,9 @@ impl Config {
     /// The corridors this deployment offers.
     pub fn corridor_table(&self) -> Result<CorridorTable, String> {
         match &self.corridors {
-            Some(specs) => CorridorTable::from_specs(specs).map_err(|e| format!("corridor.toml: {e}")),
+            Some(specs) => {
+                CorridorTable::from_specs(specs).map_err(|e| format!("corridor.toml: {e}"))
+            }
             None => Ok(CorridorTable::default_table()),
         }
     }
@@ -298,9 +304,7 @@ fn load_toml(path: &Path) -> Result<Option<Vec<CorridorSpec>>, String> {
     let Ok(text) = std::fs::read_to_string(path) else {
         return Ok(None);
     };
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| format!("corridor.toml: {e}"))?;
+    let table: toml::Table = text.parse().map_err(|e| format!("corridor.toml: {e}"))?;
     let mut corridors = None;
     for (key, value) in table {
         if key == "corridors" {
@@ -315,7 +319,11 @@ fn load_toml(path: &Path) -> Result<Option<Vec<CorridorSpec>>, String> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
             toml::Value::Float(f) => f.to_string(),
-            _ => return Err(format!("corridor.toml: `{key}` must be a string, number or boolean")),
+            _ => {
+                return Err(format!(
+                    "corridor.toml: `{key}` must be a string, number or boolean"
+                ));
+            }
         };
         if std::env::var_os(&key).is_none() {
             // SAFETY: called from main before any other thread exists.
@@ -331,7 +339,10 @@ mod tests {
 
     #[test]
     fn durations_need_units() {
-        assert_eq!("250ms".parse::<Dur>().unwrap().0, Duration::from_millis(250));
+        assert_eq!(
+            "250ms".parse::<Dur>().unwrap().0,
+            Duration::from_millis(250)
+        );
         assert_eq!("15m".parse::<Dur>().unwrap().0, Duration::from_secs(900));
         assert_eq!("2h".parse::<Dur>().unwrap().0, Duration::from_secs(7200));
         for bad in ["5", "s", "5x", "-5s", "", "1.5s"] {
@@ -342,7 +353,10 @@ mod tests {
     #[test]
     fn ranges_and_rates_parse() {
         let r: DurRange = "2s..5s".parse().unwrap();
-        assert_eq!((r.min, r.max), (Duration::from_secs(2), Duration::from_secs(5)));
+        assert_eq!(
+            (r.min, r.max),
+            (Duration::from_secs(2), Duration::from_secs(5))
+        );
         assert!("5s..2s".parse::<DurRange>().is_err());
         let fixed: DurRange = "0s".parse().unwrap();
         assert_eq!(fixed.min, fixed.max);
@@ -352,5 +366,25 @@ mod tests {
         assert!("100/h".parse::<RateLimit>().is_err());
         assert!("1.5".parse::<Probability>().is_err());
         assert_eq!("5s,5m".parse::<Schedule>().unwrap().0.len(), 2);
+    }
+}
+
+#[derive(clap::Parser)]
+struct OnlyConfig {
+    #[command(flatten)]
+    config: Config,
+}
+
+impl Config {
+    /// Parses a configuration from flags (and the environment), as `serve` would.
+    pub fn from_args<I, T>(args: I) -> Result<Config, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        use clap::Parser;
+        let argv = std::iter::once(std::ffi::OsString::from("corridor"))
+            .chain(args.into_iter().map(Into::into));
+        OnlyConfig::try_parse_from(argv).map(|o| o.config)
     }
 }

@@ -3,13 +3,13 @@
 //! See `ARCHITECTURE.md` for the map. Layers depend downwards only:
 //! `api` → `engine` → `providers` → `store` → `domain`.
 
-pub mod clock;
-pub mod config;
-pub mod domain;
-pub mod store;
-pub mod engine;
-pub mod providers;
 pub mod api;
 pub mod app;
 pub mod bench;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod engine;
+pub mod providers;
+pub mod store;
 pub mod telemetry;

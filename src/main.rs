@@ -58,7 +58,10 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("corridor: cannot start the runtime: {e}");
@@ -84,7 +87,8 @@ fn main() -> ExitCode {
                 let store = Store::connect(&database_url, PoolConfig::default()).await?;
                 store.migrate().await?;
                 let (id, key) =
-                    corridor::api::admin::create_merchant(&store, &name, SystemClock::new().now()).await?;
+                    corridor::api::admin::create_merchant(&store, &name, SystemClock::new().now())
+                        .await?;
                 println!("merchant_id: {id}\napi_key: {key}");
                 Ok(())
             }
@@ -129,13 +133,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -34,7 +34,11 @@ pub struct MerchantCreated {
 }
 
 /// Creates a merchant and its first key; returns `(merchant_id, api_key)`.
-pub async fn create_merchant(store: &Store, name: &str, now: Timestamp) -> StoreResult<(String, String)> {
+pub async fn create_merchant(
+    store: &Store,
+    name: &str,
+    now: Timestamp,
+) -> StoreResult<(String, String)> {
     let merchant_id = format!("mer_{}", uuid::Uuid::new_v4());
     let key = generate_key("sk_");
     let mut tx = store.begin().await?;
@@ -132,7 +136,11 @@ pub async fn transfers(
     let data = rows
         .into_iter()
         .map(|t| TransferView {
-            status: if now < t.settle_at { "PENDING".to_owned() } else { t.outcome.clone() },
+            status: if now < t.settle_at {
+                "PENDING".to_owned()
+            } else {
+                t.outcome.clone()
+            },
             reference: t.reference,
             leg: t.leg,
             payment_id: t.payment_id,

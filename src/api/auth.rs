@@ -47,7 +47,12 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 256)
-        .ok_or_else(|| ApiError::new(Code::Unauthorized, "missing or malformed `Authorization: Bearer <key>` header"))
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::Unauthorized,
+                "missing or malformed `Authorization: Bearer <key>` header",
+            )
+        })
 }
 
 fn unauthorized() -> ApiError {
@@ -64,10 +69,16 @@ pub struct Merchant {
 impl FromRequestParts<AppState> for Merchant {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let hash = hash_key(bearer(parts)?);
         if state.is_admin_hash(&hash) {
-            return Err(ApiError::new(Code::Forbidden, "the admin key cannot call merchant routes"));
+            return Err(ApiError::new(
+                Code::Forbidden,
+                "the admin key cannot call merchant routes",
+            ));
         }
         let mut conn = state.store.reader().await?;
         let merchant_id = merchants::by_key_hash(&mut conn, &hash)
@@ -85,14 +96,20 @@ pub struct Admin;
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let hash = hash_key(bearer(parts)?);
         if state.is_admin_hash(&hash) {
             return Ok(Admin);
         }
         let mut conn = state.store.reader().await?;
         match merchants::by_key_hash(&mut conn, &hash).await? {
-            Some(_) => Err(ApiError::new(Code::Forbidden, "this route needs the admin key")),
+            Some(_) => Err(ApiError::new(
+                Code::Forbidden,
+                "this route needs the admin key",
+            )),
             None => Err(unauthorized()),
         }
     }

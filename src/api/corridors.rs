@@ -84,7 +84,9 @@ pub struct RateView {
 pub fn parse_currency(field: &str, value: Option<&str>) -> Result<Currency, ApiError> {
     let v = value.ok_or_else(|| ApiError::invalid(field, format!("`{field}` is required")))?;
     v.parse()
-        .map_err(|e: crate::domain::currency::UnknownCurrency| ApiError::invalid(field, e.to_string()))
+        .map_err(|e: crate::domain::currency::UnknownCurrency| {
+            ApiError::invalid(field, e.to_string())
+        })
 }
 
 /// The corridor for a pair, or `UNSUPPORTED_CORRIDOR`.

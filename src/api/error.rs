@@ -150,7 +150,8 @@ impl ApiError {
             message: self.message.clone(),
             field: self.field.clone(),
         };
-        serde_json::to_string(&body).unwrap_or_else(|_| r#"{"error":"INTERNAL","message":"internal error"}"#.to_owned())
+        serde_json::to_string(&body)
+            .unwrap_or_else(|_| r#"{"error":"INTERNAL","message":"internal error"}"#.to_owned())
     }
 }
 
@@ -171,7 +172,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Unavailable(inner) => {
                 tracing::warn!(error = %inner, "database unavailable");
-                ApiError::new(Code::Unavailable, "the service is temporarily unavailable, please retry")
+                ApiError::new(
+                    Code::Unavailable,
+                    "the service is temporarily unavailable, please retry",
+                )
             }
             other => {
                 tracing::error!(error = %other, "storage error");
@@ -195,10 +199,25 @@ mod tests {
     fn every_code_has_a_distinct_name_and_a_client_or_server_status() {
         use Code::*;
         let all = [
-            InvalidRequest, UnsupportedCorridor, AmountOutOfRange, QuoteExpired, QuoteMismatch,
-            Unauthorized, Forbidden, NotFound, QuoteNotFound, MethodNotAllowed, QuoteAlreadyUsed,
-            InvalidState, IdempotencyKeyInUse, PayloadTooLarge, UnsupportedMediaType,
-            IdempotencyKeyReused, RateLimited, Internal, Unavailable,
+            InvalidRequest,
+            UnsupportedCorridor,
+            AmountOutOfRange,
+            QuoteExpired,
+            QuoteMismatch,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            QuoteNotFound,
+            MethodNotAllowed,
+            QuoteAlreadyUsed,
+            InvalidState,
+            IdempotencyKeyInUse,
+            PayloadTooLarge,
+            UnsupportedMediaType,
+            IdempotencyKeyReused,
+            RateLimited,
+            Internal,
+            Unavailable,
         ];
         let mut names: Vec<_> = all.iter().map(|c| c.parts().1).collect();
         names.sort();

@@ -58,8 +58,8 @@ impl JsonBytes {
 
 /// Parses JSON into `T`, naming the field at fault in the error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
@@ -72,7 +72,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else {
             ApiError::invalid(&path, format!("invalid `{path}`: {msg}"))
         }
-    })
+    })?;
+    // Trailing bytes after the JSON value make the whole body malformed.
+    de.end()
+        .map_err(|_| ApiError::new(Code::InvalidRequest, "request body is not valid JSON"))?;
+    Ok(value)
 }
 
 /// A JSON body parsed into `T` (deny unknown fields on `T` to refuse them).

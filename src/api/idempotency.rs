@@ -32,7 +32,9 @@ impl IdempotencyKey {
                 "Idempotency-Key must be 1 to 255 printable ASCII characters",
             ));
         }
-        Ok(Some(IdempotencyKey(String::from_utf8_lossy(b).into_owned())))
+        Ok(Some(IdempotencyKey(
+            String::from_utf8_lossy(b).into_owned(),
+        )))
     }
 
     /// The key text.
@@ -76,7 +78,10 @@ mod tests {
 
     #[test]
     fn hash_ignores_key_order_and_whitespace() {
-        assert_eq!(body_hash(br#"{"a":1,"b":[1,2]}"#), body_hash(b"{ \"b\" : [1, 2],\n \"a\": 1 }"));
+        assert_eq!(
+            body_hash(br#"{"a":1,"b":[1,2]}"#),
+            body_hash(b"{ \"b\" : [1, 2],\n \"a\": 1 }")
+        );
         assert_ne!(body_hash(br#"{"a":1}"#), body_hash(br#"{"a":2}"#));
     }
 

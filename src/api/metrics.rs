@@ -23,7 +23,10 @@ pub fn handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     Matcher::Suffix("duration_seconds".into()),
-                    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0],
+                    &[
+                        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                        10.0,
+                    ],
                 )
                 .expect("static bucket list is non-empty");
             match builder.install_recorder() {
@@ -61,13 +64,21 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
     let mut conn = state.store.reader().await?;
     let counts = payments::count_by_state(&mut conn).await?;
     for s in PaymentState::ALL {
-        let n = counts.iter().find(|(st, _)| *st == s).map_or(0, |(_, n)| *n);
+        let n = counts
+            .iter()
+            .find(|(st, _)| *st == s)
+            .map_or(0, |(_, n)| *n);
         metrics::gauge!("corridor_payments", "state" => s.as_str()).set(n as f64);
     }
     let q = jobs::stats(&mut conn, now).await?;
     metrics::gauge!("corridor_jobs_ready").set(q.ready as f64);
     metrics::gauge!("corridor_jobs_scheduled").set(q.scheduled as f64);
     metrics::gauge!("corridor_jobs_dead").set(q.dead as f64);
-    metrics::gauge!("corridor_jobs_oldest_due_age_seconds").set(q.oldest_due_age_ms as f64 / 1000.0);
-    Ok(([(CONTENT_TYPE, "text/plain; version=0.0.4")], state.prometheus.render()).into_response())
+    metrics::gauge!("corridor_jobs_oldest_due_age_seconds")
+        .set(q.oldest_due_age_ms as f64 / 1000.0);
+    Ok((
+        [(CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.prometheus.render(),
+    )
+        .into_response())
 }

@@ -20,13 +20,13 @@ pub mod request_id;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use rust_decimal::Decimal;
 use tokio::sync::Notify;
@@ -98,7 +98,10 @@ impl AppState {
         let mid = self.rates.mid(corridor.from, corridor.to).ok_or_else(|| {
             ApiError::new(
                 Code::UnsupportedCorridor,
-                format!("no rate is available from {} to {}", corridor.from, corridor.to),
+                format!(
+                    "no rate is available from {} to {}",
+                    corridor.from, corridor.to
+                ),
             )
         })?;
         Ok((mid, customer_rate(mid, self.spread_bps)))
@@ -145,7 +148,9 @@ async fn method_not_allowed() -> ApiError {
 async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(state.request_timeout, next.run(req)).await {
         Ok(resp) => resp,
-        Err(_) => ApiError::new(Code::Unavailable, "the request timed out, please retry").into_response(),
+        Err(_) => {
+            ApiError::new(Code::Unavailable, "the request timed out, please retry").into_response()
+        }
     }
 }
 
@@ -179,7 +184,10 @@ async fn error_format(req: Request, next: Next) -> Response {
     };
     let message = match code {
         Code::Internal => "internal error".to_owned(),
-        _ => status.canonical_reason().unwrap_or("request rejected").to_lowercase(),
+        _ => status
+            .canonical_reason()
+            .unwrap_or("request rejected")
+            .to_lowercase(),
     };
     let mut out = ApiError::new(code, message).into_response();
     *out.status_mut() = status;

@@ -174,13 +174,16 @@ fn leg_view(leg: &Option<Leg>, currency: &str) -> Option<LegView> {
 
 /// Builds the API view of a payment and its history.
 pub fn view(p: &PaymentRecord, history: &[HistoryEntry]) -> PaymentView {
-    let refund = matches!(p.state, PaymentState::RefundPending | PaymentState::Refunded)
-        .then(|| ledger::refund_amount(p.amount, p.fees.onramp, p.currency).ok())
-        .flatten()
-        .map(|m| RefundView {
-            amount: p.refund_amount.unwrap_or(m.minor()),
-            currency: p.currency.code().to_owned(),
-        });
+    let refund = matches!(
+        p.state,
+        PaymentState::RefundPending | PaymentState::Refunded
+    )
+    .then(|| ledger::refund_amount(p.amount, p.fees.onramp, p.currency).ok())
+    .flatten()
+    .map(|m| RefundView {
+        amount: p.refund_amount.unwrap_or(m.minor()),
+        currency: p.currency.code().to_owned(),
+    });
     PaymentView {
         payment_id: p.payment_id.clone(),
         status: p.state.as_str().to_owned(),
@@ -237,14 +240,23 @@ fn account(field: &str, v: Option<String>) -> Result<String, ApiError> {
 
 fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), ApiError> {
     if m.len() > 20 {
-        return Err(ApiError::invalid("metadata", "`metadata` holds at most 20 entries"));
+        return Err(ApiError::invalid(
+            "metadata",
+            "`metadata` holds at most 20 entries",
+        ));
     }
     for (k, v) in m {
         if k.is_empty() || k.chars().count() > 40 {
-            return Err(ApiError::invalid("metadata", "metadata keys must be 1 to 40 characters"));
+            return Err(ApiError::invalid(
+                "metadata",
+                "metadata keys must be 1 to 40 characters",
+            ));
         }
         if v.chars().count() > 500 {
-            return Err(ApiError::invalid("metadata", "metadata values must be at most 500 characters"));
+            return Err(ApiError::invalid(
+                "metadata",
+                "metadata values must be at most 500 characters",
+            ));
         }
     }
     Ok(())
@@ -297,8 +309,14 @@ pub async fn create(
             Err(e) => {
                 let mut tx = state.store.begin().await?;
                 if idem::error_is_stored(&e) {
-                    idem_store::complete(&mut tx, &m.merchant_id, key.as_str(), e.status().as_u16(), &e.body())
-                        .await?;
+                    idem_store::complete(
+                        &mut tx,
+                        &m.merchant_id,
+                        key.as_str(),
+                        e.status().as_u16(),
+                        &e.body(),
+                    )
+                    .await?;
                 } else {
                     idem_store::release(&mut tx, &m.merchant_id, key.as_str()).await?;
                 }
@@ -330,7 +348,9 @@ async fn accept(
                 let mut conn = state.store.reader().await?;
                 quotes::find(&mut conn, merchant_id, quote_id).await?
             };
-            let q = q.ok_or_else(|| ApiError::new(Code::QuoteNotFound, "quote not found").with_field("quote_id"))?;
+            let q = q.ok_or_else(|| {
+                ApiError::new(Code::QuoteNotFound, "quote not found").with_field("quote_id")
+            })?;
             if q.payment_id.is_some() {
                 return Err(used());
             }
@@ -342,7 +362,11 @@ async fn accept(
                 .with_field("quote_id"));
             }
             let mismatch = |field: &str| {
-                ApiError::new(Code::QuoteMismatch, format!("`{field}` does not match the quote")).with_field(field)
+                ApiError::new(
+                    Code::QuoteMismatch,
+                    format!("`{field}` does not match the quote"),
+                )
+                .with_field(field)
             };
             if req.amount.is_some_and(|a| a != q.terms.amount) {
                 return Err(mismatch("amount"));
@@ -350,7 +374,11 @@ async fn accept(
             if req.currency.as_deref().is_some_and(|c| c != q.from.code()) {
                 return Err(mismatch("currency"));
             }
-            if req.payout_currency.as_deref().is_some_and(|c| c != q.to.code()) {
+            if req
+                .payout_currency
+                .as_deref()
+                .is_some_and(|c| c != q.to.code())
+            {
                 return Err(mismatch("payout_currency"));
             }
             (q, false)
@@ -370,7 +398,14 @@ async fn accept(
     };
 
     let payment_id = format!("pay_{}", uuid::Uuid::new_v4());
-    let record = new_payment(&quote, &payment_id, source_account, destination_account, metadata, now);
+    let record = new_payment(
+        &quote,
+        &payment_id,
+        source_account,
+        destination_account,
+        metadata,
+        now,
+    );
     let accepted = PaymentAccepted {
         payment_id: payment_id.clone(),
         status: PaymentState::Pending.as_str().to_owned(),
@@ -379,7 +414,8 @@ async fn accept(
         guaranteed_payout: quote.terms.payout,
         payout_currency: quote.to.code().to_owned(),
     };
-    let body = serde_json::to_string(&accepted).map_err(|_| ApiError::new(Code::Internal, "internal error"))?;
+    let body = serde_json::to_string(&accepted)
+        .map_err(|_| ApiError::new(Code::Internal, "internal error"))?;
     let status = StatusCode::ACCEPTED.as_u16();
 
     let mut tx = state.store.begin().await?;
@@ -418,7 +454,11 @@ async fn accept(
 }
 
 fn used() -> ApiError {
-    ApiError::new(Code::QuoteAlreadyUsed, "this quote was already used by another payment").with_field("quote_id")
+    ApiError::new(
+        Code::QuoteAlreadyUsed,
+        "this quote was already used by another payment",
+    )
+    .with_field("quote_id")
 }
 
 fn new_payment(
@@ -460,7 +500,11 @@ fn new_payment(
     }
 }
 
-async fn load_view(state: &AppState, merchant_id: &str, payment_id: &str) -> Result<PaymentView, ApiError> {
+async fn load_view(
+    state: &AppState,
+    merchant_id: &str,
+    payment_id: &str,
+) -> Result<PaymentView, ApiError> {
     let mut conn = state.store.reader().await?;
     let p = payments::find(&mut conn, merchant_id, payment_id)
         .await?
@@ -479,7 +523,9 @@ pub async fn get(
     Path(payment_id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
     tracing::Span::current().record("payment_id", payment_id.as_str());
-    load_view(&state, &m.merchant_id, &payment_id).await.map(Json)
+    load_view(&state, &m.merchant_id, &payment_id)
+        .await
+        .map(Json)
 }
 
 /// Query of the payment list.
@@ -517,13 +563,21 @@ pub async fn list(
         None => 20,
         Some(l) => match l.parse::<i64>() {
             Ok(n) if (1..=100).contains(&n) => n,
-            _ => return Err(ApiError::invalid("limit", "`limit` must be an integer from 1 to 100")),
+            _ => {
+                return Err(ApiError::invalid(
+                    "limit",
+                    "`limit` must be an integer from 1 to 100",
+                ));
+            }
         },
     };
     let status = q
         .status
         .as_deref()
-        .map(|s| s.parse::<PaymentState>().map_err(|e| ApiError::invalid("status", e.to_string())))
+        .map(|s| {
+            s.parse::<PaymentState>()
+                .map_err(|e| ApiError::invalid("status", e.to_string()))
+        })
         .transpose()?;
     let mut conn = state.store.reader().await?;
     let after = match &q.starting_after {
@@ -531,7 +585,12 @@ pub async fn list(
         Some(id) => {
             let p = payments::find(&mut conn, &m.merchant_id, id)
                 .await?
-                .ok_or_else(|| ApiError::invalid("starting_after", "`starting_after` is not one of your payments"))?;
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "starting_after",
+                        "`starting_after` is not one of your payments",
+                    )
+                })?;
             Some((p.created_at, p.payment_id))
         }
     };
@@ -577,7 +636,9 @@ pub async fn cancel(
     tracing::Span::current().record("payment_id", payment_id.as_str());
     let now = state.clock.now();
     let mut tx = state.store.begin().await?;
-    let exists = payments::find(&mut tx, &m.merchant_id, &payment_id).await?.is_some();
+    let exists = payments::find(&mut tx, &m.merchant_id, &payment_id)
+        .await?
+        .is_some();
     if !exists {
         return Err(ApiError::not_found("payment"));
     }

@@ -133,11 +133,21 @@ pub fn price(
     let amount = require_amount(amount)?;
     let corridor = corridor_for(state, from, to)?;
     let (mid, rate) = state.customer_rate(&corridor)?;
-    let terms = price_quote(&corridor, amount, rate, state.clock.now(), state.quote_ttl_ms)
-        .map_err(|e| match e {
-            QuoteError::AmountOutOfRange(m) => ApiError::new(Code::AmountOutOfRange, m).with_field("amount"),
-            QuoteError::Money(m) => ApiError::new(Code::AmountOutOfRange, m.to_string()).with_field("amount"),
-        })?;
+    let terms = price_quote(
+        &corridor,
+        amount,
+        rate,
+        state.clock.now(),
+        state.quote_ttl_ms,
+    )
+    .map_err(|e| match e {
+        QuoteError::AmountOutOfRange(m) => {
+            ApiError::new(Code::AmountOutOfRange, m).with_field("amount")
+        }
+        QuoteError::Money(m) => {
+            ApiError::new(Code::AmountOutOfRange, m.to_string()).with_field("amount")
+        }
+    })?;
     Ok(QuoteRecord {
         quote_id: format!("quote_{}", uuid::Uuid::new_v4()),
         merchant_id: merchant_id.to_owned(),

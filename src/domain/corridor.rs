@@ -68,7 +68,9 @@ impl CorridorTable {
                 return Err(format!("corridor {from}→{to} pays into its own currency"));
             }
             if s.min_amount <= 0 || s.max_amount < s.min_amount {
-                return Err(format!("corridor {from}→{to}: need 0 < min_amount ≤ max_amount"));
+                return Err(format!(
+                    "corridor {from}→{to}: need 0 < min_amount ≤ max_amount"
+                ));
             }
             let fees = s.fees.clone().unwrap_or_else(FeeSchedule::seed_default);
             fees.validate()
@@ -86,9 +88,7 @@ impl CorridorTable {
 
     /// The corridor for `from → to`, if offered.
     pub fn find(&self, from: Currency, to: Currency) -> Option<&Corridor> {
-        self.corridors
-            .iter()
-            .find(|c| c.from == from && c.to == to)
+        self.corridors.iter().find(|c| c.from == from && c.to == to)
     }
 
     /// Every corridor, in configuration order.

@@ -170,9 +170,9 @@ mod tests {
         // (amount, platform fee)
         for (amount, fee) in [
             (1_000, 30 + 29),
-            (9_999, 30 + 290),     // 289.971 rounds up
-            (10_000, 50 + 250),    // second tier starts at 10,000
-            (99_999, 50 + 2_500),  // 2499.975 rounds up
+            (9_999, 30 + 290),    // 289.971 rounds up
+            (10_000, 50 + 250),   // second tier starts at 10,000
+            (99_999, 50 + 2_500), // 2499.975 rounds up
             (100_000, 100 + 2_000),
         ] {
             assert_eq!(s.platform.fee(amount).unwrap(), fee, "amount {amount}");

@@ -22,7 +22,15 @@ mod tests {
 
     #[test]
     fn legs_of_the_documented_example() {
-        assert_eq!(onramp_usdc(100_000, 4_725, Currency::USD).unwrap().minor(), 952_750_000);
-        assert_eq!(refund_amount(100_000, 1_050, Currency::USD).unwrap().minor(), 98_950);
+        assert_eq!(
+            onramp_usdc(100_000, 4_725, Currency::USD).unwrap().minor(),
+            952_750_000
+        );
+        assert_eq!(
+            refund_amount(100_000, 1_050, Currency::USD)
+                .unwrap()
+                .minor(),
+            98_950
+        );
     }
 }

@@ -67,7 +67,10 @@ mod tests {
         let r = customer_rate("0.92513333333".parse().unwrap(), 50);
         // 0.92513333333 × 0.995 = 0.920507666663…
         assert_eq!(r.to_string(), "0.92050766");
-        assert_eq!(customer_rate("83".parse().unwrap(), 50).to_string(), "82.585");
+        assert_eq!(
+            customer_rate("83".parse().unwrap(), 50).to_string(),
+            "82.585"
+        );
         assert_eq!(customer_rate("1".parse().unwrap(), 0).to_string(), "1");
     }
 }

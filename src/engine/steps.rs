@@ -175,7 +175,12 @@ pub fn decide(p: &PaymentRecord, answer: Answer, ctx: &StepContext) -> Option<Pl
                 "executed_rate",
                 ctx.market_mid.map(|m| m.normalize().to_string()),
             ));
-            go(OfframpPending, "offramp initiated", f, first_poll(OfframpPending))
+            go(
+                OfframpPending,
+                "offramp initiated",
+                f,
+                first_poll(OfframpPending),
+            )
         }
         (OnrampComplete, Answer::Refused(msg)) => go(
             RefundPending,
@@ -183,7 +188,9 @@ pub fn decide(p: &PaymentRecord, answer: Answer, ctx: &StepContext) -> Option<Pl
             failure(FailureCode::OfframpFailed, &msg).to_vec(),
             run_now(RefundPending),
         ),
-        (OfframpPending, Answer::Status(TransferStatus::Pending)) => poll_again(OfframpPending, ctx),
+        (OfframpPending, Answer::Status(TransferStatus::Pending)) => {
+            poll_again(OfframpPending, ctx)
+        }
         (OfframpPending, Answer::Status(TransferStatus::Completed)) => go(
             Completed,
             "offramp settled",
@@ -234,7 +241,9 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
         payments::get(&mut conn, payment_id).await?
     };
     let Some(payment) = payment else {
-        return Err(JobError::Permanent(format!("payment {payment_id} does not exist")));
+        return Err(JobError::Permanent(format!(
+            "payment {payment_id} does not exist"
+        )));
     };
     if payment.state != expected || payment.state.is_terminal() {
         // Someone (a webhook, an operator, a duplicate run) moved it on: nothing to do.
@@ -252,7 +261,10 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
         market_mid: engine.rates.mid(payment.currency, payment.payout_currency),
     };
     let plan = decide(&payment, answer.clone(), &ctx).ok_or_else(|| {
-        JobError::Transient(format!("unexpected provider answer {answer:?} in {}", payment.state))
+        JobError::Transient(format!(
+            "unexpected provider answer {answer:?} in {}",
+            payment.state
+        ))
     })?;
     apply(engine, job, &payment, plan).await
 }
@@ -281,15 +293,23 @@ async fn ask_provider(engine: &Engine, p: &PaymentRecord) -> Result<Option<Answe
                 currency: usdc.currency().code().to_owned(),
                 account: p.source_account.clone(),
             };
-            timed(engine, engine.providers.onramp.name(), engine.providers.onramp.buy(&req))
-                .await
-                .map(Answer::Initiated)
+            timed(
+                engine,
+                engine.providers.onramp.name(),
+                engine.providers.onramp.buy(&req),
+            )
+            .await
+            .map(Answer::Initiated)
         }
         OnrampPending => {
             let reference = leg_reference(p.onramp.as_ref())?;
-            timed(engine, engine.providers.onramp.name(), engine.providers.onramp.status(&reference))
-                .await
-                .map(Answer::Status)
+            timed(
+                engine,
+                engine.providers.onramp.name(),
+                engine.providers.onramp.status(&reference),
+            )
+            .await
+            .map(Answer::Status)
         }
         OnrampComplete => {
             let req = LegRequest {
@@ -299,15 +319,23 @@ async fn ask_provider(engine: &Engine, p: &PaymentRecord) -> Result<Option<Answe
                 currency: p.payout_currency.code().to_owned(),
                 account: p.destination_account.clone(),
             };
-            timed(engine, engine.providers.offramp.name(), engine.providers.offramp.pay_out(&req))
-                .await
-                .map(Answer::Initiated)
+            timed(
+                engine,
+                engine.providers.offramp.name(),
+                engine.providers.offramp.pay_out(&req),
+            )
+            .await
+            .map(Answer::Initiated)
         }
         OfframpPending => {
             let reference = leg_reference(p.offramp.as_ref())?;
-            timed(engine, engine.providers.offramp.name(), engine.providers.offramp.status(&reference))
-                .await
-                .map(Answer::Status)
+            timed(
+                engine,
+                engine.providers.offramp.name(),
+                engine.providers.offramp.status(&reference),
+            )
+            .await
+            .map(Answer::Status)
         }
         RefundPending => match &p.reversal_reference {
             None => {
@@ -320,12 +348,22 @@ async fn ask_provider(engine: &Engine, p: &PaymentRecord) -> Result<Option<Answe
                     currency: refund.currency().code().to_owned(),
                     account: p.source_account.clone(),
                 };
-                timed(engine, engine.providers.onramp.name(), engine.providers.onramp.reverse(&req))
-                    .await
-                    .map(Answer::Initiated)
+                timed(
+                    engine,
+                    engine.providers.onramp.name(),
+                    engine.providers.onramp.reverse(&req),
+                )
+                .await
+                .map(Answer::Initiated)
             }
             Some(reference) => {
-                match timed(engine, engine.providers.onramp.name(), engine.providers.onramp.status(reference)).await {
+                match timed(
+                    engine,
+                    engine.providers.onramp.name(),
+                    engine.providers.onramp.status(reference),
+                )
+                .await
+                {
                     // A reversal must not fail for good: keep retrying and let the job
                     // dead-letter so an operator sees it.
                     Ok(TransferStatus::Failed(msg)) => {
@@ -399,7 +437,11 @@ async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Res
         return Ok(());
     }
     let wake = match &plan.next {
-        Next::Run { state, after_ms, polls } => {
+        Next::Run {
+            state,
+            after_ms,
+            polls,
+        } => {
             let payload = serde_json::to_value(StepJob {
                 state: state.as_str().to_owned(),
                 polls: *polls,
@@ -489,11 +531,11 @@ mod tests {
         ];
         for state in PaymentState::ALL {
             for a in &answers {
-                if let Some(plan) = decide(&payment(state), a.clone(), &ctx()) {
-                    if let Some((to, _, _)) = &plan.transition {
-                        assert!(state.can_transition_to(*to), "{state} -> {to}");
-                        assert_eq!(to.is_terminal(), plan.next == Next::Done, "{state} -> {to}");
-                    }
+                if let Some(plan) = decide(&payment(state), a.clone(), &ctx())
+                    && let Some((to, _, _)) = &plan.transition
+                {
+                    assert!(state.can_transition_to(*to), "{state} -> {to}");
+                    assert_eq!(to.is_terminal(), plan.next == Next::Done, "{state} -> {to}");
                 }
             }
         }
@@ -501,10 +543,19 @@ mod tests {
 
     #[test]
     fn onramp_initiation_records_the_usdc_leg() {
-        let plan = decide(&payment(PaymentState::Pending), Answer::Initiated("ref".into()), &ctx()).unwrap();
+        let plan = decide(
+            &payment(PaymentState::Pending),
+            Answer::Initiated("ref".into()),
+            &ctx(),
+        )
+        .unwrap();
         let (to, _, fields) = plan.transition.unwrap();
         assert_eq!(to, PaymentState::OnrampPending);
-        assert!(fields.iter().any(|f| matches!(f, Field::Int("onramp_amount", Some(952_750_000)))));
+        assert!(
+            fields
+                .iter()
+                .any(|f| matches!(f, Field::Int("onramp_amount", Some(952_750_000))))
+        );
         assert_eq!(
             plan.next,
             Next::Run {
@@ -519,10 +570,17 @@ mod tests {
     fn pending_polls_back_off() {
         let mut c = ctx();
         c.polls = 3;
-        let plan = decide(&payment(PaymentState::OfframpPending), Answer::Status(TransferStatus::Pending), &c).unwrap();
+        let plan = decide(
+            &payment(PaymentState::OfframpPending),
+            Answer::Status(TransferStatus::Pending),
+            &c,
+        )
+        .unwrap();
         assert!(plan.transition.is_none());
         match plan.next {
-            Next::Run { polls, after_ms, .. } => {
+            Next::Run {
+                polls, after_ms, ..
+            } => {
                 assert_eq!(polls, 4);
                 assert!(after_ms > 100);
             }
@@ -538,8 +596,20 @@ mod tests {
             &ctx(),
         )
         .unwrap();
-        assert_eq!(plan.transition.as_ref().unwrap().0, PaymentState::RefundPending);
-        let plan = decide(&payment(PaymentState::RefundPending), Answer::Initiated("rev".into()), &ctx()).unwrap();
-        assert!(plan.update.iter().any(|f| matches!(f, Field::Int("refund_amount", Some(98_950)))));
+        assert_eq!(
+            plan.transition.as_ref().unwrap().0,
+            PaymentState::RefundPending
+        );
+        let plan = decide(
+            &payment(PaymentState::RefundPending),
+            Answer::Initiated("rev".into()),
+            &ctx(),
+        )
+        .unwrap();
+        assert!(
+            plan.update
+                .iter()
+                .any(|f| matches!(f, Field::Int("refund_amount", Some(98_950))))
+        );
     }
 }

@@ -46,7 +46,12 @@ pub struct Simulator {
 }
 
 /// Builds the simulated onramp and offramp sharing one RNG.
-pub fn pair(store: Store, clock: SharedClock, settings: SimSettings, seed: Option<u64>) -> (Arc<Simulator>, Arc<Simulator>) {
+pub fn pair(
+    store: Store,
+    clock: SharedClock,
+    settings: SimSettings,
+    seed: Option<u64>,
+) -> (Arc<Simulator>, Arc<Simulator>) {
     let rng = Arc::new(Mutex::new(match seed {
         Some(s) => StdRng::seed_from_u64(s),
         None => StdRng::from_os_rng(),
@@ -76,13 +81,24 @@ impl Simulator {
     fn draw(&self, range: (Duration, Duration), forced_failure: bool) -> (i64, bool) {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         let (lo, hi) = (range.0.as_millis() as i64, range.1.as_millis() as i64);
-        let delay = if hi > lo { rng.random_range(lo..=hi) } else { lo };
+        let delay = if hi > lo {
+            rng.random_range(lo..=hi)
+        } else {
+            lo
+        };
         let fails = forced_failure
-            || (self.settings.failure_rate > 0.0 && rng.random::<f64>() < self.settings.failure_rate);
+            || (self.settings.failure_rate > 0.0
+                && rng.random::<f64>() < self.settings.failure_rate);
         (delay, fails)
     }
 
-    async fn initiate(&self, leg: &str, req: &LegRequest, delay_ms: i64, fails: bool) -> Result<String, ProviderError> {
+    async fn initiate(
+        &self,
+        leg: &str,
+        req: &LegRequest,
+        delay_ms: i64,
+        fails: bool,
+    ) -> Result<String, ProviderError> {
         let now = self.clock.now();
         let transfer = SimTransfer {
             reference: format!("{}_{}", leg, uuid::Uuid::new_v4().simple()),
@@ -147,7 +163,8 @@ impl Offramp for Simulator {
     }
 
     async fn pay_out(&self, req: &LegRequest) -> Result<String, ProviderError> {
-        let (mut delay, fails) = self.draw(self.settings.offramp_delay, req.account == FAIL_OFFRAMP);
+        let (mut delay, fails) =
+            self.draw(self.settings.offramp_delay, req.account == FAIL_OFFRAMP);
         if req.account == SLOW {
             delay = 3_600_000;
         }

@@ -93,7 +93,13 @@ pub async fn claim(
 }
 
 /// Stores the response for replay (in the transaction that produced it, for 2xx).
-pub async fn complete(conn: &mut Conn, merchant_id: &str, key: &str, status: u16, body: &str) -> StoreResult<()> {
+pub async fn complete(
+    conn: &mut Conn,
+    merchant_id: &str,
+    key: &str,
+    status: u16,
+    body: &str,
+) -> StoreResult<()> {
     sqlx::query(
         "UPDATE idempotency_keys SET response_status = $1, response_body = $2, locked_until = NULL \
          WHERE merchant_id = $3 AND idem_key = $4",
@@ -119,9 +125,10 @@ pub async fn release(conn: &mut Conn, merchant_id: &str, key: &str) -> StoreResu
 
 /// Deletes keys created before `cutoff` (kept at least 24 h).
 pub async fn purge_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
-    let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1 AND locked_until IS NULL")
-        .bind(cutoff.millis())
-        .execute(&mut *conn)
-        .await?;
+    let r =
+        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1 AND locked_until IS NULL")
+            .bind(cutoff.millis())
+            .execute(&mut *conn)
+            .await?;
     Ok(r.rows_affected())
 }

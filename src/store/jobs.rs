@@ -7,7 +7,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{dynamic, Backend, Conn, StoreResult, col};
+use super::{Backend, Conn, StoreResult, col, dynamic};
 use crate::domain::Timestamp;
 
 /// A job to insert.
@@ -170,12 +170,14 @@ pub async fn fail(
         .execute(&mut *conn)
         .await?;
     } else {
-        sqlx::query("UPDATE jobs SET run_at = $1, last_error = $2, lease_owner = NULL WHERE id = $3")
-            .bind(retry_at.millis())
-            .bind(error)
-            .bind(&job.id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE jobs SET run_at = $1, last_error = $2, lease_owner = NULL WHERE id = $3",
+        )
+        .bind(retry_at.millis())
+        .bind(error)
+        .bind(&job.id)
+        .execute(&mut *conn)
+        .await?;
     }
     Ok(dead)
 }
@@ -191,7 +193,11 @@ pub async fn release_owner(conn: &mut Conn, owner: &str, now: Timestamp) -> Stor
 }
 
 /// Makes a payment's pending jobs due now (operator force-retry). Returns how many.
-pub async fn run_payment_jobs_now(conn: &mut Conn, payment_id: &str, now: Timestamp) -> StoreResult<u64> {
+pub async fn run_payment_jobs_now(
+    conn: &mut Conn,
+    payment_id: &str,
+    now: Timestamp,
+) -> StoreResult<u64> {
     let r = sqlx::query("UPDATE jobs SET run_at = $1 WHERE payment_id = $2 AND state = 'ready' AND lease_owner IS NULL")
         .bind(now.millis())
         .bind(payment_id)
@@ -289,9 +295,11 @@ pub async fn count_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult
 
 /// Removes a payment's unclaimed jobs (the payment became terminal outside a worker).
 pub async fn cancel_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult<u64> {
-    let r = sqlx::query("DELETE FROM jobs WHERE payment_id = $1 AND state = 'ready' AND lease_owner IS NULL")
-        .bind(payment_id)
-        .execute(&mut *conn)
-        .await?;
+    let r = sqlx::query(
+        "DELETE FROM jobs WHERE payment_id = $1 AND state = 'ready' AND lease_owner IS NULL",
+    )
+    .bind(payment_id)
+    .execute(&mut *conn)
+    .await?;
     Ok(r.rows_affected())
 }

@@ -26,7 +26,14 @@ pub async fn create(
         .bind(merchant.created_at)
         .execute(&mut *conn)
         .await?;
-    add_key(conn, &merchant.merchant_id, key_hash, key_prefix, merchant.created_at).await
+    add_key(
+        conn,
+        &merchant.merchant_id,
+        key_hash,
+        key_prefix,
+        merchant.created_at,
+    )
+    .await
 }
 
 /// Adds an API key to a merchant.
@@ -79,10 +86,11 @@ pub async fn by_key_hash(conn: &mut Conn, key_hash: &str) -> StoreResult<Option<
 
 /// One merchant by id.
 pub async fn find(conn: &mut Conn, merchant_id: &str) -> StoreResult<Option<Merchant>> {
-    let row = sqlx::query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
-        .bind(merchant_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row =
+        sqlx::query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
+            .bind(merchant_id)
+            .fetch_optional(&mut *conn)
+            .await?;
     row.map(|r| {
         Ok(Merchant {
             merchant_id: col(&r, "merchant_id")?,

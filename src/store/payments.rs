@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
 
-use super::{dynamic, Conn, StoreError, StoreResult, col, parse_col};
+use super::{Conn, StoreError, StoreResult, col, dynamic, parse_col};
 use crate::domain::{Currency, FeeBreakdown, LegStatus, PaymentState, Timestamp};
 
 /// One provider leg of a payment.
@@ -136,8 +136,18 @@ pub enum Side {
 impl Side {
     fn columns(self) -> [&'static str; 4] {
         match self {
-            Side::Onramp => ["onramp_provider", "onramp_reference", "onramp_status", "onramp_amount"],
-            Side::Offramp => ["offramp_provider", "offramp_reference", "offramp_status", "offramp_amount"],
+            Side::Onramp => [
+                "onramp_provider",
+                "onramp_reference",
+                "onramp_status",
+                "onramp_amount",
+            ],
+            Side::Offramp => [
+                "offramp_provider",
+                "offramp_reference",
+                "offramp_status",
+                "offramp_amount",
+            ],
         }
     }
 }
@@ -168,8 +178,8 @@ const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount
 
 /// Stores a new `PENDING` payment and its first history row.
 pub async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
-    let metadata = serde_json::to_string(&p.metadata)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let metadata =
+        serde_json::to_string(&p.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
         "INSERT INTO payments (payment_id, merchant_id, quote_id, state, version, amount, currency, \
          payout_amount, payout_currency, exchange_rate, mid_rate, platform_fee, onramp_fee, offramp_fee, \
@@ -196,7 +206,16 @@ pub async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
     .bind(p.created_at.millis())
     .execute(&mut *conn)
     .await?;
-    insert_history(conn, &p.payment_id, 1, None, p.state, p.created_at, "created").await
+    insert_history(
+        conn,
+        &p.payment_id,
+        1,
+        None,
+        p.state,
+        p.created_at,
+        "created",
+    )
+    .await
 }
 
 async fn insert_history(
@@ -265,7 +284,16 @@ pub async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<bool> {
         .await?;
     let Some(row) = row else { return Ok(false) };
     let version: i64 = col(&row, "version")?;
-    insert_history(conn, &t.payment_id, version, Some(t.from), t.to, t.at, &t.reason).await?;
+    insert_history(
+        conn,
+        &t.payment_id,
+        version,
+        Some(t.from),
+        t.to,
+        t.at,
+        &t.reason,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -286,7 +314,11 @@ pub async fn update_in_state(
         };
         sql.push_str(&format!(", {name} = ${n}"));
     }
-    sql.push_str(&format!(" WHERE payment_id = ${} AND state = ${}", n + 1, n + 2));
+    sql.push_str(&format!(
+        " WHERE payment_id = ${} AND state = ${}",
+        n + 1,
+        n + 2
+    ));
     let mut q = sqlx::query(dynamic(sql)).bind(at.millis());
     for f in fields {
         q = match f {
@@ -316,7 +348,12 @@ pub async fn claim_onramp(conn: &mut Conn, payment_id: &str, at: Timestamp) -> S
 }
 
 /// Cancels a `PENDING` payment no worker has claimed. False when it is too late.
-pub async fn cancel(conn: &mut Conn, merchant_id: &str, payment_id: &str, at: Timestamp) -> StoreResult<bool> {
+pub async fn cancel(
+    conn: &mut Conn,
+    merchant_id: &str,
+    payment_id: &str,
+    at: Timestamp,
+) -> StoreResult<bool> {
     let row = sqlx::query(
         "UPDATE payments SET state = 'CANCELLED', version = version + 1, updated_at = $1, state_since = $1, completed_at = $1 \
          WHERE payment_id = $2 AND merchant_id = $3 AND state = 'PENDING' AND onramp_claimed_at IS NULL RETURNING version",
@@ -343,15 +380,21 @@ pub async fn cancel(conn: &mut Conn, merchant_id: &str, payment_id: &str, at: Ti
 
 /// One payment by id, any merchant (for workers).
 pub async fn get(conn: &mut Conn, payment_id: &str) -> StoreResult<Option<PaymentRecord>> {
-    let row = sqlx::query(dynamic(format!("SELECT {COLUMNS} FROM payments WHERE payment_id = $1")))
-        .bind(payment_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let row = sqlx::query(dynamic(format!(
+        "SELECT {COLUMNS} FROM payments WHERE payment_id = $1"
+    )))
+    .bind(payment_id)
+    .fetch_optional(&mut *conn)
+    .await?;
     row.map(|r| from_row(&r)).transpose()
 }
 
 /// One payment of one merchant (another merchant's payment is `None`).
-pub async fn find(conn: &mut Conn, merchant_id: &str, payment_id: &str) -> StoreResult<Option<PaymentRecord>> {
+pub async fn find(
+    conn: &mut Conn,
+    merchant_id: &str,
+    payment_id: &str,
+) -> StoreResult<Option<PaymentRecord>> {
     let row = sqlx::query(dynamic(format!(
         "SELECT {COLUMNS} FROM payments WHERE payment_id = $1 AND merchant_id = $2"
     )))
@@ -375,7 +418,10 @@ pub async fn history(conn: &mut Conn, payment_id: &str) -> StoreResult<Vec<Histo
             let from: Option<String> = col(r, "from_state")?;
             Ok(HistoryEntry {
                 from: from
-                    .map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("state {s}"))))
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|_| StoreError::Corrupt(format!("state {s}")))
+                    })
                     .transpose()?,
                 to: parse_col(r, "to_state")?,
                 at: Timestamp(col(r, "at")?),
@@ -413,7 +459,10 @@ pub async fn list(conn: &mut Conn, q: &ListQuery<'_>) -> StoreResult<Vec<Payment
         ));
         n += 2;
     }
-    sql.push_str(&format!(" ORDER BY created_at DESC, payment_id DESC LIMIT ${}", n + 1));
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, payment_id DESC LIMIT ${}",
+        n + 1
+    ));
     let mut query = sqlx::query(dynamic(sql)).bind(q.merchant_id);
     if let Some(s) = q.state {
         query = query.bind(s.as_str());
@@ -438,11 +487,14 @@ pub async fn count_by_state(conn: &mut Conn) -> StoreResult<Vec<(PaymentState, i
 fn leg(r: &AnyRow, side: Side) -> StoreResult<Option<Leg>> {
     let c = side.columns();
     let reference: Option<String> = col(r, c[1])?;
-    let Some(reference) = reference else { return Ok(None) };
+    let Some(reference) = reference else {
+        return Ok(None);
+    };
     let status: Option<String> = col(r, c[2])?;
-    let status = status.as_deref().and_then(LegStatus::parse).ok_or_else(|| {
-        StoreError::Corrupt(format!("{}: bad leg status", c[2]))
-    })?;
+    let status = status
+        .as_deref()
+        .and_then(LegStatus::parse)
+        .ok_or_else(|| StoreError::Corrupt(format!("{}: bad leg status", c[2])))?;
     Ok(Some(Leg {
         provider: col::<Option<String>>(r, c[0])?.unwrap_or_default(),
         reference,
@@ -453,8 +505,11 @@ fn leg(r: &AnyRow, side: Side) -> StoreResult<Option<Leg>> {
 
 fn opt_decimal(r: &AnyRow, name: &str) -> StoreResult<Option<Decimal>> {
     let s: Option<String> = col(r, name)?;
-    s.map(|s| s.parse().map_err(|_| StoreError::Corrupt(format!("{name}: {s}"))))
-        .transpose()
+    s.map(|s| {
+        s.parse()
+            .map_err(|_| StoreError::Corrupt(format!("{name}: {s}")))
+    })
+    .transpose()
 }
 
 fn from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {

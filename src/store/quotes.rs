@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
 
-use super::{dynamic, Conn, StoreResult, col, parse_col};
+use super::{Conn, StoreResult, col, dynamic, parse_col};
 use crate::domain::{Currency, FeeBreakdown, QuoteTerms, Timestamp};
 
 /// A quote as stored.
@@ -56,7 +56,11 @@ pub async fn insert(conn: &mut Conn, q: &QuoteRecord) -> StoreResult<()> {
 }
 
 /// A merchant's quote by id (another merchant's quote is `None`).
-pub async fn find(conn: &mut Conn, merchant_id: &str, quote_id: &str) -> StoreResult<Option<QuoteRecord>> {
+pub async fn find(
+    conn: &mut Conn,
+    merchant_id: &str,
+    quote_id: &str,
+) -> StoreResult<Option<QuoteRecord>> {
     let row = sqlx::query(dynamic(format!(
         "SELECT {COLUMNS} FROM quotes WHERE quote_id = $1 AND merchant_id = $2"
     )))
@@ -69,11 +73,12 @@ pub async fn find(conn: &mut Conn, merchant_id: &str, quote_id: &str) -> StoreRe
 
 /// Marks the quote used by `payment_id`. False when another payment took it first.
 pub async fn mark_used(conn: &mut Conn, quote_id: &str, payment_id: &str) -> StoreResult<bool> {
-    let r = sqlx::query("UPDATE quotes SET payment_id = $1 WHERE quote_id = $2 AND payment_id IS NULL")
-        .bind(payment_id)
-        .bind(quote_id)
-        .execute(&mut *conn)
-        .await?;
+    let r =
+        sqlx::query("UPDATE quotes SET payment_id = $1 WHERE quote_id = $2 AND payment_id IS NULL")
+            .bind(payment_id)
+            .bind(quote_id)
+            .execute(&mut *conn)
+            .await?;
     Ok(r.rows_affected() == 1)
 }
 

@@ -7,11 +7,13 @@ use super::{Conn, StoreResult};
 /// Inserts `key = value` unless the key exists. Returns whether this call inserted it, so
 /// exactly one of several starting processes wins a bootstrap step.
 pub async fn insert_if_absent(conn: &mut Conn, key: &str, value: &str) -> StoreResult<bool> {
-    let r = sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
-        .bind(key)
-        .bind(value)
-        .execute(&mut *conn)
-        .await?;
+    let r = sqlx::query(
+        "INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(key)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
     Ok(r.rows_affected() == 1)
 }
 

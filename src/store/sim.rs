@@ -4,7 +4,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{dynamic, Conn, StoreResult, col};
+use super::{Conn, StoreResult, col, dynamic};
 use crate::domain::Timestamp;
 
 /// A simulated transfer.
@@ -32,8 +32,7 @@ pub struct SimTransfer {
     pub created_at: Timestamp,
 }
 
-const COLUMNS: &str =
-    "reference, provider, payment_id, leg, amount, currency, outcome, settle_at, initiate_calls, created_at";
+const COLUMNS: &str = "reference, provider, payment_id, leg, amount, currency, outcome, settle_at, initiate_calls, created_at";
 
 /// Creates the transfer for `(payment_id, leg)`, or — when it exists — counts the repeated
 /// ask and returns the existing transfer unchanged.
@@ -58,7 +57,11 @@ pub async fn initiate(conn: &mut Conn, t: &SimTransfer) -> StoreResult<SimTransf
 }
 
 /// A transfer by provider and reference.
-pub async fn find(conn: &mut Conn, provider: &str, reference: &str) -> StoreResult<Option<SimTransfer>> {
+pub async fn find(
+    conn: &mut Conn,
+    provider: &str,
+    reference: &str,
+) -> StoreResult<Option<SimTransfer>> {
     let row = sqlx::query(dynamic(format!(
         "SELECT {COLUMNS} FROM sim_transfers WHERE provider = $1 AND reference = $2"
     )))
@@ -70,18 +73,28 @@ pub async fn find(conn: &mut Conn, provider: &str, reference: &str) -> StoreResu
 }
 
 /// Settles a transfer now with `outcome` (a provider webhook does this). False if unknown.
-pub async fn settle(conn: &mut Conn, reference: &str, outcome: &str, at: Timestamp) -> StoreResult<bool> {
-    let r = sqlx::query("UPDATE sim_transfers SET outcome = $1, settle_at = $2 WHERE reference = $3")
-        .bind(outcome)
-        .bind(at.millis())
-        .bind(reference)
-        .execute(&mut *conn)
-        .await?;
+pub async fn settle(
+    conn: &mut Conn,
+    reference: &str,
+    outcome: &str,
+    at: Timestamp,
+) -> StoreResult<bool> {
+    let r =
+        sqlx::query("UPDATE sim_transfers SET outcome = $1, settle_at = $2 WHERE reference = $3")
+            .bind(outcome)
+            .bind(at.millis())
+            .bind(reference)
+            .execute(&mut *conn)
+            .await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Transfers of one payment (or all, newest first, bounded), oldest first.
-pub async fn list(conn: &mut Conn, payment_id: Option<&str>, limit: i64) -> StoreResult<Vec<SimTransfer>> {
+pub async fn list(
+    conn: &mut Conn,
+    payment_id: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<SimTransfer>> {
     let rows = match payment_id {
         Some(p) => {
             sqlx::query(dynamic(format!(

@@ -1,0 +1,183 @@
+//! `spawn_app()`: a fresh Corridor per test, with fast simulated providers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use corridor::app::Application;
+use corridor::clock::SystemClock;
+use corridor::config::{Config, Dur, DurRange, RateLimit};
+use serde_json::{Value, json};
+
+/// A running app and a client for it.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub address: String,
+    /// Admin key.
+    pub admin_key: String,
+    /// The demo merchant's key.
+    pub merchant_key: String,
+    /// HTTP client.
+    pub client: reqwest::Client,
+    /// The app's clock.
+    pub clock: Arc<SystemClock>,
+    /// The running app.
+    _app: Application,
+    _dir: tempfile::TempDir,
+}
+
+/// Test defaults: temp database, port 0, fast providers, no rate limit.
+pub fn test_config(dir: &std::path::Path) -> Config {
+    let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.database_url = format!("sqlite://{}", dir.join("corridor.db").display());
+    cfg.admin_key = Some(format!("ck_admin_test_{}", uuid::Uuid::new_v4().simple()));
+    cfg.poll_interval = Dur(Duration::from_millis(50));
+    let fast = DurRange {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(100),
+    };
+    cfg.sim_onramp_delay = fast;
+    cfg.sim_offramp_delay = fast;
+    cfg.sim_failure_rate = corridor::config::Probability(0.0);
+    cfg.quote_ttl = Dur(Duration::from_secs(60));
+    cfg.rate_limit = RateLimit {
+        requests: 0,
+        per: Duration::from_secs(1),
+    };
+    cfg.workers = 4;
+    cfg
+}
+
+/// A fresh app with test defaults.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// A fresh app with test defaults changed by `configure`.
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cfg = test_config(dir.path());
+    configure(&mut cfg);
+    let admin_key = cfg
+        .admin_key
+        .clone()
+        .expect("test config sets an admin key");
+    let clock = SystemClock::new();
+    let app = Application::start(cfg, clock.clone())
+        .await
+        .expect("app starts");
+    let boot = app.bootstrap().expect("first start bootstraps").clone();
+    TestApp {
+        address: format!("http://{}", app.addr()),
+        admin_key,
+        merchant_key: boot.merchant_key,
+        client: reqwest::Client::new(),
+        clock,
+        _app: app,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// `GET path` with a bearer key.
+    pub async fn get(&self, path: &str, key: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{}", self.address, path))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST path` with a JSON body and a bearer key.
+    pub async fn post(&self, path: &str, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.address, path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// `POST path` with an `Idempotency-Key`.
+    pub async fn post_idem(
+        &self,
+        path: &str,
+        key: &str,
+        idem: &str,
+        body: Value,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}{}", self.address, path))
+            .bearer_auth(key)
+            .header("Idempotency-Key", idem)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates a merchant; returns its API key.
+    pub async fn new_merchant(&self, name: &str) -> String {
+        let r = self
+            .post(
+                "/v1/admin/merchants",
+                &self.admin_key,
+                json!({"name": name}),
+            )
+            .await;
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        v["api_key"].as_str().unwrap().to_owned()
+    }
+
+    /// A USD → `to` quote; asserts 200.
+    pub async fn quote(&self, key: &str, to: &str, amount: i64) -> Value {
+        let r = self
+            .post(
+                "/v1/quotes",
+                key,
+                json!({"from_currency": "USD", "to_currency": to, "amount": amount}),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// Creates a payment; asserts 202.
+    pub async fn pay(&self, key: &str, body: Value) -> Value {
+        let r = self.post("/v1/payments", key, body).await;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 202, "{v}");
+        v
+    }
+
+    /// Polls a payment until its status is one of `statuses` (panics after 60 s).
+    pub async fn wait_for_status(&self, key: &str, payment_id: &str, statuses: &[&str]) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let v: Value = self
+                .get(&format!("/v1/payments/{payment_id}"), key)
+                .await
+                .json()
+                .await
+                .unwrap();
+            if statuses.iter().any(|s| v["status"] == *s) {
+                return v;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "payment {payment_id} stuck in {}",
+                v["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Moves the app's clock forward.
+    pub fn advance_clock(&self, by: Duration) {
+        self.clock.advance_millis(by.as_millis() as i64);
+    }
+}
