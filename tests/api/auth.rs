@@ -72,14 +72,42 @@ fn admin_routes() -> Vec<(Method, String, Option<Value>)> {
     ]
 }
 
+/// Sends every route with `authorization` and checks each answers `code` with `status`;
+/// reports all routes that do not, rather than only the first.
+async fn expect_on_every_route(
+    app: &TestApp,
+    routes: Vec<(Method, String, Option<Value>)>,
+    authorization: Option<&str>,
+    status: u16,
+    code: &str,
+) {
+    let mut wrong = Vec::new();
+    for (method, path, body) in routes {
+        let case = format!("{method} {path}");
+        let resp = send(app, method, &path, authorization, body).await;
+        if resp.status().as_u16() == status {
+            expect_error(resp, status, code, &case).await;
+        } else {
+            let actual = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            wrong.push(format!("{case}: {actual} {text}"));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "expected {status} {code} from:\n{}",
+        wrong.join("\n")
+    );
+}
+
 #[tokio::test]
 async fn requests_without_a_bearer_key_return_401_unauthorized() {
     let app = spawn_app().await;
-    for (method, path, body) in merchant_routes().into_iter().chain(admin_routes()) {
-        let case = format!("{method} {path}");
-        let resp = send(&app, method, &path, None, body).await;
-        expect_error(resp, 401, "UNAUTHORIZED", &case).await;
-    }
+    let routes = merchant_routes()
+        .into_iter()
+        .chain(admin_routes())
+        .collect();
+    expect_on_every_route(&app, routes, None, 401, "UNAUTHORIZED").await;
 }
 
 #[tokio::test]
@@ -116,22 +144,14 @@ async fn requests_with_an_unknown_or_malformed_key_return_401_unauthorized() {
 async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
     let app = spawn_app().await;
     let auth = format!("Bearer {}", app.admin_key);
-    for (method, path, body) in merchant_routes() {
-        let case = format!("admin on {method} {path}");
-        let resp = send(&app, method, &path, Some(&auth), body).await;
-        expect_error(resp, 403, "FORBIDDEN", &case).await;
-    }
+    expect_on_every_route(&app, merchant_routes(), Some(&auth), 403, "FORBIDDEN").await;
 }
 
 #[tokio::test]
 async fn a_merchant_key_on_admin_routes_returns_403_forbidden() {
     let app = spawn_app().await;
     let auth = format!("Bearer {}", app.merchant_key);
-    for (method, path, body) in admin_routes() {
-        let case = format!("merchant on {method} {path}");
-        let resp = send(&app, method, &path, Some(&auth), body).await;
-        expect_error(resp, 403, "FORBIDDEN", &case).await;
-    }
+    expect_on_every_route(&app, admin_routes(), Some(&auth), 403, "FORBIDDEN").await;
 }
 
 #[tokio::test]

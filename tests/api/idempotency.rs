@@ -262,7 +262,7 @@ async fn concurrent_requests_with_one_key_create_exactly_one_payment() {
 #[tokio::test]
 async fn an_idempotency_key_of_255_printable_characters_is_accepted() {
     let app = spawn_app().await;
-    let key = format!("{} ~!", "k".repeat(251));
+    let key = format!("{} ~!", "k".repeat(252));
     assert_eq!(key.len(), 255);
     let resp = app
         .post_idem(
