@@ -101,6 +101,7 @@ async fn expect_on_every_route(
 }
 
 #[tokio::test]
+#[ignore = "webhook-endpoint and admin routes land with issues #4 and #5"]
 async fn requests_without_a_bearer_key_return_401_unauthorized() {
     let app = spawn_app().await;
     let routes = merchant_routes()
@@ -141,6 +142,7 @@ async fn requests_with_an_unknown_or_malformed_key_return_401_unauthorized() {
 }
 
 #[tokio::test]
+#[ignore = "webhook-endpoint routes land with issue #4"]
 async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
     let app = spawn_app().await;
     let auth = format!("Bearer {}", app.admin_key);
@@ -148,6 +150,7 @@ async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
 }
 
 #[tokio::test]
+#[ignore = "admin routes land with issue #5"]
 async fn a_merchant_key_on_admin_routes_returns_403_forbidden() {
     let app = spawn_app().await;
     let auth = format!("Bearer {}", app.merchant_key);
@@ -185,6 +188,7 @@ async fn creating_a_merchant_without_a_name_returns_400() {
 }
 
 #[tokio::test]
+#[ignore = "key rotation lands with issue #5"]
 async fn rotating_a_merchant_key_revokes_the_old_one_at_once() {
     let app = spawn_app().await;
     let resp = app

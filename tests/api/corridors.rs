@@ -167,6 +167,7 @@ async fn rates_with_a_bad_or_missing_currency_return_400_invalid_request() {
 }
 
 #[tokio::test]
+#[ignore = "rate pins land with issue #5"]
 async fn a_pinned_rate_is_shown_by_rates_and_used_by_new_quotes() {
     let app = spawn_app().await;
     let pinned: Decimal = "0.91".parse().expect("decimal");
@@ -213,6 +214,7 @@ async fn a_pinned_rate_is_shown_by_rates_and_used_by_new_quotes() {
 }
 
 #[tokio::test]
+#[ignore = "rate pins land with issue #5"]
 async fn quotes_given_before_a_pin_keep_their_rate() {
     let app = spawn_app().await;
     let before = app.quote(&app.merchant_key, "EUR", 100_000).await;
@@ -246,6 +248,7 @@ async fn quotes_given_before_a_pin_keep_their_rate() {
 }
 
 #[tokio::test]
+#[ignore = "rate pins land with issue #5"]
 async fn unpinning_returns_204_and_unpinning_again_returns_404() {
     let app = spawn_app().await;
     let resp = admin_rate(
