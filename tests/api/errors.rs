@@ -10,7 +10,7 @@ use reqwest::Method;
 use reqwest::header::{CONTENT_TYPE, RETRY_AFTER};
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use super::*;
 
 /// Reads `resp`, asserts its status is `status`, and returns the JSON body.
 pub async fn expect_status(resp: reqwest::Response, status: u16) -> Value {
@@ -81,7 +81,7 @@ fn json_of_len(len: usize) -> String {
 
 #[tokio::test]
 async fn a_body_over_64_kib_returns_413_payload_too_large() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let body = json_of_len(64 * 1024 + 1);
     assert_eq!(body.len(), 65_537);
     let resp = send_raw(&app, "/v1/quotes", Some("application/json"), body).await;
@@ -97,7 +97,7 @@ async fn a_body_over_64_kib_returns_413_payload_too_large() {
 
 #[tokio::test]
 async fn a_body_of_exactly_64_kib_is_not_refused_for_its_size() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let body = json_of_len(64 * 1024);
     // The body is well within the limit; what remains wrong with it is the unknown field.
     let resp = send_raw(&app, "/v1/quotes", Some("application/json"), body).await;
@@ -106,7 +106,7 @@ async fn a_body_of_exactly_64_kib_is_not_refused_for_its_size() {
 
 #[tokio::test]
 async fn a_body_without_a_json_content_type_returns_415() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let body = json!({"from_currency": "USD", "to_currency": "EUR", "amount": 100_000}).to_string();
     for (case, ct) in [
         ("no Content-Type", None),
@@ -120,7 +120,7 @@ async fn a_body_without_a_json_content_type_returns_415() {
 
 #[tokio::test]
 async fn a_json_content_type_with_a_charset_is_accepted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let body = json!({"from_currency": "USD", "to_currency": "EUR", "amount": 100_000}).to_string();
     let resp = send_raw(
         &app,
@@ -135,7 +135,7 @@ async fn a_json_content_type_with_a_charset_is_accepted() {
 
 #[tokio::test]
 async fn an_unknown_field_returns_400_invalid_request() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post(
             "/v1/quotes",
@@ -163,7 +163,7 @@ async fn an_unknown_field_returns_400_invalid_request() {
 
 #[tokio::test]
 async fn a_field_of_the_wrong_type_returns_400_invalid_request() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let resp = app
         .post(
@@ -181,7 +181,7 @@ async fn a_field_of_the_wrong_type_returns_400_invalid_request() {
 
 #[tokio::test]
 async fn malformed_json_returns_400_invalid_request() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for (case, body) in [
         ("truncated", r#"{"from_currency": "USD", "to_currency":"#),
         ("not JSON", "amount=100000"),
@@ -200,7 +200,7 @@ async fn malformed_json_returns_400_invalid_request() {
 
 #[tokio::test]
 async fn an_unknown_route_returns_404_in_the_error_format() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app.get("/v1/no-such-route", &app.merchant_key).await;
     expect_error(resp, 404, "NOT_FOUND", "unknown /v1 route").await;
 
@@ -215,7 +215,7 @@ async fn an_unknown_route_returns_404_in_the_error_format() {
 
 #[tokio::test]
 async fn a_method_the_route_does_not_allow_returns_405_in_the_error_format() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .client
         .request(Method::DELETE, format!("{}/v1/quotes", app.address))
@@ -228,7 +228,7 @@ async fn a_method_the_route_does_not_allow_returns_405_in_the_error_format() {
 
 #[tokio::test]
 async fn error_responses_are_served_as_json() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let unauthenticated = app
         .client
         .get(format!("{}/v1/payments", app.address))
@@ -270,13 +270,12 @@ async fn error_responses_are_served_as_json() {
 #[tokio::test]
 #[ignore = "rate limiting lands with issue #5"]
 async fn exceeding_the_rate_limit_returns_429_with_retry_after() {
-    let app = spawn_app_with(|c| {
+    let Some(app) = spawn_app_with(|c| {
         c.rate_limit = corridor::config::RateLimit {
             requests: 3,
             per: Duration::from_secs(60),
         };
-    })
-    .await;
+    }).await else { return };
     for i in 0..3 {
         let resp = app.get("/v1/corridors", &app.merchant_key).await;
         assert_eq!(

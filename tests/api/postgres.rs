@@ -1,0 +1,3 @@
+//! The suite on a fresh PostgreSQL database per test.
+
+suite!(crate::helpers::Backend::Postgres);

@@ -1,0 +1,3 @@
+//! The suite on a temporary SQLite file.
+
+suite!(crate::helpers::Backend::Sqlite);
