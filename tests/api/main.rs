@@ -3,6 +3,9 @@
 //! `CORRIDOR_TEST_PG_URL` to change it). Without a reachable PostgreSQL the `postgres::`
 //! tests fail, unless `CORRIDOR_TEST_PG=skip` is set, in which case they print why and pass.
 
+// Each test file is compiled once per backend on purpose.
+#![allow(clippy::duplicate_mod)]
+
 mod helpers;
 
 /// One copy of the whole suite bound to one backend.
