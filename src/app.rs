@@ -178,7 +178,10 @@ impl Application {
             job_max_attempts: i64::from(cfg.job_max_attempts),
             request_timeout: cfg.request_timeout.0,
         });
-        let router = api::router(state);
+        let router = match cfg.role {
+            Role::Worker => api::ops_router(state),
+            Role::All | Role::Api => api::router(state),
+        };
         let listener = TcpListener::bind(cfg.listen)
             .await
             .map_err(|e| StartError::Bind(cfg.listen, e))?;

@@ -121,12 +121,26 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/admin/merchants", post(admin::create))
         .route("/v1/sandbox/transfers", get(admin::transfers))
         .layer(middleware::from_fn_with_state(state.clone(), timeout));
-    Router::new()
+    let api = Router::new()
         .merge(v1)
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()));
+    with_common_layers(api.merge(ops_routes()), state)
+}
+
+/// The router of a `--role worker` process: health and metrics only.
+pub fn ops_router(state: AppState) -> Router {
+    with_common_layers(ops_routes(), state)
+}
+
+fn ops_routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::render))
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()))
+}
+
+fn with_common_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))

@@ -95,6 +95,7 @@ impl Engine {
     /// Claims and runs jobs until `shutdown` turns true, then waits for running handlers and
     /// hands back any lease it still holds.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let listener = self.store.listen_for_jobs(self.wake.clone());
         let slots = Arc::new(Semaphore::new(self.cfg.workers.max(1)));
         let mut running = JoinSet::new();
         tracing::info!(workers = self.cfg.workers, owner = %self.owner, "engine started");
@@ -119,9 +120,10 @@ impl Engine {
                 }
             };
             if claimed.is_empty() {
+                let nap = self.idle_nap().await;
                 tokio::select! {
                     _ = self.wake.notified() => {}
-                    _ = tokio::time::sleep(self.cfg.idle_poll) => {}
+                    _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
@@ -138,11 +140,32 @@ impl Engine {
             }
         }
         while running.join_next().await.is_some() {}
+        if let Some(l) = listener {
+            l.abort();
+        }
         if let Ok(mut tx) = self.store.begin().await {
             let _ = jobs::release_owner(&mut tx, &self.owner, self.clock.now()).await;
             let _ = tx.commit().await;
         }
         tracing::info!("engine stopped");
+    }
+
+    /// How long to sleep with nothing due: until the next scheduled job, at most the idle poll
+    /// (other processes may schedule work we are not told about).
+    async fn idle_nap(&self) -> Duration {
+        let next = async {
+            let mut conn = self.store.reader().await?;
+            jobs::next_due(&mut conn).await
+        }
+        .await;
+        match next {
+            Ok(Some(at)) => {
+                let wait = at.millis().saturating_sub(self.clock.now().millis()).max(1);
+                Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX))
+                    .min(self.cfg.idle_poll)
+            }
+            _ => self.cfg.idle_poll,
+        }
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<Job>, StoreError> {

@@ -448,6 +448,9 @@ async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Res
             })
             .map_err(|e| JobError::Permanent(e.to_string()))?;
             jobs::reschedule(&mut tx, &job.id, now.plus_millis(*after_ms), &payload).await?;
+            if *after_ms == 0 {
+                jobs::announce(&mut tx).await?;
+            }
             *after_ms == 0
         }
         Next::Done => {

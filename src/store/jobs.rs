@@ -61,7 +61,22 @@ pub struct DeadJob {
     pub failed_at: Timestamp,
 }
 
-/// Inserts a job.
+/// PostgreSQL channel that announces due work to every process's workers.
+pub const CHANNEL: &str = "corridor_jobs";
+
+/// Tells idle workers of every process that work is due (delivered at commit). A no-op on
+/// SQLite, whose writers all live in one process and use an in-process notify.
+pub async fn announce(conn: &mut Conn) -> StoreResult<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Inserts a job (and announces it when it is due at once).
 pub async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
@@ -75,6 +90,7 @@ pub async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
     .bind(job.max_attempts)
     .execute(&mut *conn)
     .await?;
+    announce(conn).await?;
     Ok(())
 }
 
@@ -302,4 +318,12 @@ pub async fn cancel_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResul
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected())
+}
+
+/// When the earliest ready job becomes due (lets an idle worker sleep exactly that long).
+pub async fn next_due(conn: &mut Conn) -> StoreResult<Option<Timestamp>> {
+    let row = sqlx::query("SELECT MIN(run_at) AS next FROM jobs WHERE state = 'ready'")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok(col::<Option<i64>>(&row, "next")?.map(Timestamp))
 }

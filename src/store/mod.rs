@@ -78,6 +78,7 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     backend: Backend,
+    url: String,
 }
 
 /// Pool sizing and timeouts.
@@ -145,6 +146,7 @@ impl Store {
             write,
             read,
             backend,
+            url,
         })
     }
 
@@ -179,6 +181,36 @@ impl Store {
         let mut c = self.read.acquire().await?;
         c.ping().await?;
         Ok(())
+    }
+
+    /// Wakes `wake` whenever any process enqueues due work (PostgreSQL `LISTEN`); on SQLite,
+    /// where every writer is in this process, the in-process notify already covers it.
+    /// Reconnects on its own after a database outage; callers keep a bounded fallback poll.
+    pub fn listen_for_jobs(
+        &self,
+        wake: std::sync::Arc<tokio::sync::Notify>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let url = self.url.clone();
+        Some(tokio::spawn(async move {
+            loop {
+                match sqlx::postgres::PgListener::connect(&url).await {
+                    Ok(mut listener) => {
+                        if listener.listen(jobs::CHANNEL).await.is_ok() {
+                            // Work may have arrived while we were not listening.
+                            wake.notify_one();
+                            while listener.recv().await.is_ok() {
+                                wake.notify_one();
+                            }
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "job listener cannot connect"),
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }))
     }
 
     /// Closes the pools, waiting for checked-out connections.
