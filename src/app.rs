@@ -120,7 +120,7 @@ impl Application {
         let corridors = cfg.corridor_table().map_err(StartError::Config)?;
         let shared: SharedClock = clock.clone();
         let pool = PoolConfig {
-            max_connections: 8,
+            max_connections: cfg.db_pool,
             acquire_timeout: cfg.request_timeout.0.min(Duration::from_secs(3)),
         };
         let store = Store::connect(&cfg.database_url, pool).await?;

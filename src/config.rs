@@ -232,6 +232,10 @@ pub struct Config {
     /// Attempts before a failing job is dead-lettered.
     #[arg(long, env = "CORRIDOR_JOB_MAX_ATTEMPTS", default_value_t = 8)]
     pub job_max_attempts: u32,
+    /// Database connections per process (PostgreSQL; SQLite uses one writer plus this many
+    /// readers). Keep nodes × pool under the server's `max_connections`.
+    #[arg(long, env = "CORRIDOR_DB_POOL", default_value_t = 8)]
+    pub db_pool: u32,
     /// Which parts this process runs.
     #[arg(long, value_enum, default_value = "all")]
     pub role: Role,
@@ -264,6 +268,9 @@ impl Config {
         }
         if self.spread_bps >= 10_000 {
             return Err("CORRIDOR_SPREAD_BPS must be below 10000".into());
+        }
+        if self.db_pool == 0 || self.db_pool > 1_000 {
+            return Err("CORRIDOR_DB_POOL must be between 1 and 1000".into());
         }
         if self.job_max_attempts == 0 {
             return Err("CORRIDOR_JOB_MAX_ATTEMPTS must be at least 1".into());
