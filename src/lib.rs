@@ -11,5 +11,6 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod providers;
+pub mod signing;
 pub mod store;
 pub mod telemetry;
