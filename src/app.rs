@@ -15,8 +15,9 @@ use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, Role};
 use crate::domain::RateTable;
 use crate::engine::{Engine, EngineConfig, janitor};
-use crate::providers::Providers;
+use crate::providers::http::{HttpOfframp, HttpOnramp};
 use crate::providers::simulator::{self, SimSettings};
+use crate::providers::{Offramp, Onramp, Providers};
 use crate::store::{PoolConfig, Store, settings};
 
 /// Keys created on the first start against an empty database, to print once.
@@ -64,59 +65,56 @@ async fn bootstrap(
     clock: &SharedClock,
 ) -> Result<(String, Option<Bootstrap>), StartError> {
     let now = clock.now();
+    // One transaction: the marker, the admin key and the demo merchant commit together, so
+    // a crash cannot leave a bootstrapped database without them.
     let mut tx = store.begin().await?;
     let first =
         settings::insert_if_absent(&mut tx, "bootstrapped_at", &now.millis().to_string()).await?;
     let mut generated = None;
-    if first && cfg.admin_key.is_none() {
+    if cfg.admin_key.is_none() {
+        // Exactly one process's key wins, even when several start at once.
         let key = generate_key("ck_admin_");
-        settings::put(&mut tx, ADMIN_HASH_KEY, &hash_key(&key)).await?;
-        generated = Some(key);
+        if settings::insert_if_absent(&mut tx, ADMIN_HASH_KEY, &hash_key(&key)).await? {
+            generated = Some(key);
+        }
     }
+    let demo = if first {
+        Some(api::admin::create_merchant_in(&mut tx, "demo", now).await?)
+    } else {
+        None
+    };
     tx.commit().await?;
     let admin_hash = match &cfg.admin_key {
         Some(k) => hash_key(k),
         None => {
             let mut conn = store.reader().await?;
-            match settings::get(&mut conn, ADMIN_HASH_KEY).await? {
-                Some(h) => h,
-                None => {
-                    // Bootstrapped earlier with a configured key, now unset: make one.
-                    let key = generate_key("ck_admin_");
-                    let mut tx = store.begin().await?;
-                    settings::put(&mut tx, ADMIN_HASH_KEY, &hash_key(&key)).await?;
-                    tx.commit().await?;
-                    generated = Some(key.clone());
-                    hash_key(&key)
-                }
-            }
+            settings::get(&mut conn, ADMIN_HASH_KEY)
+                .await?
+                .ok_or_else(|| {
+                    StartError::Config("admin key hash missing after bootstrap".into())
+                })?
         }
     };
-    if !first {
-        return Ok((
-            admin_hash,
-            generated.map(|k| Bootstrap {
-                admin_key: Some(k),
-                merchant_id: String::new(),
-                merchant_key: String::new(),
-            }),
-        ));
-    }
-    let (merchant_id, merchant_key) = api::admin::create_merchant(store, "demo", now).await?;
-    Ok((
-        admin_hash,
-        Some(Bootstrap {
-            admin_key: generated,
-            merchant_id,
-            merchant_key,
-        }),
-    ))
+    let boot = match (demo, generated) {
+        (None, None) => None,
+        (demo, admin_key) => {
+            let (merchant_id, merchant_key) = demo.unwrap_or_default();
+            Some(Bootstrap {
+                admin_key,
+                merchant_id,
+                merchant_key,
+            })
+        }
+    };
+    Ok((admin_hash, boot))
 }
 
 impl Application {
     /// Builds everything and starts serving; returns once the listener is bound.
     pub async fn start(cfg: Config, clock: Arc<SystemClock>) -> Result<Application, StartError> {
         cfg.validate().map_err(StartError::Config)?;
+        // One TLS provider for every outbound HTTPS client (webhooks, providers).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let corridors = cfg.corridor_table().map_err(StartError::Config)?;
         let shared: SharedClock = clock.clone();
         let pool = PoolConfig {
@@ -138,6 +136,22 @@ impl Application {
             },
             None,
         );
+        // Each side independently: a configured URL means a provider speaking the provider
+        // protocol, otherwise the in-process simulator.
+        let onramp: Arc<dyn Onramp> = match &cfg.onramp_url {
+            Some(url) => Arc::new(
+                HttpOnramp::new(&cfg.onramp_name, url, cfg.provider_timeout.0)
+                    .map_err(|e| StartError::Config(format!("CORRIDOR_ONRAMP_URL: {e}")))?,
+            ),
+            None => onramp,
+        };
+        let offramp: Arc<dyn Offramp> = match &cfg.offramp_url {
+            Some(url) => Arc::new(
+                HttpOfframp::new(&cfg.offramp_name, url, cfg.provider_timeout.0)
+                    .map_err(|e| StartError::Config(format!("CORRIDOR_OFFRAMP_URL: {e}")))?,
+            ),
+            None => offramp,
+        };
         let providers = Providers { onramp, offramp };
         let wake = Arc::new(Notify::new());
         let rates = RateTable::static_default();
@@ -156,6 +170,9 @@ impl Application {
                         .unwrap_or(i64::MAX),
                     provider_timeout: cfg.provider_timeout.0,
                     idle_poll: Duration::from_millis(250),
+                    webhook_retry: cfg.webhook_retry.0.clone(),
+                    webhook_timeout: cfg.webhook_timeout.0,
+                    webhook_allow_private: cfg.webhook_allow_private,
                 },
                 wake.clone(),
             );
@@ -177,6 +194,7 @@ impl Application {
             simulated: cfg.onramp_url.is_none() && cfg.offramp_url.is_none(),
             job_max_attempts: i64::from(cfg.job_max_attempts),
             request_timeout: cfg.request_timeout.0,
+            webhook_allow_private: cfg.webhook_allow_private,
         });
         let router = match cfg.role {
             Role::Worker => api::ops_router(state),

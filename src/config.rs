@@ -196,6 +196,12 @@ pub struct Config {
     /// Offramp provider speaking the provider protocol; unset = in-process simulator.
     #[arg(long, env = "CORRIDOR_OFFRAMP_URL")]
     pub offramp_url: Option<String>,
+    /// Name of the HTTP onramp on legs and in webhook URLs (used with `CORRIDOR_ONRAMP_URL`).
+    #[arg(long, env = "CORRIDOR_ONRAMP_NAME", default_value = "http-onramp")]
+    pub onramp_name: String,
+    /// Name of the HTTP offramp on legs and in webhook URLs (used with `CORRIDOR_OFFRAMP_URL`).
+    #[arg(long, env = "CORRIDOR_OFFRAMP_NAME", default_value = "http-offramp")]
+    pub offramp_name: String,
     /// Secret inbound provider webhooks are signed with (`whsec_…`).
     #[arg(long, env = "CORRIDOR_PROVIDER_WEBHOOK_SECRET", hide_env_values = true)]
     pub provider_webhook_secret: Option<String>,
@@ -278,6 +284,21 @@ impl Config {
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {
             return Err("DATABASE_URL must start with sqlite:// or postgres://".into());
+        }
+        for (var, name) in [
+            ("CORRIDOR_ONRAMP_NAME", &self.onramp_name),
+            ("CORRIDOR_OFFRAMP_NAME", &self.offramp_name),
+        ] {
+            // The name is a path segment of `/v1/provider-webhooks/{provider}`.
+            let ok = (1..=64).contains(&name.len())
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            if !ok {
+                return Err(format!(
+                    "{var} must be 1 to 64 letters, digits, `-`, `_` or `.`"
+                ));
+            }
         }
         if let Some(k) = &self.admin_key
             && k.len() < 16

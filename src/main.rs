@@ -1,4 +1,4 @@
-//! The `corridor` command: `serve`, `migrate`, `merchant create`, `bench`.
+//! The `corridor` command: `serve`, `migrate`, `merchant create`, `bench`, `sim-provider`.
 
 use std::process::ExitCode;
 
@@ -34,6 +34,9 @@ enum Command {
     },
     /// Load-test a running Corridor and print latency and throughput figures.
     Bench(corridor::bench::BenchArgs),
+    /// Serve the simulated onramp and offramp over the provider protocol, in their own
+    /// process and database (point `CORRIDOR_ONRAMP_URL`/`CORRIDOR_OFFRAMP_URL` at it).
+    SimProvider(corridor::providers::sim_server::SimProviderArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Bench(args) => corridor::bench::run(args).await,
+            Command::SimProvider(args) => sim_provider(args).await,
         }
     });
     match result {
@@ -126,6 +130,19 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("shutting down: draining requests and jobs");
     app.stop();
     app.wait().await;
+    Ok(())
+}
+
+async fn sim_provider(
+    args: corridor::providers::sim_server::SimProviderArgs,
+) -> anyhow::Result<()> {
+    corridor::telemetry::init(&args.log, LogFormat::Text);
+    let sim = corridor::providers::sim_server::SimProvider::start(args).await?;
+    // Tests and scripts read the address from this line (port 0 picks a free one).
+    println!("sim-provider listening on http://{}", sim.addr());
+    shutdown_signal().await;
+    sim.stop();
+    sim.wait().await;
     Ok(())
 }
 

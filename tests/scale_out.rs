@@ -359,8 +359,14 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
 
     // Pull the plug on node 3 while its workers hold leases on payments in flight.
     cluster.kill(VICTIM);
+    let open_at_kill = list_all(&client, &reads, &key)
+        .await
+        .iter()
+        .filter(|p| !TERMINAL.contains(&p["status"].as_str().unwrap_or("")))
+        .count();
     println!(
-        "scale_out: {FIRST_HALF} created, node 3 killed ({:?})",
+        "scale_out: {FIRST_HALF} created, node 3 killed with {open_at_kill} payments in flight \
+         ({:?})",
         started_at.elapsed()
     );
 

@@ -12,7 +12,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::domain::Timestamp;
 use crate::store::merchants::{self, Merchant};
-use crate::store::{Store, StoreResult, sim};
+use crate::store::{Conn, Store, StoreResult, sim};
 
 /// Body of `POST /v1/admin/merchants`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -39,11 +39,22 @@ pub async fn create_merchant(
     name: &str,
     now: Timestamp,
 ) -> StoreResult<(String, String)> {
+    let mut tx = store.begin().await?;
+    let created = create_merchant_in(&mut tx, name, now).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// [`create_merchant`] inside the caller's transaction.
+pub async fn create_merchant_in(
+    conn: &mut Conn,
+    name: &str,
+    now: Timestamp,
+) -> StoreResult<(String, String)> {
     let merchant_id = format!("mer_{}", uuid::Uuid::new_v4());
     let key = generate_key("sk_");
-    let mut tx = store.begin().await?;
     merchants::create(
-        &mut tx,
+        conn,
         &Merchant {
             merchant_id: merchant_id.clone(),
             name: name.to_owned(),
@@ -53,7 +64,6 @@ pub async fn create_merchant(
         &key_prefix(&key),
     )
     .await?;
-    tx.commit().await?;
     Ok((merchant_id, key))
 }
 

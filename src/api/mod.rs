@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod payments;
 pub mod quotes;
 pub mod request_id;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,8 @@ pub struct Inner {
     pub job_max_attempts: i64,
     /// Longest time a request may run before it answers 503.
     pub request_timeout: Duration,
+    /// Allow `http` and private addresses as webhook URLs (development only).
+    pub webhook_allow_private: bool,
 }
 
 impl std::ops::Deref for AppState {
@@ -118,6 +121,20 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/payments", post(payments::create).get(payments::list))
         .route("/v1/payments/{payment_id}", get(payments::get))
         .route("/v1/payments/{payment_id}/cancel", post(payments::cancel))
+        .route(
+            "/v1/webhook-endpoints",
+            post(webhooks::create).get(webhooks::list),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}",
+            axum::routing::delete(webhooks::delete),
+        )
+        .route(
+            "/v1/webhook-endpoints/{id}/rotate-secret",
+            post(webhooks::rotate_secret),
+        )
+        .route("/v1/webhook-deliveries", get(webhooks::deliveries))
+        .route("/v1/webhook-deliveries/{id}/retry", post(webhooks::retry))
         .route("/v1/admin/merchants", post(admin::create))
         .route("/v1/sandbox/transfers", get(admin::transfers))
         .layer(middleware::from_fn_with_state(state.clone(), timeout));

@@ -3,7 +3,7 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, corridors, error, health, metrics, payments, quotes};
+use super::{admin, corridors, error, health, metrics, payments, quotes, webhooks};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -14,6 +14,8 @@ use super::{admin, corridors, error, health, metrics, payments, quotes};
         corridors::list, corridors::rate,
         quotes::create, quotes::get,
         payments::create, payments::get, payments::list, payments::cancel,
+        webhooks::create, webhooks::list, webhooks::delete, webhooks::rotate_secret,
+        webhooks::deliveries, webhooks::retry,
         admin::create, admin::transfers,
     ),
     components(schemas(error::ErrorBody)),
@@ -22,6 +24,7 @@ use super::{admin, corridors, error, health, metrics, payments, quotes};
         (name = "quotes", description = "Rate-locked quotes"),
         (name = "payments", description = "Payments and their state machine"),
         (name = "corridors", description = "Corridors and rates"),
+        (name = "webhooks", description = "Signed webhooks to merchants (Standard Webhooks)"),
         (name = "admin", description = "Operator routes (admin key)"),
         (name = "operations", description = "Health and metrics"),
     )

@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -15,14 +14,18 @@ use super::auth::Merchant;
 use super::error::{ApiError, Code};
 use super::extract::{ApiQuery, JsonBytes};
 use super::idempotency::{self as idem, IdempotencyKey};
-use super::quotes::{FeesView, price};
+use super::quotes::price;
 use crate::domain::quote::is_expired;
-use crate::domain::{PaymentState, Timestamp, ledger};
+use crate::domain::{PaymentState, Timestamp};
+use crate::engine::events;
 use crate::engine::steps::{self, StepJob};
 use crate::store::idempotency::{self as idem_store, Claim};
 use crate::store::jobs::{self, NewJob};
-use crate::store::payments::{self, HistoryEntry, Leg, ListQuery, PaymentRecord};
+use crate::store::payments::{self, ListQuery, PaymentRecord};
 use crate::store::quotes::{self, QuoteRecord};
+pub use crate::views::{
+    FailureView, HistoryView, LegView, LegsView, PaymentView, RefundView, view,
+};
 
 /// Body of `POST /v1/payments`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -59,172 +62,6 @@ pub struct PaymentAccepted {
     pub guaranteed_payout: i64,
     /// Payout currency.
     pub payout_currency: String,
-}
-
-/// One leg of a payment.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LegView {
-    /// Provider name.
-    pub provider: String,
-    /// Provider's transfer reference.
-    pub reference: String,
-    /// `PENDING`, `COMPLETED`, `FAILED` or `REVERSED`.
-    pub status: String,
-    /// Amount in the leg currency's minor units.
-    pub amount: i64,
-    /// Leg currency (`USDC` for the onramp).
-    pub currency: String,
-}
-
-/// Both legs.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct LegsView {
-    /// Fiat → USDC; `null` until started.
-    pub onramp: Option<LegView>,
-    /// USDC → payout; `null` until started.
-    pub offramp: Option<LegView>,
-}
-
-/// One history entry.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct HistoryView {
-    /// Previous state (`null` at creation).
-    pub from: Option<String>,
-    /// New state.
-    pub to: String,
-    /// When.
-    pub at: String,
-    /// Why.
-    pub reason: String,
-}
-
-/// Why a payment did not complete.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FailureView {
-    /// `ONRAMP_FAILED` or `OFFRAMP_FAILED`.
-    pub code: String,
-    /// Provider's explanation.
-    pub message: String,
-}
-
-/// Money returned to the source.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RefundView {
-    /// Amount, source minor units (`amount − onramp_fee`).
-    pub amount: i64,
-    /// Source currency.
-    pub currency: String,
-}
-
-/// A payment as the API shows it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PaymentView {
-    /// `pay_<uuid>`.
-    pub payment_id: String,
-    /// Current state.
-    pub status: String,
-    /// Source amount, minor units.
-    pub amount: i64,
-    /// Source currency.
-    pub currency: String,
-    /// Fees.
-    pub fees: FeesView,
-    /// Locked customer rate.
-    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
-    #[schema(value_type = f64)]
-    pub exchange_rate: Decimal,
-    /// Guaranteed payout.
-    pub payout_amount: i64,
-    /// Payout currency.
-    pub payout_currency: String,
-    /// Quote used.
-    pub quote_id: String,
-    /// Paying account.
-    pub source_account: String,
-    /// Paid account.
-    pub destination_account: String,
-    /// Merchant annotations.
-    pub metadata: BTreeMap<String, String>,
-    /// Accepted at.
-    pub created_at: String,
-    /// Last change.
-    pub updated_at: String,
-    /// Terminal at.
-    pub completed_at: Option<String>,
-    /// Failure, when failed or refunding.
-    pub failure: Option<FailureView>,
-    /// Provider legs.
-    pub legs: LegsView,
-    /// Refund, for refunding and refunded payments.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub refund: Option<RefundView>,
-    /// Every transition, oldest first.
-    pub history: Vec<HistoryView>,
-}
-
-fn leg_view(leg: &Option<Leg>, currency: &str) -> Option<LegView> {
-    leg.as_ref().map(|l| LegView {
-        provider: l.provider.clone(),
-        reference: l.reference.clone(),
-        status: l.status.as_str().to_owned(),
-        amount: l.amount,
-        currency: currency.to_owned(),
-    })
-}
-
-/// Builds the API view of a payment and its history.
-pub fn view(p: &PaymentRecord, history: &[HistoryEntry]) -> PaymentView {
-    let refund = matches!(
-        p.state,
-        PaymentState::RefundPending | PaymentState::Refunded
-    )
-    .then(|| ledger::refund_amount(p.amount, p.fees.onramp, p.currency).ok())
-    .flatten()
-    .map(|m| RefundView {
-        amount: p.refund_amount.unwrap_or(m.minor()),
-        currency: p.currency.code().to_owned(),
-    });
-    PaymentView {
-        payment_id: p.payment_id.clone(),
-        status: p.state.as_str().to_owned(),
-        amount: p.amount,
-        currency: p.currency.code().to_owned(),
-        fees: FeesView {
-            platform_fee: p.fees.platform,
-            onramp_fee: p.fees.onramp,
-            offramp_fee: p.fees.offramp,
-            total_fees: p.total_fees,
-            currency: p.currency.code().to_owned(),
-        },
-        exchange_rate: p.exchange_rate.normalize(),
-        payout_amount: p.payout_amount,
-        payout_currency: p.payout_currency.code().to_owned(),
-        quote_id: p.quote_id.clone(),
-        source_account: p.source_account.clone(),
-        destination_account: p.destination_account.clone(),
-        metadata: p.metadata.clone(),
-        created_at: p.created_at.to_rfc3339(),
-        updated_at: p.updated_at.to_rfc3339(),
-        completed_at: p.completed_at.map(Timestamp::to_rfc3339),
-        failure: p.failure.as_ref().map(|(code, message)| FailureView {
-            code: code.clone(),
-            message: message.clone(),
-        }),
-        legs: LegsView {
-            onramp: leg_view(&p.onramp, "USDC"),
-            offramp: leg_view(&p.offramp, p.payout_currency.code()),
-        },
-        refund,
-        history: history
-            .iter()
-            .map(|h| HistoryView {
-                from: h.from.map(|s| s.as_str().to_owned()),
-                to: h.to.as_str().to_owned(),
-                at: h.at.to_rfc3339(),
-                reason: h.reason.clone(),
-            })
-            .collect(),
-    }
 }
 
 fn account(field: &str, v: Option<String>) -> Result<String, ApiError> {
@@ -427,6 +264,7 @@ async fn accept(
         return Err(used());
     }
     payments::insert(&mut tx, &record).await?;
+    events::record(&mut tx, &payment_id, "payment.created", now).await?;
     jobs::enqueue(
         &mut tx,
         &NewJob {
@@ -645,6 +483,13 @@ pub async fn cancel(
     let cancelled = payments::cancel(&mut tx, &m.merchant_id, &payment_id, now).await?;
     if cancelled {
         jobs::cancel_for_payment(&mut tx, &payment_id).await?;
+        events::record(
+            &mut tx,
+            &payment_id,
+            &events::event_type(PaymentState::Cancelled),
+            now,
+        )
+        .await?;
     }
     tx.commit().await?;
     if !cancelled {

@@ -14,6 +14,7 @@ use super::extract::ApiJson;
 use crate::domain::quote::is_expired;
 use crate::domain::{QuoteError, Timestamp, price_quote};
 use crate::store::quotes::{self, QuoteRecord};
+pub use crate::views::FeesView;
 
 /// Body of `POST /v1/quotes`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -25,21 +26,6 @@ pub struct CreateQuote {
     pub to_currency: Option<String>,
     /// Source amount in minor units (positive integer).
     pub amount: Option<i64>,
-}
-
-/// Fees of a quote or payment, in source minor units.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct FeesView {
-    /// Platform fee.
-    pub platform_fee: i64,
-    /// Onramp provider fee.
-    pub onramp_fee: i64,
-    /// Offramp provider fee.
-    pub offramp_fee: i64,
-    /// Sum of the three.
-    pub total_fees: i64,
-    /// Currency of the fees (the source currency).
-    pub currency: String,
 }
 
 /// A quote as the API shows it.

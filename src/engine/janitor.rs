@@ -37,7 +37,9 @@ pub async fn ensure_scheduled(store: &Store, now: Timestamp) -> StoreResult<()> 
 pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
     let now = engine.clock.now();
     let cutoff = Timestamp(now.millis() - RETENTION_MS);
-    let mut tx = engine.store.begin().await?;
+    let Some(mut tx) = engine.begin_held(job).await? else {
+        return Ok(());
+    };
     let q = quotes::purge_unused_before(&mut tx, cutoff).await?;
     let k = idempotency::purge_before(&mut tx, cutoff).await?;
     jobs::reschedule(&mut tx, &job.id, now.plus_millis(EVERY_MS), &job.payload).await?;

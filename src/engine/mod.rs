@@ -3,8 +3,10 @@
 //! each payment moving exactly once.
 
 pub mod backoff;
+pub mod events;
 pub mod janitor;
 pub mod steps;
+pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -33,6 +35,12 @@ pub struct EngineConfig {
     pub provider_timeout: Duration,
     /// Longest idle wait between claims when nothing wakes the engine.
     pub idle_poll: Duration,
+    /// Delays between webhook delivery attempts.
+    pub webhook_retry: Vec<Duration>,
+    /// How long one delivery may take.
+    pub webhook_timeout: Duration,
+    /// Allow `http` and private addresses as webhook targets (development only).
+    pub webhook_allow_private: bool,
 }
 
 /// Why a job run did not finish.
@@ -68,6 +76,7 @@ pub struct Engine {
     pub wake: Arc<Notify>,
     rng: Mutex<StdRng>,
     owner: String,
+    endpoint_slots: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
 }
 
 impl Engine {
@@ -89,6 +98,7 @@ impl Engine {
             wake,
             rng: Mutex::new(StdRng::from_os_rng()),
             owner: format!("worker_{}", uuid::Uuid::new_v4().simple()),
+            endpoint_slots: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -150,6 +160,19 @@ impl Engine {
         tracing::info!("engine stopped");
     }
 
+    /// Opens a transaction in which `job` is confirmed still ours; `None` (and nothing
+    /// written) when the lease ran out and another worker took the job over.
+    pub async fn begin_held(&self, job: &Job) -> Result<Option<crate::store::Tx>, JobError> {
+        let mut tx = self.store.begin().await?;
+        if jobs::hold(&mut tx, job).await? {
+            Ok(Some(tx))
+        } else {
+            tracing::warn!(job_id = %job.id, "lease lost before the result was written; leaving the job to its new holder");
+            tx.rollback().await.map_err(StoreError::from)?;
+            Ok(None)
+        }
+    }
+
     /// How long to sleep with nothing due: until the next scheduled job, at most the idle poll
     /// (other processes may schedule work we are not told about).
     async fn idle_nap(&self) -> Duration {
@@ -191,6 +214,7 @@ impl Engine {
         let result = match job.kind.as_str() {
             steps::KIND => steps::run(self, &job).await,
             janitor::KIND => janitor::run(self, &job).await,
+            events::DELIVER => webhooks::run(self, &job).await,
             other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
         };
         let Err(err) = result else { return };

@@ -249,7 +249,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
         // Someone (a webhook, an operator, a duplicate run) moved it on: nothing to do.
         return finish(engine, job).await;
     }
-    let answer = ask_provider(engine, &payment).await?;
+    let answer = ask_provider(engine, job, &payment).await?;
     let Some(answer) = answer else {
         return finish(engine, job).await;
     };
@@ -271,14 +271,20 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
 
 /// Calls the provider for the payment's current state. `Ok(None)` means the step no longer
 /// applies (the payment was cancelled before the worker claimed it).
-async fn ask_provider(engine: &Engine, p: &PaymentRecord) -> Result<Option<Answer>, JobError> {
+async fn ask_provider(
+    engine: &Engine,
+    job: &Job,
+    p: &PaymentRecord,
+) -> Result<Option<Answer>, JobError> {
     use PaymentState::*;
     let key = |leg: &str| format!("{}:{leg}", p.payment_id);
     let result = match p.state {
         Pending => {
             // Claim before calling out, so cancel cannot succeed once a leg may exist.
             let now = engine.clock.now();
-            let mut tx = engine.store.begin().await?;
+            let Some(mut tx) = engine.begin_held(job).await? else {
+                return Ok(None);
+            };
             let claimed = payments::claim_onramp(&mut tx, &p.payment_id, now).await?;
             tx.commit().await.map_err(crate::store::StoreError::from)?;
             if !claimed {
@@ -402,7 +408,9 @@ async fn timed<T>(
 }
 
 async fn finish(engine: &Engine, job: &Job) -> Result<(), JobError> {
-    let mut tx = engine.store.begin().await?;
+    let Some(mut tx) = engine.begin_held(job).await? else {
+        return Ok(());
+    };
     jobs::complete(&mut tx, &job.id).await?;
     tx.commit().await.map_err(crate::store::StoreError::from)?;
     Ok(())
@@ -411,7 +419,9 @@ async fn finish(engine: &Engine, job: &Job) -> Result<(), JobError> {
 /// Writes a plan in one transaction.
 async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Result<(), JobError> {
     let now: Timestamp = engine.clock.now();
-    let mut tx = engine.store.begin().await?;
+    let Some(mut tx) = engine.begin_held(job).await? else {
+        return Ok(());
+    };
     let mut moved = None;
     if let Some((to, reason, fields)) = plan.transition {
         let t = Transition {
@@ -427,6 +437,7 @@ async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Res
             tx.commit().await.map_err(crate::store::StoreError::from)?;
             return Ok(());
         }
+        super::events::record(&mut tx, &p.payment_id, &super::events::event_type(to), now).await?;
         moved = Some(to);
     }
     if !plan.update.is_empty()

@@ -5,6 +5,8 @@
 //! Every initiating call carries an idempotency key derived from `(payment_id, leg)`: a
 //! provider must answer a repeated key with the same transfer, never a second one.
 
+pub mod http;
+pub mod sim_server;
 pub mod simulator;
 
 use async_trait::async_trait;

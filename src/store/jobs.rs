@@ -42,6 +42,10 @@ pub struct Job {
     pub attempts: i64,
     /// Attempts allowed.
     pub max_attempts: i64,
+    /// Who holds the lease (this process's worker id).
+    pub lease_owner: String,
+    /// When the lease ends (the claimed `run_at`); with the owner, the lease's fence.
+    pub lease_until: Timestamp,
 }
 
 /// A dead-lettered job, for operators.
@@ -112,7 +116,7 @@ pub async fn claim(
     let sql = format!(
         "UPDATE jobs SET lease_owner = $1, run_at = $2, attempts = attempts + 1 \
          WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= $3 ORDER BY run_at LIMIT $4{lock}) \
-         RETURNING id, kind, payment_id, payload, attempts, max_attempts"
+         RETURNING id, kind, payment_id, payload, attempts, max_attempts, lease_owner, run_at"
     );
     let rows = sqlx::query(dynamic(sql))
         .bind(owner)
@@ -134,7 +138,22 @@ fn job_from_row(r: &AnyRow) -> StoreResult<Job> {
             .map_err(|e| super::StoreError::Corrupt(format!("job payload: {e}")))?,
         attempts: col(r, "attempts")?,
         max_attempts: col(r, "max_attempts")?,
+        lease_owner: col::<Option<String>>(r, "lease_owner")?.unwrap_or_default(),
+        lease_until: Timestamp(col(r, "run_at")?),
     })
+}
+
+/// Confirms, inside the caller's transaction, that `job` is still held under the lease it
+/// was claimed with (and row-locks it on PostgreSQL, so no one claims it meanwhile). A
+/// worker whose lease ran out must write nothing: another worker owns the job now.
+pub async fn hold(conn: &mut Conn, job: &Job) -> StoreResult<bool> {
+    let r = sqlx::query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
+        .bind(&job.id)
+        .bind(&job.lease_owner)
+        .bind(job.lease_until.millis())
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
 }
 
 /// Removes a finished job (in the same transaction as the work's effects).
@@ -178,11 +197,14 @@ pub async fn fail(
     let error: String = error.chars().take(2_000).collect();
     if dead {
         sqlx::query(
-            "UPDATE jobs SET state = 'dead', last_error = $1, failed_at = $2, lease_owner = NULL WHERE id = $3",
+            "UPDATE jobs SET state = 'dead', last_error = $1, failed_at = $2, lease_owner = NULL \
+             WHERE id = $3 AND lease_owner = $4 AND run_at = $5",
         )
         .bind(error)
         .bind(now.millis())
         .bind(&job.id)
+        .bind(&job.lease_owner)
+        .bind(job.lease_until.millis())
         .execute(&mut *conn)
         .await?;
     } else {

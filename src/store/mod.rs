@@ -12,6 +12,7 @@ pub mod payments;
 pub mod quotes;
 pub mod settings;
 pub mod sim;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -89,6 +89,37 @@ pub async fn settle(
     Ok(r.rows_affected() == 1)
 }
 
+/// Settled transfers (`settle_at <= now`) whose status webhook is not done yet, earliest
+/// settlement first, so the standalone simulator notifies in the order transfers settled.
+pub async fn due_notifications(
+    conn: &mut Conn,
+    now: Timestamp,
+    limit: i64,
+) -> StoreResult<Vec<SimTransfer>> {
+    let rows = sqlx::query(dynamic(format!(
+        "SELECT {COLUMNS} FROM sim_transfers WHERE notified_at IS NULL AND settle_at <= $1 \
+         ORDER BY settle_at, reference LIMIT $2"
+    )))
+    .bind(now.millis())
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Records that a transfer's status webhook is done with (delivered, or given up), so it is
+/// never sent again. False if unknown or already recorded.
+pub async fn mark_notified(conn: &mut Conn, reference: &str, at: Timestamp) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE sim_transfers SET notified_at = $1 WHERE reference = $2 AND notified_at IS NULL",
+    )
+    .bind(at.millis())
+    .bind(reference)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Transfers of one payment (or all, newest first, bounded), oldest first.
 pub async fn list(
     conn: &mut Conn,

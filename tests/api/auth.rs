@@ -142,7 +142,6 @@ async fn requests_with_an_unknown_or_malformed_key_return_401_unauthorized() {
 }
 
 #[tokio::test]
-#[ignore = "webhook-endpoint routes land with issue #4"]
 async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
     let Some(app) = spawn_app().await else { return };
     let auth = format!("Bearer {}", app.admin_key);

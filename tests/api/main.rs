@@ -41,6 +41,8 @@ macro_rules! suite {
         mod quotes;
         #[path = "state_machine.rs"]
         mod state_machine;
+        #[path = "webhooks.rs"]
+        mod webhooks;
     };
 }
 

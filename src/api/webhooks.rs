@@ -1,0 +1,339 @@
+//! Merchant webhook endpoints and the delivery log.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Merchant;
+use super::error::{ApiError, Code};
+use super::extract::{ApiJson, ApiQuery};
+use crate::domain::PaymentState;
+use crate::egress;
+use crate::engine::events;
+use crate::signing::Secret;
+use crate::store::payments;
+use crate::store::webhooks::{self, Delivery, Endpoint};
+
+/// Endpoints a merchant may register.
+const MAX_ENDPOINTS: usize = 20;
+/// How long a rotated-out secret keeps signing.
+const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
+
+/// Every event type Corridor emits.
+pub fn event_types() -> Vec<String> {
+    std::iter::once("payment.created".to_owned())
+        .chain(
+            PaymentState::ALL
+                .into_iter()
+                .filter(|s| *s != PaymentState::Pending)
+                .map(events::event_type),
+        )
+        .collect()
+}
+
+/// Body of `POST /v1/webhook-endpoints`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// `https` URL on a public host.
+    pub url: Option<String>,
+    /// Event types to receive; omitted = every type.
+    pub events: Option<Vec<String>>,
+}
+
+/// An endpoint as listed (the secret is only shown at creation and rotation).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointView {
+    /// `we_<uuid>`.
+    pub id: String,
+    /// Target URL.
+    pub url: String,
+    /// Subscribed event types (every type when created without a list).
+    pub events: Vec<String>,
+    /// Whether deliveries are stopped (the receiver answered `410 Gone`).
+    pub disabled: bool,
+    /// Creation time.
+    pub created_at: String,
+}
+
+/// A new endpoint with its signing secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointCreated {
+    /// `we_<uuid>`.
+    pub id: String,
+    /// Target URL.
+    pub url: String,
+    /// Subscribed event types.
+    pub events: Vec<String>,
+    /// `whsec_…`: verify `webhook-signature` with it; shown only now.
+    pub secret: String,
+}
+
+/// A list of endpoints.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EndpointList {
+    /// Endpoints, oldest first.
+    pub data: Vec<EndpointView>,
+}
+
+/// A rotated secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SecretView {
+    /// The new `whsec_…`; the previous one keeps signing (second signature) for 24 h.
+    pub secret: String,
+}
+
+fn endpoint_view(e: &Endpoint) -> EndpointView {
+    EndpointView {
+        id: e.endpoint_id.clone(),
+        url: e.url.clone(),
+        events: if e.events.is_empty() {
+            event_types()
+        } else {
+            e.events.clone()
+        },
+        disabled: e.disabled_at.is_some(),
+        created_at: e.created_at.to_rfc3339(),
+    }
+}
+
+/// `POST /v1/webhook-endpoints`.
+#[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), request_body = CreateEndpoint,
+    responses((status = 201, body = EndpointCreated), (status = 400, body = super::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    m: Merchant,
+    ApiJson(body): ApiJson<CreateEndpoint>,
+) -> Result<(StatusCode, Json<EndpointCreated>), ApiError> {
+    let url = body
+        .url
+        .ok_or_else(|| ApiError::invalid("url", "`url` is required"))?;
+    egress::resolve(&url, state.webhook_allow_private)
+        .await
+        .map_err(|e| ApiError::invalid("url", e.to_string()))?;
+    let known = event_types();
+    let events = match body.events {
+        None => Vec::new(),
+        Some(list) if list.is_empty() => {
+            return Err(ApiError::invalid(
+                "events",
+                "`events` must name at least one event type, or be omitted",
+            ));
+        }
+        Some(mut list) => {
+            if let Some(bad) = list.iter().find(|e| !known.contains(e)) {
+                return Err(ApiError::invalid(
+                    "events",
+                    format!("unknown event type `{bad}`"),
+                ));
+            }
+            list.sort();
+            list.dedup();
+            list
+        }
+    };
+    let mut tx = state.store.begin().await?;
+    if webhooks::list_endpoints(&mut tx, &m.merchant_id)
+        .await?
+        .len()
+        >= MAX_ENDPOINTS
+    {
+        return Err(ApiError::invalid(
+            "url",
+            format!("at most {MAX_ENDPOINTS} webhook endpoints per merchant"),
+        ));
+    }
+    let endpoint = Endpoint {
+        endpoint_id: format!("we_{}", uuid::Uuid::new_v4()),
+        merchant_id: m.merchant_id.clone(),
+        url,
+        events,
+        secret: Secret::generate(),
+        previous_secret: None,
+        previous_secret_until: None,
+        disabled_at: None,
+        created_at: state.clock.now(),
+    };
+    webhooks::create_endpoint(&mut tx, &endpoint).await?;
+    tx.commit().await?;
+    tracing::info!(endpoint_id = %endpoint.endpoint_id, "webhook endpoint created");
+    let view = endpoint_view(&endpoint);
+    Ok((
+        StatusCode::CREATED,
+        Json(EndpointCreated {
+            id: view.id,
+            url: view.url,
+            events: view.events,
+            secret: endpoint.secret,
+        }),
+    ))
+}
+
+/// `GET /v1/webhook-endpoints`.
+#[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks", security(("bearer" = [])),
+    responses((status = 200, body = EndpointList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    m: Merchant,
+) -> Result<Json<EndpointList>, ApiError> {
+    let mut conn = state.store.reader().await?;
+    let data = webhooks::list_endpoints(&mut conn, &m.merchant_id)
+        .await?
+        .iter()
+        .map(endpoint_view)
+        .collect();
+    Ok(Json(EndpointList { data }))
+}
+
+/// `DELETE /v1/webhook-endpoints/{id}`.
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = super::error::ErrorBody)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    m: Merchant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut tx = state.store.begin().await?;
+    let deleted = webhooks::delete_endpoint(&mut tx, &m.merchant_id, &id).await?;
+    tx.commit().await?;
+    if deleted {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("webhook endpoint"))
+    }
+}
+
+/// `POST /v1/webhook-endpoints/{id}/rotate-secret`.
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, body = SecretView), (status = 404, body = super::error::ErrorBody)))]
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    m: Merchant,
+    Path(id): Path<String>,
+) -> Result<Json<SecretView>, ApiError> {
+    let secret = Secret::generate();
+    let until = state.clock.now().plus_millis(ROTATION_OVERLAP_MS);
+    let mut tx = state.store.begin().await?;
+    let rotated = webhooks::rotate_secret(&mut tx, &m.merchant_id, &id, &secret, until).await?;
+    tx.commit().await?;
+    if !rotated {
+        return Err(ApiError::not_found("webhook endpoint"));
+    }
+    Ok(Json(SecretView { secret }))
+}
+
+/// Query of the delivery log.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryQuery {
+    /// Only deliveries about this payment.
+    pub payment_id: Option<String>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryView {
+    /// Attempt id (`whd_<uuid>`).
+    pub id: String,
+    /// Event sent (also the `webhook-id`).
+    pub event_id: String,
+    /// Event type.
+    pub event_type: String,
+    /// Endpoint.
+    pub endpoint_id: String,
+    /// 1 for the first attempt.
+    pub attempt: i64,
+    /// HTTP status, `null` when no answer came.
+    pub status_code: Option<i64>,
+    /// What went wrong, `null` on success.
+    pub error: Option<String>,
+    /// Time to answer.
+    pub duration_ms: i64,
+    /// When attempted.
+    pub created_at: String,
+}
+
+/// A list of delivery attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeliveryList {
+    /// Attempts (oldest first for one payment, newest first otherwise).
+    pub data: Vec<DeliveryView>,
+}
+
+fn delivery_view(d: &Delivery) -> DeliveryView {
+    DeliveryView {
+        id: d.delivery_id.clone(),
+        event_id: d.event_id.clone(),
+        event_type: d.event_type.clone(),
+        endpoint_id: d.endpoint_id.clone(),
+        attempt: d.attempt,
+        status_code: d.status_code,
+        error: d.error.clone(),
+        duration_ms: d.duration_ms,
+        created_at: d.created_at.to_rfc3339(),
+    }
+}
+
+/// `GET /v1/webhook-deliveries?payment_id=…`.
+#[utoipa::path(get, path = "/v1/webhook-deliveries", tag = "webhooks", security(("bearer" = [])), params(DeliveryQuery),
+    responses((status = 200, body = DeliveryList), (status = 404, body = super::error::ErrorBody)))]
+pub async fn deliveries(
+    State(state): State<AppState>,
+    m: Merchant,
+    ApiQuery(q): ApiQuery<DeliveryQuery>,
+) -> Result<Json<DeliveryList>, ApiError> {
+    let mut conn = state.store.reader().await?;
+    if let Some(p) = &q.payment_id
+        && payments::find(&mut conn, &m.merchant_id, p)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::not_found("payment"));
+    }
+    let rows =
+        webhooks::list_deliveries(&mut conn, &m.merchant_id, q.payment_id.as_deref(), 500).await?;
+    Ok(Json(DeliveryList {
+        data: rows.iter().map(delivery_view).collect(),
+    }))
+}
+
+/// `POST /v1/webhook-deliveries/{id}/retry`: sends that event to that endpoint again.
+#[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/retry", tag = "webhooks", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 202, description = "Queued"), (status = 404, body = super::error::ErrorBody),
+        (status = 409, body = super::error::ErrorBody)))]
+pub async fn retry(
+    State(state): State<AppState>,
+    m: Merchant,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let now = state.clock.now();
+    let mut tx = state.store.begin().await?;
+    let d = webhooks::find_delivery(&mut tx, &m.merchant_id, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("webhook delivery"))?;
+    let endpoint = webhooks::get_endpoint(&mut tx, &d.endpoint_id).await?;
+    if endpoint.is_none_or(|e| e.disabled_at.is_some()) {
+        return Err(ApiError::new(
+            Code::InvalidState,
+            "the endpoint was deleted or disabled",
+        ));
+    }
+    let event = webhooks::get_event(&mut tx, &d.event_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event"))?;
+    events::enqueue_delivery(&mut tx, &event, &d.endpoint_id, now).await?;
+    tx.commit().await?;
+    state.wake.notify_one();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(
+            serde_json::json!({"event_id": event.event_id, "endpoint_id": d.endpoint_id, "status": "queued"}),
+        ),
+    ))
+}

@@ -1,0 +1,321 @@
+//! Merchant webhook endpoints, the event outbox, and the delivery log.
+
+use sqlx::any::AnyRow;
+
+use super::{Conn, StoreError, StoreResult, col};
+use crate::domain::Timestamp;
+
+/// A merchant's webhook endpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    /// `we_<uuid>`.
+    pub endpoint_id: String,
+    /// Owner.
+    pub merchant_id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Subscribed event types; empty = all.
+    pub events: Vec<String>,
+    /// Current signing secret (`whsec_…`).
+    pub secret: String,
+    /// The secret before the last rotation, still signing until `previous_secret_until`.
+    pub previous_secret: Option<String>,
+    /// End of the rotation overlap.
+    pub previous_secret_until: Option<Timestamp>,
+    /// Set when the receiver answered `410 Gone`.
+    pub disabled_at: Option<Timestamp>,
+    /// Creation.
+    pub created_at: Timestamp,
+}
+
+impl Endpoint {
+    /// Whether this endpoint wants `event_type`.
+    pub fn wants(&self, event_type: &str) -> bool {
+        self.disabled_at.is_none()
+            && (self.events.is_empty() || self.events.iter().any(|e| e == event_type))
+    }
+}
+
+/// An event in the outbox.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// `evt_<uuid>` (also the `webhook-id`).
+    pub event_id: String,
+    /// Owner.
+    pub merchant_id: String,
+    /// Payment concerned.
+    pub payment_id: Option<String>,
+    /// `payment.completed`, …
+    pub event_type: String,
+    /// The exact JSON body sent.
+    pub body: String,
+    /// Creation.
+    pub created_at: Timestamp,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// Row id (`whd_<uuid>`).
+    pub delivery_id: String,
+    /// Event sent.
+    pub event_id: String,
+    /// Endpoint sent to.
+    pub endpoint_id: String,
+    /// Owner.
+    pub merchant_id: String,
+    /// Payment concerned.
+    pub payment_id: Option<String>,
+    /// Event type.
+    pub event_type: String,
+    /// 1 for the first attempt.
+    pub attempt: i64,
+    /// HTTP status, `None` when no answer came.
+    pub status_code: Option<i64>,
+    /// Transport error or non-2xx summary.
+    pub error: Option<String>,
+    /// Time to answer.
+    pub duration_ms: i64,
+    /// When attempted.
+    pub created_at: Timestamp,
+}
+
+const ENDPOINT_COLUMNS: &str = "endpoint_id, merchant_id, url, events, secret, previous_secret, \
+    previous_secret_until, disabled_at, created_at";
+
+fn endpoint_from_row(r: &AnyRow) -> StoreResult<Endpoint> {
+    let events: String = col(r, "events")?;
+    Ok(Endpoint {
+        endpoint_id: col(r, "endpoint_id")?,
+        merchant_id: col(r, "merchant_id")?,
+        url: col(r, "url")?,
+        events: serde_json::from_str(&events)
+            .map_err(|e| StoreError::Corrupt(format!("events: {e}")))?,
+        secret: col(r, "secret")?,
+        previous_secret: col(r, "previous_secret")?,
+        previous_secret_until: col::<Option<i64>>(r, "previous_secret_until")?.map(Timestamp),
+        disabled_at: col::<Option<i64>>(r, "disabled_at")?.map(Timestamp),
+        created_at: Timestamp(col(r, "created_at")?),
+    })
+}
+
+/// Stores a new endpoint.
+pub async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResult<()> {
+    let events =
+        serde_json::to_string(&e.events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    sqlx::query(
+        "INSERT INTO webhook_endpoints (endpoint_id, merchant_id, url, events, secret, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.endpoint_id)
+    .bind(&e.merchant_id)
+    .bind(&e.url)
+    .bind(events)
+    .bind(&e.secret)
+    .bind(e.created_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// A merchant's endpoints, oldest first.
+pub async fn list_endpoints(conn: &mut Conn, merchant_id: &str) -> StoreResult<Vec<Endpoint>> {
+    let rows = sqlx::query(super::dynamic(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY created_at, endpoint_id"
+    )))
+    .bind(merchant_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(endpoint_from_row).collect()
+}
+
+/// One endpoint by id, any merchant (delivery worker).
+pub async fn get_endpoint(conn: &mut Conn, endpoint_id: &str) -> StoreResult<Option<Endpoint>> {
+    let row = sqlx::query(super::dynamic(format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"
+    )))
+    .bind(endpoint_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| endpoint_from_row(&r)).transpose()
+}
+
+/// Deletes a merchant's endpoint. False when unknown or foreign.
+pub async fn delete_endpoint(
+    conn: &mut Conn,
+    merchant_id: &str,
+    endpoint_id: &str,
+) -> StoreResult<bool> {
+    let r =
+        sqlx::query("DELETE FROM webhook_endpoints WHERE endpoint_id = $1 AND merchant_id = $2")
+            .bind(endpoint_id)
+            .bind(merchant_id)
+            .execute(&mut *conn)
+            .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Replaces the secret, keeping the old one signing until `overlap_until`. False when
+/// unknown or foreign.
+pub async fn rotate_secret(
+    conn: &mut Conn,
+    merchant_id: &str,
+    endpoint_id: &str,
+    new_secret: &str,
+    overlap_until: Timestamp,
+) -> StoreResult<bool> {
+    let r = sqlx::query(
+        "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $1, secret = $2 \
+         WHERE endpoint_id = $3 AND merchant_id = $4",
+    )
+    .bind(overlap_until.millis())
+    .bind(new_secret)
+    .bind(endpoint_id)
+    .bind(merchant_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Stops deliveries to an endpoint (the receiver said `410 Gone`).
+pub async fn disable_endpoint(
+    conn: &mut Conn,
+    endpoint_id: &str,
+    reason: &str,
+    at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query("UPDATE webhook_endpoints SET disabled_at = $1, disabled_reason = $2 WHERE endpoint_id = $3")
+        .bind(at.millis())
+        .bind(reason)
+        .bind(endpoint_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+/// Writes an event to the outbox.
+pub async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO events (event_id, merchant_id, payment_id, event_type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&e.event_id)
+    .bind(&e.merchant_id)
+    .bind(e.payment_id.clone())
+    .bind(&e.event_type)
+    .bind(&e.body)
+    .bind(e.created_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// One event by id.
+pub async fn get_event(conn: &mut Conn, event_id: &str) -> StoreResult<Option<Event>> {
+    let row = sqlx::query(
+        "SELECT event_id, merchant_id, payment_id, event_type, body, created_at FROM events WHERE event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| {
+        Ok(Event {
+            event_id: col(&r, "event_id")?,
+            merchant_id: col(&r, "merchant_id")?,
+            payment_id: col(&r, "payment_id")?,
+            event_type: col(&r, "event_type")?,
+            body: col(&r, "body")?,
+            created_at: Timestamp(col(&r, "created_at")?),
+        })
+    })
+    .transpose()
+}
+
+/// Records a delivery attempt.
+pub async fn insert_delivery(conn: &mut Conn, d: &Delivery) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (delivery_id, event_id, endpoint_id, merchant_id, payment_id, event_type, \
+         attempt, status_code, error, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(&d.delivery_id)
+    .bind(&d.event_id)
+    .bind(&d.endpoint_id)
+    .bind(&d.merchant_id)
+    .bind(d.payment_id.clone())
+    .bind(&d.event_type)
+    .bind(d.attempt)
+    .bind(d.status_code)
+    .bind(d.error.clone())
+    .bind(d.duration_ms)
+    .bind(d.created_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+const DELIVERY_COLUMNS: &str = "delivery_id, event_id, endpoint_id, merchant_id, payment_id, event_type, attempt, \
+    status_code, error, duration_ms, created_at";
+
+fn delivery_from_row(r: &AnyRow) -> StoreResult<Delivery> {
+    Ok(Delivery {
+        delivery_id: col(r, "delivery_id")?,
+        event_id: col(r, "event_id")?,
+        endpoint_id: col(r, "endpoint_id")?,
+        merchant_id: col(r, "merchant_id")?,
+        payment_id: col(r, "payment_id")?,
+        event_type: col(r, "event_type")?,
+        attempt: col(r, "attempt")?,
+        status_code: col(r, "status_code")?,
+        error: col(r, "error")?,
+        duration_ms: col(r, "duration_ms")?,
+        created_at: Timestamp(col(r, "created_at")?),
+    })
+}
+
+/// Delivery attempts of a merchant, for one payment or all, oldest first, bounded.
+pub async fn list_deliveries(
+    conn: &mut Conn,
+    merchant_id: &str,
+    payment_id: Option<&str>,
+    limit: i64,
+) -> StoreResult<Vec<Delivery>> {
+    let rows = match payment_id {
+        Some(p) => {
+            sqlx::query(super::dynamic(format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 AND payment_id = $2 \
+                 ORDER BY created_at, delivery_id LIMIT $3"
+            )))
+            .bind(merchant_id)
+            .bind(p)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query(super::dynamic(format!(
+                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 \
+                 ORDER BY created_at DESC, delivery_id LIMIT $2"
+            )))
+            .bind(merchant_id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
+    rows.iter().map(delivery_from_row).collect()
+}
+
+/// One delivery of a merchant.
+pub async fn find_delivery(
+    conn: &mut Conn,
+    merchant_id: &str,
+    delivery_id: &str,
+) -> StoreResult<Option<Delivery>> {
+    let row = sqlx::query(super::dynamic(format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = $1 AND merchant_id = $2"
+    )))
+    .bind(delivery_id)
+    .bind(merchant_id)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| delivery_from_row(&r)).transpose()
+}
