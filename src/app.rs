@@ -18,10 +18,11 @@ use crate::engine::{Engine, EngineConfig, janitor};
 use crate::providers::http::{HttpOfframp, HttpOnramp};
 use crate::providers::simulator::{self, SimSettings};
 use crate::providers::{Offramp, Onramp, Providers};
+use crate::signing::Secret;
 use crate::store::{PoolConfig, Store, settings};
 
 /// Keys created on the first start against an empty database, to print once.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Bootstrap {
     /// The generated admin key (`None` when configured).
     pub admin_key: Option<String>,
@@ -29,6 +30,8 @@ pub struct Bootstrap {
     pub merchant_id: String,
     /// The demo merchant's key.
     pub merchant_key: String,
+    /// The generated provider webhook secret (`None` when configured).
+    pub provider_webhook_secret: Option<String>,
 }
 
 /// A running Corridor: HTTP server and workers.
@@ -56,6 +59,33 @@ pub enum StartError {
 }
 
 const ADMIN_HASH_KEY: &str = "admin_key_hash";
+const PROVIDER_SECRET_KEY: &str = "provider_webhook_secret";
+
+/// The secret inbound provider webhooks must be signed with: configured, or generated once
+/// per database and shared by every node. Returns the text too when this call generated it,
+/// so it can be shown once.
+async fn provider_webhook_secret(
+    store: &Store,
+    cfg: &Config,
+) -> Result<(Secret, Option<String>), StartError> {
+    let bad = || {
+        StartError::Config("CORRIDOR_PROVIDER_WEBHOOK_SECRET must look like whsec_<base64>".into())
+    };
+    if let Some(s) = &cfg.provider_webhook_secret {
+        return Ok((Secret::parse(s).map_err(|_| bad())?, None));
+    }
+    let candidate = Secret::generate();
+    let mut tx = store.begin().await?;
+    let generated = settings::insert_if_absent(&mut tx, PROVIDER_SECRET_KEY, &candidate).await?;
+    let text = settings::get(&mut tx, PROVIDER_SECRET_KEY)
+        .await?
+        .unwrap_or_default();
+    tx.commit().await?;
+    Ok((
+        Secret::parse(&text).map_err(|_| bad())?,
+        generated.then_some(text),
+    ))
+}
 
 /// Creates the admin key (when not configured) and a demo merchant, exactly once per
 /// database: the process whose insert of the bootstrap marker wins does it.
@@ -103,6 +133,7 @@ async fn bootstrap(
                 admin_key,
                 merchant_id,
                 merchant_key,
+                provider_webhook_secret: None,
             })
         }
     };
@@ -119,7 +150,8 @@ impl Application {
         let shared: SharedClock = clock.clone();
         let pool = PoolConfig {
             max_connections: cfg.db_pool,
-            acquire_timeout: cfg.request_timeout.0.min(Duration::from_secs(3)),
+            // Well below the request timeout, so an outage answers 503 before the request times out.
+            acquire_timeout: (cfg.request_timeout.0 / 2).min(Duration::from_secs(3)),
         };
         let store = Store::connect(&cfg.database_url, pool).await?;
         store.migrate().await?;
@@ -157,29 +189,34 @@ impl Application {
         let rates = RateTable::static_default();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        let engine = if cfg.role != Role::Api && cfg.workers > 0 {
-            let engine = Engine::new(
-                store.clone(),
-                shared.clone(),
-                providers,
-                rates.clone(),
-                EngineConfig {
-                    workers: cfg.workers,
-                    lease: cfg.job_lease.0,
-                    poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis())
-                        .unwrap_or(i64::MAX),
-                    provider_timeout: cfg.provider_timeout.0,
-                    idle_poll: Duration::from_millis(250),
-                    webhook_retry: cfg.webhook_retry.0.clone(),
-                    webhook_timeout: cfg.webhook_timeout.0,
-                    webhook_allow_private: cfg.webhook_allow_private,
-                },
-                wake.clone(),
-            );
-            Some(tokio::spawn(engine.run(shutdown_rx.clone())))
-        } else {
-            None
-        };
+        // Built in every role (API nodes settle legs from provider webhooks with it); its
+        // worker loop runs only where workers are configured.
+        let engine = Engine::new(
+            store.clone(),
+            shared.clone(),
+            providers,
+            rates.clone(),
+            EngineConfig {
+                workers: cfg.workers,
+                lease: cfg.job_lease.0,
+                poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis())
+                    .unwrap_or(i64::MAX),
+                provider_timeout: cfg.provider_timeout.0,
+                idle_poll: Duration::from_millis(250),
+                webhook_retry: cfg.webhook_retry.0.clone(),
+                webhook_timeout: cfg.webhook_timeout.0,
+                webhook_allow_private: cfg.webhook_allow_private,
+            },
+            wake.clone(),
+        );
+        let worker_loop = (cfg.role != Role::Api && cfg.workers > 0)
+            .then(|| tokio::spawn(engine.clone().run(shutdown_rx.clone())));
+        let (provider_secret, new_provider_secret) = provider_webhook_secret(&store, &cfg).await?;
+        let mut boot = boot;
+        if let Some(secret) = new_provider_secret {
+            boot.get_or_insert_with(Bootstrap::default)
+                .provider_webhook_secret = Some(secret);
+        }
 
         let state = AppState::new(Inner {
             store: store.clone(),
@@ -195,6 +232,8 @@ impl Application {
             job_max_attempts: i64::from(cfg.job_max_attempts),
             request_timeout: cfg.request_timeout.0,
             webhook_allow_private: cfg.webhook_allow_private,
+            engine,
+            provider_secret,
         });
         let router = match cfg.role {
             Role::Worker => api::ops_router(state),
@@ -221,7 +260,7 @@ impl Application {
             bootstrap: boot,
             shutdown,
             server,
-            engine,
+            engine: worker_loop,
         })
     }
 

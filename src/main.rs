@@ -124,6 +124,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             println!("  demo merchant:      {}", b.merchant_id);
             println!("  demo merchant key:  {}", b.merchant_key);
         }
+        if let Some(secret) = &b.provider_webhook_secret {
+            println!("  provider webhook secret: {secret}");
+        }
     }
     println!("Corridor listening on http://{}", app.addr());
     shutdown_signal().await;

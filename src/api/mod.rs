@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod payments;
+pub mod provider_webhooks;
 pub mod quotes;
 pub mod request_id;
 pub mod webhooks;
@@ -71,6 +72,10 @@ pub struct Inner {
     pub request_timeout: Duration,
     /// Allow `http` and private addresses as webhook URLs (development only).
     pub webhook_allow_private: bool,
+    /// Settles legs from provider webhooks through the same transitions as the workers.
+    pub engine: Arc<crate::engine::Engine>,
+    /// Secret inbound provider webhooks are signed with.
+    pub provider_secret: crate::signing::Secret,
 }
 
 impl std::ops::Deref for AppState {
@@ -135,6 +140,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/webhook-deliveries", get(webhooks::deliveries))
         .route("/v1/webhook-deliveries/{id}/retry", post(webhooks::retry))
+        .route(
+            "/v1/provider-webhooks/{provider}",
+            post(provider_webhooks::receive),
+        )
         .route("/v1/admin/merchants", post(admin::create))
         .route("/v1/sandbox/transfers", get(admin::transfers))
         .layer(middleware::from_fn_with_state(state.clone(), timeout));

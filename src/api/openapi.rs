@@ -3,7 +3,9 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{admin, corridors, error, health, metrics, payments, quotes, webhooks};
+use super::{
+    admin, corridors, error, health, metrics, payments, provider_webhooks, quotes, webhooks,
+};
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
@@ -16,6 +18,7 @@ use super::{admin, corridors, error, health, metrics, payments, quotes, webhooks
         payments::create, payments::get, payments::list, payments::cancel,
         webhooks::create, webhooks::list, webhooks::delete, webhooks::rotate_secret,
         webhooks::deliveries, webhooks::retry,
+        provider_webhooks::receive,
         admin::create, admin::transfers,
     ),
     components(schemas(error::ErrorBody)),
@@ -25,6 +28,7 @@ use super::{admin, corridors, error, health, metrics, payments, quotes, webhooks
         (name = "payments", description = "Payments and their state machine"),
         (name = "corridors", description = "Corridors and rates"),
         (name = "webhooks", description = "Signed webhooks to merchants (Standard Webhooks)"),
+        (name = "providers", description = "Signed settlement reports from onramp/offramp providers"),
         (name = "admin", description = "Operator routes (admin key)"),
         (name = "operations", description = "Health and metrics"),
     )

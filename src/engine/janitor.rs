@@ -4,7 +4,7 @@
 use super::{Engine, JobError};
 use crate::domain::Timestamp;
 use crate::store::jobs::{self, Job, NewJob};
-use crate::store::{Store, StoreResult, idempotency, quotes, settings};
+use crate::store::{Store, StoreResult, idempotency, provider_webhooks, quotes, settings};
 
 /// Job kind of the housekeeping job.
 pub const KIND: &str = "janitor";
@@ -42,6 +42,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
     };
     let q = quotes::purge_unused_before(&mut tx, cutoff).await?;
     let k = idempotency::purge_before(&mut tx, cutoff).await?;
+    provider_webhooks::purge_before(&mut tx, cutoff).await?;
     jobs::reschedule(&mut tx, &job.id, now.plus_millis(EVERY_MS), &job.payload).await?;
     tx.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(quotes = q, idempotency_keys = k, "housekeeping done");

@@ -416,12 +416,24 @@ async fn finish(engine: &Engine, job: &Job) -> Result<(), JobError> {
     Ok(())
 }
 
-/// Writes a plan in one transaction.
-async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Result<(), JobError> {
-    let now: Timestamp = engine.clock.now();
-    let Some(mut tx) = engine.begin_held(job).await? else {
-        return Ok(());
-    };
+/// What writing a plan did.
+enum Written {
+    /// The payment had moved on: nothing written.
+    Stale,
+    /// Written; the state entered, if it changed, and whether work is due now.
+    Applied(Option<PaymentState>, bool),
+}
+
+/// Writes a plan into `tx`: the compare-and-set transition with its history row and event,
+/// column updates, and the step job's next run (or its removal). `job_id` is the running job;
+/// `None` (a provider webhook) means "the payment's pending step job, if any".
+async fn write_plan(
+    tx: &mut crate::store::Conn,
+    p: &PaymentRecord,
+    plan: Plan,
+    job_id: Option<&str>,
+    now: Timestamp,
+) -> Result<Written, JobError> {
     let mut moved = None;
     if let Some((to, reason, fields)) = plan.transition {
         let t = Transition {
@@ -432,53 +444,164 @@ async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Res
             reason,
             fields,
         };
-        if !payments::transition(&mut tx, &t).await? {
-            jobs::complete(&mut tx, &job.id).await?;
-            tx.commit().await.map_err(crate::store::StoreError::from)?;
-            return Ok(());
+        if !payments::transition(tx, &t).await? {
+            return Ok(Written::Stale);
         }
-        super::events::record(&mut tx, &p.payment_id, &super::events::event_type(to), now).await?;
+        super::events::record(tx, &p.payment_id, &super::events::event_type(to), now).await?;
         moved = Some(to);
     }
     if !plan.update.is_empty()
-        && !payments::update_in_state(&mut tx, &p.payment_id, p.state, now, &plan.update).await?
+        && !payments::update_in_state(tx, &p.payment_id, p.state, now, &plan.update).await?
     {
-        jobs::complete(&mut tx, &job.id).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
-        return Ok(());
+        return Ok(Written::Stale);
     }
-    let wake = match &plan.next {
-        Next::Run {
-            state,
-            after_ms,
-            polls,
-        } => {
+    let job_id = match job_id {
+        Some(id) => Some(id.to_owned()),
+        None => jobs::step_job_for(tx, &p.payment_id, KIND).await?,
+    };
+    let wake = match (&plan.next, job_id) {
+        (
+            Next::Run {
+                state,
+                after_ms,
+                polls,
+            },
+            job_id,
+        ) => {
             let payload = serde_json::to_value(StepJob {
                 state: state.as_str().to_owned(),
                 polls: *polls,
             })
             .map_err(|e| JobError::Permanent(e.to_string()))?;
-            jobs::reschedule(&mut tx, &job.id, now.plus_millis(*after_ms), &payload).await?;
+            let at = now.plus_millis(*after_ms);
+            match job_id {
+                Some(id) => jobs::reschedule(tx, &id, at, &payload).await?,
+                None => {
+                    jobs::enqueue(
+                        tx,
+                        &jobs::NewJob {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            kind: KIND.to_owned(),
+                            payment_id: Some(p.payment_id.clone()),
+                            payload,
+                            run_at: at,
+                            max_attempts: 8,
+                        },
+                    )
+                    .await?
+                }
+            }
             if *after_ms == 0 {
-                jobs::announce(&mut tx).await?;
+                jobs::announce(tx).await?;
             }
             *after_ms == 0
         }
-        Next::Done => {
-            jobs::complete(&mut tx, &job.id).await?;
+        (Next::Done, Some(id)) => {
+            jobs::complete(tx, &id).await?;
             false
         }
+        (Next::Done, None) => false,
     };
+    Ok(Written::Applied(moved, wake))
+}
+
+fn after_commit(engine: &Engine, p: &PaymentRecord, written: &Written, via: &str) {
+    if let Written::Applied(moved, wake) = written {
+        if let Some(to) = moved {
+            metrics::counter!("corridor_payment_transitions_total", "from" => p.state.as_str(), "to" => to.as_str())
+                .increment(1);
+            tracing::info!(payment_id = %p.payment_id, from = %p.state, to = %to, via, "payment transition");
+        }
+        if *wake {
+            engine.wake.notify_one();
+        }
+    }
+}
+
+/// Writes a plan for a running job in one transaction.
+async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Result<(), JobError> {
+    let now: Timestamp = engine.clock.now();
+    let Some(mut tx) = engine.begin_held(job).await? else {
+        return Ok(());
+    };
+    let written = write_plan(&mut tx, p, plan, Some(&job.id), now).await?;
+    if let Written::Stale = written {
+        // Rolled-back writes are discarded with the transaction; the job has nothing to do.
+        tx.rollback()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        return finish(engine, job).await;
+    }
     tx.commit().await.map_err(crate::store::StoreError::from)?;
-    if let Some(to) = moved {
-        metrics::counter!("corridor_payment_transitions_total", "from" => p.state.as_str(), "to" => to.as_str())
-            .increment(1);
-        tracing::info!(payment_id = %p.payment_id, from = %p.state, to = %to, "payment transition");
-    }
-    if wake {
-        engine.wake.notify_one();
-    }
+    after_commit(engine, p, &written, "poll");
     Ok(())
+}
+
+/// What a provider webhook did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookOutcome {
+    /// The payment advanced.
+    Applied,
+    /// Already settled by polling (or an earlier webhook): nothing changed.
+    AlreadyApplied,
+    /// The same webhook id was processed before: nothing changed.
+    Duplicate,
+}
+
+/// Settles a leg from a provider webhook through the same decision and transition as the
+/// poller: whichever reports first advances the payment, the other is a no-op. The webhook
+/// id is remembered in the same transaction.
+pub async fn settle_from_webhook(
+    engine: &Engine,
+    p: &PaymentRecord,
+    side: Side,
+    status: TransferStatus,
+    provider: &str,
+    webhook_id: &str,
+) -> Result<WebhookOutcome, JobError> {
+    let now = engine.clock.now();
+    let mut tx = engine.store.begin().await?;
+    if !crate::store::provider_webhooks::remember(&mut tx, provider, webhook_id, now).await? {
+        tx.rollback()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        return Ok(WebhookOutcome::Duplicate);
+    }
+    let expected = match side {
+        Side::Onramp => PaymentState::OnrampPending,
+        Side::Offramp => PaymentState::OfframpPending,
+    };
+    let plan = if p.state == expected {
+        let ctx = StepContext {
+            onramp: engine.providers.onramp.name(),
+            offramp: engine.providers.offramp.name(),
+            poll_base_ms: engine.cfg.poll_interval_ms,
+            polls: 0,
+            market_mid: engine.rates.mid(p.currency, p.payout_currency),
+        };
+        decide(p, Answer::Status(status), &ctx)
+    } else {
+        None
+    };
+    let written = match plan {
+        Some(plan) if plan.transition.is_some() => write_plan(&mut tx, p, plan, None, now).await?,
+        _ => Written::Stale,
+    };
+    if let Written::Stale = written {
+        // Nothing of the plan may commit; the webhook id is still remembered, so a replay
+        // changes nothing either.
+        tx.rollback()
+            .await
+            .map_err(crate::store::StoreError::from)?;
+        tx = engine.store.begin().await?;
+        crate::store::provider_webhooks::remember(&mut tx, provider, webhook_id, now).await?;
+    }
+    tx.commit().await.map_err(crate::store::StoreError::from)?;
+    after_commit(engine, p, &written, "webhook");
+    Ok(match written {
+        Written::Applied(..) => WebhookOutcome::Applied,
+        Written::Stale => WebhookOutcome::AlreadyApplied,
+    })
 }
 
 #[cfg(test)]

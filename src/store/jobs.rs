@@ -349,3 +349,17 @@ pub async fn next_due(conn: &mut Conn) -> StoreResult<Option<Timestamp>> {
         .await?;
     Ok(col::<Option<i64>>(&row, "next")?.map(Timestamp))
 }
+
+/// The ready job of `kind` for a payment, if one exists (a webhook advances it).
+pub async fn step_job_for(
+    conn: &mut Conn,
+    payment_id: &str,
+    kind: &str,
+) -> StoreResult<Option<String>> {
+    let row = sqlx::query("SELECT id FROM jobs WHERE payment_id = $1 AND kind = $2 AND state = 'ready' ORDER BY created_at LIMIT 1")
+        .bind(payment_id)
+        .bind(kind)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.map(|r| col(&r, "id")).transpose()
+}

@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod jobs;
 pub mod merchants;
 pub mod payments;
+pub mod provider_webhooks;
 pub mod quotes;
 pub mod settings;
 pub mod sim;
@@ -127,6 +128,9 @@ impl Store {
                             conn.execute("PRAGMA synchronous = FULL").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
+                        } else {
+                            // No statement may hang a worker forever on a half-dead link.
+                            conn.execute("SET statement_timeout = 30000").await?;
                         }
                         Ok(())
                     })

@@ -389,6 +389,25 @@ pub async fn get(conn: &mut Conn, payment_id: &str) -> StoreResult<Option<Paymen
     row.map(|r| from_row(&r)).transpose()
 }
 
+/// The payment whose `side` leg is `(provider, reference)`.
+pub async fn find_by_reference(
+    conn: &mut Conn,
+    side: Side,
+    provider: &str,
+    reference: &str,
+) -> StoreResult<Option<PaymentRecord>> {
+    let c = side.columns();
+    let row = sqlx::query(dynamic(format!(
+        "SELECT {COLUMNS} FROM payments WHERE {} = $1 AND {} = $2",
+        c[0], c[1]
+    )))
+    .bind(provider)
+    .bind(reference)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
 /// One payment of one merchant (another merchant's payment is `None`).
 pub async fn find(
     conn: &mut Conn,

@@ -48,8 +48,12 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         per: Duration::from_secs(1),
     };
     cfg.workers = 4;
+    cfg.provider_webhook_secret = Some(PROVIDER_SECRET.to_owned());
     cfg
 }
+
+/// The secret test apps verify provider webhooks with.
+pub const PROVIDER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

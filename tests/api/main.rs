@@ -37,6 +37,8 @@ macro_rules! suite {
         mod idempotency;
         #[path = "payments.rs"]
         mod payments;
+        #[path = "provider_webhooks.rs"]
+        mod provider_webhooks;
         #[path = "quotes.rs"]
         mod quotes;
         #[path = "state_machine.rs"]
