@@ -11,3 +11,4 @@ CREATE INDEX provider_webhooks_received ON provider_webhooks (received_at);
 
 CREATE INDEX payments_onramp_reference ON payments (onramp_provider, onramp_reference);
 CREATE INDEX payments_offramp_reference ON payments (offramp_provider, offramp_reference);
+CREATE INDEX payments_reversal_reference ON payments (reversal_reference);

@@ -145,7 +145,7 @@ impl Application {
     pub async fn start(cfg: Config, clock: Arc<SystemClock>) -> Result<Application, StartError> {
         cfg.validate().map_err(StartError::Config)?;
         // One TLS provider for every outbound HTTPS client (webhooks, providers).
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::tls::init();
         let corridors = cfg.corridor_table().map_err(StartError::Config)?;
         let shared: SharedClock = clock.clone();
         let pool = PoolConfig {

@@ -15,4 +15,5 @@ pub mod providers;
 pub mod signing;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod views;

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         }
     };
     let cli = Cli::parse();
+    corridor::tls::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

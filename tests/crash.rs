@@ -75,6 +75,7 @@ async fn a_killed_process_loses_no_payment_and_moves_no_leg_twice() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("crash.db").display().to_string();
     let admin = "ck_admin_crash_test_key_0123456789";
+    corridor::tls::init();
     let client = reqwest::Client::new();
 
     let mut node = start(&db, admin);

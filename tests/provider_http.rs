@@ -442,3 +442,130 @@ async fn the_sim_provider_answers_one_transfer_per_key_and_refuses_in_the_protoc
         .unwrap();
     assert_eq!(health.status(), 200);
 }
+
+/// The sim-provider on a port chosen up front, so Corridor and the provider can each be told
+/// the other's address.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start_sim_provider_on(
+    dir: &std::path::Path,
+    port: u16,
+    corridor_url: &str,
+    secret: &str,
+) -> SimProcess {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
+        .arg("sim-provider")
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("sim.db").display()))
+        .args(["--corridor-url", corridor_url])
+        .args(["--webhook-secret", secret])
+        .env("CORRIDOR_SIM_ONRAMP_DELAY", "20ms..200ms")
+        .env("CORRIDOR_SIM_OFFRAMP_DELAY", "20ms..200ms")
+        .env("CORRIDOR_SIM_FAILURE_RATE", "0")
+        .env_remove("CORRIDOR_ONRAMP_NAME")
+        .env_remove("CORRIDOR_OFFRAMP_NAME")
+        .env("CORRIDOR_LOG", "warn")
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("corridor binary starts");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("sim-provider printed its address before exiting")
+            .expect("stdout readable");
+        if let Some(addr) = line.strip_prefix("sim-provider listening on ") {
+            break addr.trim().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    SimProcess { child, url }
+}
+
+/// Corridor and the sim-provider pointed at each other: the provider pushes signed webhooks
+/// into Corridor while Corridor also polls. With polling effectively off, webhooks alone
+/// settle every leg; with fast polling, both race and each transition still happens once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_webhooks_from_a_separate_process_settle_payments_and_race_polling_safely() {
+    for poll in [Duration::from_secs(3_600), Duration::from_millis(20)] {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = Secret::generate();
+        let sim_port = free_port();
+        let sim_url = format!("http://127.0.0.1:{sim_port}");
+        let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
+        cfg.listen = "127.0.0.1:0".parse().unwrap();
+        cfg.database_url = format!("sqlite://{}", dir.path().join("corridor.db").display());
+        cfg.admin_key = Some("ck_admin_provider_http_test_0123".into());
+        cfg.onramp_url = Some(format!("{sim_url}/onramp"));
+        cfg.offramp_url = Some(format!("{sim_url}/offramp"));
+        cfg.onramp_name = "http-onramp".into();
+        cfg.offramp_name = "http-offramp".into();
+        cfg.provider_webhook_secret = Some(secret.clone());
+        cfg.poll_interval = Dur(poll);
+        cfg.provider_timeout = Dur(Duration::from_secs(2));
+        cfg.job_lease = Dur(Duration::from_secs(5));
+        cfg.rate_limit = RateLimit {
+            requests: 0,
+            per: Duration::from_secs(1),
+        };
+        cfg.workers = 4;
+        let app = Application::start(cfg, SystemClock::new())
+            .await
+            .expect("corridor starts");
+        let key = app.bootstrap().expect("first start").merchant_key.clone();
+        let base = format!("http://{}", app.addr());
+        let _sim = start_sim_provider_on(dir.path(), sim_port, &base, &secret);
+        let client = corridor::providers::http::client(Duration::from_secs(10)).unwrap();
+
+        let cases = [
+            ("user123", "merchant456", "COMPLETED"),
+            ("sim_fail_onramp", "merchant456", "FAILED"),
+            ("user123", "sim_fail_offramp", "REFUNDED"),
+            ("user124", "merchant457", "COMPLETED"),
+        ];
+        let mut ids = Vec::new();
+        for (src, dst, _) in cases {
+            let r = client
+                .post(format!("{base}/v1/payments"))
+                .bearer_auth(&key)
+                .json(
+                    &json!({"amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                              "source_account": src, "destination_account": dst}),
+                )
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+            let v: Value = r.json().await.unwrap();
+            ids.push(v["payment_id"].as_str().unwrap().to_owned());
+        }
+        for (id, (_, _, want)) in ids.iter().zip(cases) {
+            let p = wait_terminal(&client, &base, &key, id).await;
+            assert_eq!(p["status"], want, "poll {poll:?}: {p}");
+            let states: Vec<&str> = p["history"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| h["to"].as_str().unwrap())
+                .collect();
+            let mut unique = states.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                states.len(),
+                "a state appears twice: {states:?}"
+            );
+        }
+    }
+}

@@ -330,6 +330,7 @@ async fn three_nodes_share_the_work_and_survive_losing_one() {
     let reads = urls[0].clone();
     println!("scale_out: nodes at {urls:?} ({:?})", started_at.elapsed());
 
+    corridor::tls::init();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

@@ -14,7 +14,7 @@ use super::AppState;
 use super::error::{ApiError, Code};
 use super::extract::JsonBytes;
 use crate::engine::JobError;
-use crate::engine::steps::{self, WebhookOutcome};
+use crate::engine::steps::{self, ReportedLeg, WebhookOutcome};
 use crate::providers::TransferStatus;
 use crate::signing::{self, VerifyError};
 use crate::store::payments::{self, Side};
@@ -102,32 +102,34 @@ pub async fn receive(
     if side_provider != provider {
         return Err(ApiError::not_found("transfer"));
     }
-    let payment = {
+    let found = {
         let mut conn = state.store.reader().await?;
-        payments::find_by_reference(&mut conn, side, &provider, &event.reference).await?
+        match payments::find_by_reference(&mut conn, side, &provider, &event.reference).await? {
+            Some(p) if side == Side::Onramp => Some((p, ReportedLeg::Onramp)),
+            Some(p) => Some((p, ReportedLeg::Offramp)),
+            // A refund's reversal runs on the onramp and is reported as an onramp event.
+            None if side == Side::Onramp => payments::find_by_reversal(&mut conn, &event.reference)
+                .await?
+                .map(|p| (p, ReportedLeg::Reversal)),
+            None => None,
+        }
     };
-    let payment = payment
-        .filter(|p| p.payment_id == event.payment_id)
+    let (payment, leg) = found
+        .filter(|(p, _)| p.payment_id == event.payment_id)
         .ok_or_else(|| ApiError::not_found("transfer"))?;
     tracing::Span::current().record("payment_id", payment.payment_id.as_str());
-    let outcome = steps::settle_from_webhook(
-        &state.engine,
-        &payment,
-        side,
-        status,
-        &provider,
-        &webhook_id,
-    )
-    .await
-    .map_err(|e| match e {
-        JobError::Transient(m) | JobError::Permanent(m) => {
-            tracing::warn!(error = %m, "provider webhook not applied");
-            ApiError::new(
-                Code::Unavailable,
-                "could not apply the webhook now, please retry",
-            )
-        }
-    })?;
+    let outcome =
+        steps::settle_from_webhook(&state.engine, &payment, leg, status, &provider, &webhook_id)
+            .await
+            .map_err(|e| match e {
+                JobError::Transient(m) | JobError::Permanent(m) => {
+                    tracing::warn!(error = %m, "provider webhook not applied");
+                    ApiError::new(
+                        Code::Unavailable,
+                        "could not apply the webhook now, please retry",
+                    )
+                }
+            })?;
     let status = match outcome {
         WebhookOutcome::Applied => "applied",
         WebhookOutcome::AlreadyApplied => "already_applied",

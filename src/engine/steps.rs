@@ -537,6 +537,17 @@ async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Res
     Ok(())
 }
 
+/// Which transfer a provider webhook reports on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportedLeg {
+    /// The onramp purchase.
+    Onramp,
+    /// The payout.
+    Offramp,
+    /// The refund's reversal (announced by the onramp with the reversal's reference).
+    Reversal,
+}
+
 /// What a provider webhook did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WebhookOutcome {
@@ -554,7 +565,7 @@ pub enum WebhookOutcome {
 pub async fn settle_from_webhook(
     engine: &Engine,
     p: &PaymentRecord,
-    side: Side,
+    leg: ReportedLeg,
     status: TransferStatus,
     provider: &str,
     webhook_id: &str,
@@ -567,9 +578,10 @@ pub async fn settle_from_webhook(
             .map_err(crate::store::StoreError::from)?;
         return Ok(WebhookOutcome::Duplicate);
     }
-    let expected = match side {
-        Side::Onramp => PaymentState::OnrampPending,
-        Side::Offramp => PaymentState::OfframpPending,
+    let expected = match leg {
+        ReportedLeg::Onramp => PaymentState::OnrampPending,
+        ReportedLeg::Offramp => PaymentState::OfframpPending,
+        ReportedLeg::Reversal => PaymentState::RefundPending,
     };
     let plan = if p.state == expected {
         let ctx = StepContext {

@@ -113,7 +113,7 @@ pub fn parse_base_url(s: &str) -> Result<Url, String> {
 pub fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     // reqwest is built without a TLS crypto provider of its own; installing the process-wide
     // one is idempotent, and doing it here means no caller can build a client that panics.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::tls::init();
     reqwest::Client::builder()
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())

@@ -408,6 +408,20 @@ pub async fn find_by_reference(
     row.map(|r| from_row(&r)).transpose()
 }
 
+/// The payment whose refund reversal has this reference (reversals run on the onramp).
+pub async fn find_by_reversal(
+    conn: &mut Conn,
+    reference: &str,
+) -> StoreResult<Option<PaymentRecord>> {
+    let row = sqlx::query(dynamic(format!(
+        "SELECT {COLUMNS} FROM payments WHERE reversal_reference = $1"
+    )))
+    .bind(reference)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
 /// One payment of one merchant (another merchant's payment is `None`).
 pub async fn find(
     conn: &mut Conn,
