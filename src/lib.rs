@@ -11,6 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod egress;
 pub mod engine;
+pub mod ops;
 pub mod providers;
 pub mod signing;
 pub mod store;

@@ -110,7 +110,7 @@ pub async fn rate(
     let from = parse_currency("from", q.from.as_deref())?;
     let to = parse_currency("to", q.to.as_deref())?;
     let corridor = corridor_for(&state, from, to)?;
-    let (_, rate) = state.customer_rate(&corridor)?;
+    let (_, rate) = state.customer_rate(&corridor).await?;
     Ok(Json(RateView {
         from_currency: from.code().to_owned(),
         to_currency: to.code().to_owned(),

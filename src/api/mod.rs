@@ -13,6 +13,7 @@ pub mod health;
 pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
+pub mod operations;
 pub mod payments;
 pub mod provider_webhooks;
 pub mod quotes;
@@ -101,8 +102,9 @@ impl AppState {
         self.quote_ttl_ms / 1000
     }
 
-    /// `(mid, customer rate)` a quote on `corridor` gets now.
-    pub fn customer_rate(&self, corridor: &Corridor) -> Result<(Decimal, Decimal), ApiError> {
+    /// `(mid, customer rate)` a quote on `corridor` gets now: an operator's pin when one is
+    /// set (exactly that rate), else the mid rate less the spread.
+    pub async fn customer_rate(&self, corridor: &Corridor) -> Result<(Decimal, Decimal), ApiError> {
         let mid = self.rates.mid(corridor.from, corridor.to).ok_or_else(|| {
             ApiError::new(
                 Code::UnsupportedCorridor,
@@ -112,7 +114,14 @@ impl AppState {
                 ),
             )
         })?;
-        Ok((mid, customer_rate(mid, self.spread_bps)))
+        let pin = {
+            let mut conn = self.store.reader().await?;
+            crate::store::ops::rate_pin(&mut conn, corridor.from, corridor.to).await?
+        };
+        Ok(match pin {
+            Some(p) => (mid, p.rate),
+            None => (mid, customer_rate(mid, self.spread_bps)),
+        })
     }
 }
 
@@ -145,6 +154,22 @@ pub fn router(state: AppState) -> Router {
             post(provider_webhooks::receive),
         )
         .route("/v1/admin/merchants", post(admin::create))
+        .route(
+            "/v1/admin/merchants/{merchant_id}/rotate-key",
+            post(operations::rotate_key),
+        )
+        .route("/v1/admin/rates", get(operations::pins))
+        .route(
+            "/v1/admin/rates/{from}/{to}",
+            axum::routing::put(operations::pin).delete(operations::unpin),
+        )
+        .route(
+            "/v1/admin/payments/{id}/retry",
+            post(operations::retry_payment),
+        )
+        .route("/v1/admin/jobs/dead", get(operations::dead_jobs))
+        .route("/v1/admin/jobs/{id}/redrive", post(operations::redrive))
+        .route("/v1/admin/alerts", get(operations::alerts))
         .route("/v1/sandbox/transfers", get(admin::transfers))
         .layer(middleware::from_fn_with_state(state.clone(), timeout));
     let api = Router::new()

@@ -4,7 +4,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    admin, corridors, error, health, metrics, payments, provider_webhooks, quotes, webhooks,
+    admin, corridors, error, health, metrics, operations, payments, provider_webhooks, quotes,
+    webhooks,
 };
 
 /// The API description served at `/openapi.json`.
@@ -20,6 +21,8 @@ use super::{
         webhooks::deliveries, webhooks::retry,
         provider_webhooks::receive,
         admin::create, admin::transfers,
+        operations::rotate_key, operations::pin, operations::unpin, operations::pins,
+        operations::retry_payment, operations::dead_jobs, operations::redrive, operations::alerts,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&Bearer),

@@ -229,7 +229,8 @@ async fn accept(
                 req.payout_currency.as_deref(),
                 "payout_currency",
                 req.amount,
-            )?;
+            )
+            .await?;
             (q, true)
         }
     };

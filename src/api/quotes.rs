@@ -105,7 +105,7 @@ pub fn require_amount(amount: Option<i64>) -> Result<i64, ApiError> {
 }
 
 /// Prices a new quote for `merchant` (not yet stored).
-pub fn price(
+pub async fn price(
     state: &AppState,
     merchant_id: &str,
     from: Option<&str>,
@@ -118,7 +118,7 @@ pub fn price(
     let to = parse_currency(to_field, to)?;
     let amount = require_amount(amount)?;
     let corridor = corridor_for(state, from, to)?;
-    let (mid, rate) = state.customer_rate(&corridor)?;
+    let (mid, rate) = state.customer_rate(&corridor).await?;
     let terms = price_quote(
         &corridor,
         amount,
@@ -161,7 +161,8 @@ pub async fn create(
         body.to_currency.as_deref(),
         "to_currency",
         body.amount,
-    )?;
+    )
+    .await?;
     let mut tx = state.store.begin().await?;
     quotes::insert(&mut tx, &q).await?;
     tx.commit().await?;

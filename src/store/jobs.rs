@@ -363,3 +363,38 @@ pub async fn step_job_for(
         .await?;
     row.map(|r| col(&r, "id")).transpose()
 }
+
+/// The job of `kind` for a payment in any state (ready or dead), newest first.
+pub async fn step_job_any_state(
+    conn: &mut Conn,
+    payment_id: &str,
+    kind: &str,
+) -> StoreResult<Option<String>> {
+    let row = sqlx::query(
+        "SELECT id FROM jobs WHERE payment_id = $1 AND kind = $2 ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(payment_id)
+    .bind(kind)
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(|r| col(&r, "id")).transpose()
+}
+
+/// Makes a job (ready or dead) due now with fresh attempts and a new payload; drops any
+/// lease, so a stuck holder's late writes are fenced off.
+pub async fn force_due(
+    conn: &mut Conn,
+    id: &str,
+    now: Timestamp,
+    payload: &serde_json::Value,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE jobs SET state = 'ready', run_at = $1, attempts = 0, payload = $2, lease_owner = NULL, failed_at = NULL WHERE id = $3",
+    )
+    .bind(now.millis())
+    .bind(payload.to_string())
+    .bind(id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}

@@ -8,6 +8,7 @@
 pub mod idempotency;
 pub mod jobs;
 pub mod merchants;
+pub mod ops;
 pub mod payments;
 pub mod provider_webhooks;
 pub mod quotes;
