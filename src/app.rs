@@ -157,6 +157,7 @@ impl Application {
         store.migrate().await?;
         let (admin_hash, boot) = bootstrap(&store, &cfg, &shared).await?;
         janitor::ensure_scheduled(&store, shared.now()).await?;
+        crate::engine::alerts::ensure_scheduled(&store, shared.now()).await?;
 
         let (onramp, offramp) = simulator::pair(
             store.clone(),
@@ -206,6 +207,19 @@ impl Application {
                 webhook_retry: cfg.webhook_retry.0.clone(),
                 webhook_timeout: cfg.webhook_timeout.0,
                 webhook_allow_private: cfg.webhook_allow_private,
+                stuck_after: cfg.stuck_after.0,
+                alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
+                    (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
+                        url: url.clone(),
+                        secret: Secret::parse(secret).map_err(|_| {
+                            StartError::Config(
+                                "CORRIDOR_ALERT_WEBHOOK_SECRET must look like whsec_<base64>"
+                                    .into(),
+                            )
+                        })?,
+                    }),
+                    _ => None,
+                },
             },
             wake.clone(),
         );
@@ -234,6 +248,7 @@ impl Application {
             webhook_allow_private: cfg.webhook_allow_private,
             engine,
             provider_secret,
+            rate_limiter: api::rate_limit::Limiter::new(cfg.rate_limit),
         });
         let router = match cfg.role {
             Role::Worker => api::ops_router(state),

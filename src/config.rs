@@ -214,6 +214,9 @@ pub struct Config {
     /// URL new alerts are POSTed to.
     #[arg(long, env = "CORRIDOR_ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
+    /// `whsec_…` secret alerts POSTed to `CORRIDOR_ALERT_WEBHOOK` are signed with.
+    #[arg(long, env = "CORRIDOR_ALERT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub alert_webhook_secret: Option<String>,
     /// A payment this long in one non-terminal state raises an alert.
     #[arg(long, env = "CORRIDOR_STUCK_AFTER", default_value = "15m")]
     pub stuck_after: Dur,
@@ -274,6 +277,26 @@ impl Config {
         }
         if self.spread_bps >= 10_000 {
             return Err("CORRIDOR_SPREAD_BPS must be below 10000".into());
+        }
+        if self.stuck_after.0.is_zero() {
+            return Err("CORRIDOR_STUCK_AFTER must be greater than 0".into());
+        }
+        if let Some(url) = &self.alert_webhook {
+            crate::egress::parse(url, true).map_err(|e| format!("CORRIDOR_ALERT_WEBHOOK: {e}"))?;
+            match &self.alert_webhook_secret {
+                Some(s) if crate::signing::Secret::parse(s).is_ok() => {}
+                Some(_) => {
+                    return Err(
+                        "CORRIDOR_ALERT_WEBHOOK_SECRET must look like whsec_<base64>".into(),
+                    );
+                }
+                None => {
+                    return Err(
+                        "CORRIDOR_ALERT_WEBHOOK_SECRET is required with CORRIDOR_ALERT_WEBHOOK"
+                            .into(),
+                    );
+                }
+            }
         }
         if self.db_pool == 0 || self.db_pool > 1_000 {
             return Err("CORRIDOR_DB_POOL must be between 1 and 1000".into());

@@ -5,6 +5,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -12,6 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::{ApiError, Code};
+use super::rate_limit;
 use crate::store::merchants;
 
 /// A fresh random key with a recognisable prefix (`sk_…` for merchants).
@@ -59,6 +61,39 @@ fn unauthorized() -> ApiError {
     ApiError::new(Code::Unauthorized, "invalid API key")
 }
 
+/// Who a valid bearer key belongs to.
+enum Caller {
+    Admin,
+    Merchant(String),
+}
+
+/// Authenticates the bearer key (`401` when missing or unknown), then spends one request of
+/// that key's rate-limit budget (`429` with `Retry-After` when spent). The limiter is keyed by
+/// the hash of an authenticated key only, so unknown keys cannot grow its state.
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Response> {
+    let hash = hash_key(bearer(parts).map_err(IntoResponse::into_response)?);
+    let caller = identify(state, &hash)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    state
+        .rate_limiter
+        .check(&hash)
+        .map_err(rate_limit::too_many_requests)?;
+    Ok(caller)
+}
+
+async fn identify(state: &AppState, hash: &str) -> Result<Caller, ApiError> {
+    if state.is_admin_hash(hash) {
+        return Ok(Caller::Admin);
+    }
+    let mut conn = state.store.reader().await?;
+    let merchant_id = merchants::by_key_hash(&mut conn, hash)
+        .await?
+        .ok_or_else(unauthorized)?;
+    tracing::Span::current().record("merchant_id", merchant_id.as_str());
+    Ok(Caller::Merchant(merchant_id))
+}
+
 /// An authenticated merchant (the admin key is refused: the admin is not a merchant).
 #[derive(Debug, Clone)]
 pub struct Merchant {
@@ -67,25 +102,20 @@ pub struct Merchant {
 }
 
 impl FromRequestParts<AppState> for Merchant {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let hash = hash_key(bearer(parts)?);
-        if state.is_admin_hash(&hash) {
-            return Err(ApiError::new(
+        match authenticate(parts, state).await? {
+            Caller::Merchant(merchant_id) => Ok(Merchant { merchant_id }),
+            Caller::Admin => Err(ApiError::new(
                 Code::Forbidden,
                 "the admin key cannot call merchant routes",
-            ));
+            )
+            .into_response()),
         }
-        let mut conn = state.store.reader().await?;
-        let merchant_id = merchants::by_key_hash(&mut conn, &hash)
-            .await?
-            .ok_or_else(unauthorized)?;
-        tracing::Span::current().record("merchant_id", merchant_id.as_str());
-        Ok(Merchant { merchant_id })
     }
 }
 
@@ -94,23 +124,19 @@ impl FromRequestParts<AppState> for Merchant {
 pub struct Admin;
 
 impl FromRequestParts<AppState> for Admin {
-    type Rejection = ApiError;
+    type Rejection = Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let hash = hash_key(bearer(parts)?);
-        if state.is_admin_hash(&hash) {
-            return Ok(Admin);
-        }
-        let mut conn = state.store.reader().await?;
-        match merchants::by_key_hash(&mut conn, &hash).await? {
-            Some(_) => Err(ApiError::new(
+        match authenticate(parts, state).await? {
+            Caller::Admin => Ok(Admin),
+            Caller::Merchant(_) => Err(ApiError::new(
                 Code::Forbidden,
                 "this route needs the admin key",
-            )),
-            None => Err(unauthorized()),
+            )
+            .into_response()),
         }
     }
 }

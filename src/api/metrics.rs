@@ -70,6 +70,15 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("corridor_payments", "state" => s.as_str()).set(n as f64);
     }
+    let open = crate::store::ops::open_alerts(&mut conn).await?;
+    for kind in [
+        crate::store::ops::STUCK_PAYMENT,
+        crate::store::ops::WEBHOOK_ENDPOINT_FAILING,
+        crate::store::ops::DEAD_JOB,
+    ] {
+        let n = open.iter().filter(|a| a.kind == kind).count();
+        metrics::gauge!("corridor_alerts_open", "kind" => kind).set(n as f64);
+    }
     let q = jobs::stats(&mut conn, now).await?;
     metrics::gauge!("corridor_jobs_ready").set(q.ready as f64);
     metrics::gauge!("corridor_jobs_scheduled").set(q.scheduled as f64);

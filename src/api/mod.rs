@@ -17,6 +17,7 @@ pub mod operations;
 pub mod payments;
 pub mod provider_webhooks;
 pub mod quotes;
+pub mod rate_limit;
 pub mod request_id;
 pub mod webhooks;
 
@@ -77,6 +78,8 @@ pub struct Inner {
     pub engine: Arc<crate::engine::Engine>,
     /// Secret inbound provider webhooks are signed with.
     pub provider_secret: crate::signing::Secret,
+    /// Per-key request budget (`CORRIDOR_RATE_LIMIT`), checked once a key has authenticated.
+    pub rate_limiter: rate_limit::Limiter,
 }
 
 impl std::ops::Deref for AppState {

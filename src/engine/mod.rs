@@ -2,6 +2,7 @@
 //! the outcome. Any process with workers can run any job; leases and compare-and-set keep
 //! each payment moving exactly once.
 
+pub mod alerts;
 pub mod backoff;
 pub mod events;
 pub mod janitor;
@@ -41,6 +42,10 @@ pub struct EngineConfig {
     pub webhook_timeout: Duration,
     /// Allow `http` and private addresses as webhook targets (development only).
     pub webhook_allow_private: bool,
+    /// A payment this long in one non-terminal state raises an alert.
+    pub stuck_after: Duration,
+    /// Where new alerts are pushed, if anywhere.
+    pub alert_sink: Option<alerts::AlertSink>,
 }
 
 /// Why a job run did not finish.
@@ -215,6 +220,7 @@ impl Engine {
             steps::KIND => steps::run(self, &job).await,
             janitor::KIND => janitor::run(self, &job).await,
             events::DELIVER => webhooks::run(self, &job).await,
+            alerts::KIND => alerts::run(self, &job).await,
             other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
         };
         let Err(err) = result else { return };

@@ -398,3 +398,51 @@ pub async fn force_due(
     .await?;
     Ok(())
 }
+
+/// A job as operators see it on a payment's timeline.
+#[derive(Debug, Clone)]
+pub struct JobSummary {
+    /// Row id.
+    pub id: String,
+    /// Handler name.
+    pub kind: String,
+    /// `ready` or `dead`.
+    pub state: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Attempts allowed before it is dead-lettered.
+    pub max_attempts: i64,
+    /// When it runs next (or, while leased, when the lease ends).
+    pub run_at: Timestamp,
+    /// Error of the last attempt.
+    pub last_error: Option<String>,
+}
+
+/// The jobs of one payment, newest first (the dashboard shows why a payment is waiting).
+pub async fn for_payment(
+    conn: &mut Conn,
+    payment_id: &str,
+    limit: i64,
+) -> StoreResult<Vec<JobSummary>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, state, attempts, max_attempts, run_at, last_error FROM jobs \
+         WHERE payment_id = $1 ORDER BY created_at DESC, id LIMIT $2",
+    )
+    .bind(payment_id)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(JobSummary {
+                id: col(r, "id")?,
+                kind: col(r, "kind")?,
+                state: col(r, "state")?,
+                attempts: col(r, "attempts")?,
+                max_attempts: col(r, "max_attempts")?,
+                run_at: Timestamp(col(r, "run_at")?),
+                last_error: col(r, "last_error")?,
+            })
+        })
+        .collect()
+}

@@ -354,3 +354,23 @@ pub async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> StoreResult<u64>
         .await?;
     Ok(r.rows_affected())
 }
+
+/// The first `limit` open alerts, oldest condition first, and how many are open in all (the
+/// dashboard shows a bounded list however many payments are stuck).
+pub async fn open_alerts_page(conn: &mut Conn, limit: i64) -> StoreResult<(Vec<Alert>, i64)> {
+    let rows = sqlx::query(super::dynamic(format!(
+        "SELECT {ALERT_COLUMNS} FROM alerts WHERE cleared_at IS NULL ORDER BY since, alert_id LIMIT $1"
+    )))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    let total = sqlx::query("SELECT COUNT(*) AS n FROM alerts WHERE cleared_at IS NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    Ok((
+        rows.iter()
+            .map(alert_from_row)
+            .collect::<StoreResult<_>>()?,
+        col(&total, "n")?,
+    ))
+}

@@ -584,3 +584,55 @@ fn from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {
         refund_amount: col(r, "refund_amount")?,
     })
 }
+
+/// A page of every merchant's payments for operators (the dashboard), newest first.
+pub struct AdminListQuery {
+    /// Only this state.
+    pub state: Option<PaymentState>,
+    /// Start after this `(created_at, payment_id)` position.
+    pub after: Option<(Timestamp, String)>,
+    /// Page size (one extra row is read to know whether more exist).
+    pub limit: i64,
+}
+
+/// Lists payments across merchants for an [`AdminListQuery`]; returns up to `limit + 1` rows.
+/// The keyset condition is a row comparison so that both engines read one index range
+/// (`payments_created` or `payments_state_created`) whatever the page depth.
+pub async fn list_all(conn: &mut Conn, q: &AdminListQuery) -> StoreResult<Vec<PaymentRecord>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM payments WHERE 1 = 1");
+    let mut n = 0;
+    if q.state.is_some() {
+        n += 1;
+        sql.push_str(&format!(" AND state = ${n}"));
+    }
+    if q.after.is_some() {
+        sql.push_str(&format!(
+            " AND (created_at, payment_id) < (${}, ${})",
+            n + 1,
+            n + 2
+        ));
+        n += 2;
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, payment_id DESC LIMIT ${}",
+        n + 1
+    ));
+    let mut query = sqlx::query(dynamic(sql));
+    if let Some(s) = q.state {
+        query = query.bind(s.as_str());
+    }
+    if let Some((at, id)) = &q.after {
+        query = query.bind(at.millis()).bind(id.clone());
+    }
+    let rows = query.bind(q.limit + 1).fetch_all(&mut *conn).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// How many payments were accepted at or after `since` (the dashboard's throughput figures).
+pub async fn count_created_since(conn: &mut Conn, since: Timestamp) -> StoreResult<i64> {
+    let row = sqlx::query("SELECT COUNT(*) AS n FROM payments WHERE created_at >= $1")
+        .bind(since.millis())
+        .fetch_one(&mut *conn)
+        .await?;
+    col(&row, "n")
+}

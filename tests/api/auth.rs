@@ -101,7 +101,6 @@ async fn expect_on_every_route(
 }
 
 #[tokio::test]
-#[ignore = "webhook-endpoint and admin routes land with issues #4 and #5"]
 async fn requests_without_a_bearer_key_return_401_unauthorized() {
     let Some(app) = spawn_app().await else { return };
     let routes = merchant_routes()
@@ -149,7 +148,6 @@ async fn the_admin_key_on_merchant_routes_returns_403_forbidden() {
 }
 
 #[tokio::test]
-#[ignore = "admin routes land with issue #5"]
 async fn a_merchant_key_on_admin_routes_returns_403_forbidden() {
     let Some(app) = spawn_app().await else { return };
     let auth = format!("Bearer {}", app.merchant_key);
@@ -187,7 +185,6 @@ async fn creating_a_merchant_without_a_name_returns_400() {
 }
 
 #[tokio::test]
-#[ignore = "key rotation lands with issue #5"]
 async fn rotating_a_merchant_key_revokes_the_old_one_at_once() {
     let Some(app) = spawn_app().await else { return };
     let resp = app

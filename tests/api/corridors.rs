@@ -167,7 +167,6 @@ async fn rates_with_a_bad_or_missing_currency_return_400_invalid_request() {
 }
 
 #[tokio::test]
-#[ignore = "rate pins land with issue #5"]
 async fn a_pinned_rate_is_shown_by_rates_and_used_by_new_quotes() {
     let Some(app) = spawn_app().await else { return };
     let pinned: Decimal = "0.91".parse().expect("decimal");
@@ -214,7 +213,6 @@ async fn a_pinned_rate_is_shown_by_rates_and_used_by_new_quotes() {
 }
 
 #[tokio::test]
-#[ignore = "rate pins land with issue #5"]
 async fn quotes_given_before_a_pin_keep_their_rate() {
     let Some(app) = spawn_app().await else { return };
     let before = app.quote(&app.merchant_key, "EUR", 100_000).await;
@@ -248,7 +246,6 @@ async fn quotes_given_before_a_pin_keep_their_rate() {
 }
 
 #[tokio::test]
-#[ignore = "rate pins land with issue #5"]
 async fn unpinning_returns_204_and_unpinning_again_returns_404() {
     let Some(app) = spawn_app().await else { return };
     let resp = admin_rate(

@@ -268,14 +268,17 @@ async fn error_responses_are_served_as_json() {
 }
 
 #[tokio::test]
-#[ignore = "rate limiting lands with issue #5"]
 async fn exceeding_the_rate_limit_returns_429_with_retry_after() {
     let Some(app) = spawn_app_with(|c| {
         c.rate_limit = corridor::config::RateLimit {
             requests: 3,
             per: Duration::from_secs(60),
         };
-    }).await else { return };
+    })
+    .await
+    else {
+        return;
+    };
     for i in 0..3 {
         let resp = app.get("/v1/corridors", &app.merchant_key).await;
         assert_eq!(
@@ -300,4 +303,69 @@ async fn exceeding_the_rate_limit_returns_429_with_retry_after() {
         (1..=60).contains(&secs),
         "Retry-After {secs}s is not within the 60 s period"
     );
+}
+
+#[tokio::test]
+async fn one_key_spending_its_budget_does_not_slow_another_key() {
+    let Some(app) = spawn_app_with(|c| {
+        c.rate_limit = corridor::config::RateLimit {
+            requests: 3,
+            per: Duration::from_secs(60),
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    // The admin key spends one of its own three here.
+    let second_key = app.new_merchant("second").await;
+    for _ in 0..3 {
+        expect_status(app.get("/v1/corridors", &app.merchant_key).await, 200).await;
+    }
+    let resp = app.get("/v1/corridors", &app.merchant_key).await;
+    expect_error(resp, 429, "RATE_LIMITED", "first key over its budget").await;
+    for i in 0..3 {
+        let resp = app.get("/v1/corridors", &second_key).await;
+        assert_eq!(
+            resp.status().as_u16(),
+            200,
+            "second key's request {i} is within its own budget"
+        );
+    }
+    let resp = app.get("/v1/corridors", &second_key).await;
+    expect_error(resp, 429, "RATE_LIMITED", "second key over its budget").await;
+    // Admin routes are limited per key too: two left for the admin key, then 429.
+    for _ in 0..2 {
+        expect_status(app.get("/v1/admin/rates", &app.admin_key).await, 200).await;
+    }
+    let resp = app.get("/v1/admin/rates", &app.admin_key).await;
+    expect_error(resp, 429, "RATE_LIMITED", "admin key over its budget").await;
+}
+
+#[tokio::test]
+async fn requests_with_a_bad_key_are_401_and_spend_no_budget() {
+    let Some(app) = spawn_app_with(|c| {
+        c.rate_limit = corridor::config::RateLimit {
+            requests: 1,
+            per: Duration::from_secs(60),
+        };
+    })
+    .await
+    else {
+        return;
+    };
+    for i in 0..5 {
+        let resp = app.get("/v1/corridors", &format!("sk_nope_{i}")).await;
+        expect_error(resp, 401, "UNAUTHORIZED", "unknown key").await;
+        let resp = app
+            .client
+            .get(format!("{}/v1/corridors", app.address))
+            .send()
+            .await
+            .expect("request sent");
+        expect_error(resp, 401, "UNAUTHORIZED", "no key").await;
+    }
+    expect_status(app.get("/v1/corridors", &app.merchant_key).await, 200).await;
+    let resp = app.get("/v1/corridors", &app.merchant_key).await;
+    expect_error(resp, 429, "RATE_LIMITED", "second request in a minute").await;
 }

@@ -25,6 +25,8 @@ macro_rules! suite {
             crate::helpers::spawn_on($backend, configure).await
         }
 
+        #[path = "admin.rs"]
+        mod admin;
         #[path = "auth.rs"]
         mod auth;
         #[path = "corridors.rs"]

@@ -1,0 +1,203 @@
+//! The sweeper: a recurring queue job (so exactly one node runs it at a time) that raises
+//! alerts for payments stuck too long in one state, dead jobs and failing webhook endpoints,
+//! and clears them when the condition is gone. A new alert is logged once, counted, and —
+//! when `CORRIDOR_ALERT_WEBHOOK` is set — POSTed signed like merchant webhooks.
+
+use std::time::Duration;
+
+use super::{Engine, JobError};
+use crate::domain::Timestamp;
+use crate::signing::Secret;
+use crate::store::jobs::{self, Job, NewJob};
+use crate::store::ops::{self, Alert, DEAD_JOB, STUCK_PAYMENT, WEBHOOK_ENDPOINT_FAILING};
+use crate::store::{Store, StoreResult, settings};
+
+/// Job kind of the sweeper.
+pub const KIND: &str = "alerts.sweep";
+const JOB_ID: &str = "alerts-sweep";
+/// How often the sweep runs: an alert appears within this of crossing its threshold.
+const EVERY_MS: i64 = 2_000;
+/// Consecutive failed deliveries that make an endpoint "failing".
+const FAILING_AFTER: i64 = 3;
+
+/// Where and how new alerts are pushed.
+#[derive(Debug, Clone)]
+pub struct AlertSink {
+    /// Receiver URL.
+    pub url: String,
+    /// Signing secret.
+    pub secret: Secret,
+}
+
+/// Makes sure the (single, fixed-id) sweep job exists.
+pub async fn ensure_scheduled(store: &Store, now: Timestamp) -> StoreResult<()> {
+    let mut tx = store.begin().await?;
+    if settings::insert_if_absent(&mut tx, "alerts_sweep_scheduled", "1").await? {
+        jobs::enqueue(
+            &mut tx,
+            &NewJob {
+                id: JOB_ID.into(),
+                kind: KIND.into(),
+                payment_id: None,
+                payload: serde_json::json!({}),
+                run_at: now,
+                max_attempts: 1_000_000,
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+fn alert(kind: &str, subject: &str, message: String, since: Timestamp) -> Alert {
+    Alert {
+        alert_id: format!("alert_{}", uuid::Uuid::new_v4()),
+        kind: kind.to_owned(),
+        subject: subject.to_owned(),
+        payment_id: None,
+        endpoint_id: None,
+        job_id: None,
+        message,
+        since,
+    }
+}
+
+/// Runs one sweep and schedules the next.
+pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
+    let now = engine.clock.now();
+    let stuck_ms = i64::try_from(engine.cfg.stuck_after.as_millis()).unwrap_or(i64::MAX);
+    let (stuck, dead, failing) = {
+        let mut conn = engine.store.reader().await?;
+        (
+            ops::stuck_payments(
+                &mut conn,
+                Timestamp(now.millis().saturating_sub(stuck_ms)),
+                10_000,
+            )
+            .await?,
+            jobs::dead(&mut conn, 10_000).await?,
+            ops::failing_endpoints(&mut conn, FAILING_AFTER).await?,
+        )
+    };
+    let mut wanted = Vec::new();
+    for (payment_id, state, since) in &stuck {
+        let mut a = alert(
+            STUCK_PAYMENT,
+            payment_id,
+            format!(
+                "payment has been {state} for longer than {}s",
+                stuck_ms / 1000
+            ),
+            since.plus_millis(stuck_ms),
+        );
+        a.payment_id = Some(payment_id.clone());
+        wanted.push(a);
+    }
+    for j in &dead {
+        let mut a = alert(
+            DEAD_JOB,
+            &j.id,
+            format!(
+                "{} job dead after {} attempts: {}",
+                j.kind,
+                j.attempts,
+                j.last_error.as_deref().unwrap_or("no error recorded")
+            ),
+            j.failed_at,
+        );
+        a.job_id = Some(j.id.clone());
+        a.payment_id = j.payment_id.clone();
+        wanted.push(a);
+    }
+    for (endpoint_id, since) in &failing {
+        let mut a = alert(
+            WEBHOOK_ENDPOINT_FAILING,
+            endpoint_id,
+            format!("the last {FAILING_AFTER} deliveries to this endpoint failed"),
+            *since,
+        );
+        a.endpoint_id = Some(endpoint_id.clone());
+        wanted.push(a);
+    }
+
+    let Some(mut tx) = engine.begin_held(job).await? else {
+        return Ok(());
+    };
+    let mut raised = Vec::new();
+    for a in &wanted {
+        if ops::raise(&mut tx, a, now).await? {
+            raised.push(a.clone());
+        }
+    }
+    for kind in [STUCK_PAYMENT, DEAD_JOB, WEBHOOK_ENDPOINT_FAILING] {
+        let still: Vec<String> = wanted
+            .iter()
+            .filter(|a| a.kind == kind)
+            .map(|a| a.subject.clone())
+            .collect();
+        ops::clear_except(&mut tx, kind, &still, now).await?;
+    }
+    jobs::reschedule(&mut tx, &job.id, now.plus_millis(EVERY_MS), &job.payload).await?;
+    tx.commit().await.map_err(crate::store::StoreError::from)?;
+
+    for a in &raised {
+        metrics::counter!("corridor_alerts_raised_total", "kind" => a.kind.clone()).increment(1);
+        tracing::warn!(
+            kind = %a.kind,
+            payment_id = a.payment_id.as_deref().unwrap_or(""),
+            endpoint_id = a.endpoint_id.as_deref().unwrap_or(""),
+            job_id = a.job_id.as_deref().unwrap_or(""),
+            message = %a.message,
+            "alert raised"
+        );
+        if let Some(sink) = &engine.cfg.alert_sink {
+            notify(sink, a, now).await;
+        }
+    }
+    Ok(())
+}
+
+/// Best-effort push of a new alert; a failure is logged (the alert stays listed by the API).
+async fn notify(sink: &AlertSink, a: &Alert, now: Timestamp) {
+    let body = serde_json::json!({
+        "id": a.alert_id,
+        "type": "alert.raised",
+        "created_at": now.to_rfc3339(),
+        "data": {
+            "id": a.alert_id, "kind": a.kind, "payment_id": a.payment_id, "endpoint_id": a.endpoint_id,
+            "job_id": a.job_id, "message": a.message, "since": a.since.to_rfc3339(),
+        },
+    })
+    .to_string();
+    let ts = now.millis().div_euclid(1000);
+    let sig = sink.secret.sign(&a.alert_id, ts, body.as_bytes());
+    let client = match reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "alert webhook client");
+            return;
+        }
+    };
+    let sent = client
+        .post(&sink.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(crate::signing::ID_HEADER, &a.alert_id)
+        .header(crate::signing::TIMESTAMP_HEADER, ts.to_string())
+        .header(crate::signing::SIGNATURE_HEADER, sig)
+        .body(body)
+        .send()
+        .await;
+    match sent {
+        Ok(r) if r.status().is_success() => {}
+        Ok(r) => tracing::warn!(
+            status = r.status().as_u16(),
+            "alert webhook refused the alert"
+        ),
+        Err(e) => tracing::warn!(error = %e.without_url(), "alert webhook unreachable"),
+    }
+}
