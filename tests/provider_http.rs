@@ -34,10 +34,15 @@ impl Drop for SimProcess {
     }
 }
 
-fn start_sim_provider(dir: &std::path::Path, corridor_url: &str, secret: &str) -> SimProcess {
+fn start_sim_provider(
+    dir: &std::path::Path,
+    listen: &str,
+    corridor_url: &str,
+    secret: &str,
+) -> SimProcess {
     let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
         .arg("sim-provider")
-        .args(["--listen", "127.0.0.1:0"])
+        .args(["--listen", listen])
         .arg("--database-url")
         .arg(format!("sqlite://{}", dir.join("sim.db").display()))
         .args(["--corridor-url", corridor_url])
@@ -190,7 +195,7 @@ async fn payments_settle_through_the_http_providers_and_the_sim_provider_notifie
     let dir = tempfile::tempdir().unwrap();
     let secret = Secret::generate();
     let (receiver_url, receiver) = start_receiver(&secret).await;
-    let sim = start_sim_provider(dir.path(), &receiver_url, &secret);
+    let sim = start_sim_provider(dir.path(), "127.0.0.1:0", &receiver_url, &secret);
     let (app, admin, key) = start_corridor(dir.path(), &sim.url).await;
     let base = format!("http://{}", app.addr());
     let client = corridor::providers::http::client(Duration::from_secs(10)).unwrap();
@@ -338,7 +343,7 @@ async fn the_sim_provider_answers_one_transfer_per_key_and_refuses_in_the_protoc
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let nowhere = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
-    let sim = start_sim_provider(dir.path(), &nowhere, &secret);
+    let sim = start_sim_provider(dir.path(), "127.0.0.1:0", &nowhere, &secret);
     let client = corridor::providers::http::client(Duration::from_secs(10)).unwrap();
     let body = json!({"payment_id": "pay_idem", "leg": "offramp", "amount": 87700,
                       "currency": "EUR", "account": "merchant456"});
@@ -453,45 +458,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_sim_provider_on(
-    dir: &std::path::Path,
-    port: u16,
-    corridor_url: &str,
-    secret: &str,
-) -> SimProcess {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
-        .arg("sim-provider")
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("sim.db").display()))
-        .args(["--corridor-url", corridor_url])
-        .args(["--webhook-secret", secret])
-        .env("CORRIDOR_SIM_ONRAMP_DELAY", "20ms..200ms")
-        .env("CORRIDOR_SIM_OFFRAMP_DELAY", "20ms..200ms")
-        .env("CORRIDOR_SIM_FAILURE_RATE", "0")
-        .env_remove("CORRIDOR_ONRAMP_NAME")
-        .env_remove("CORRIDOR_OFFRAMP_NAME")
-        .env("CORRIDOR_LOG", "warn")
-        .current_dir(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("corridor binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("sim-provider printed its address before exiting")
-            .expect("stdout readable");
-        if let Some(addr) = line.strip_prefix("sim-provider listening on ") {
-            break addr.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    SimProcess { child, url }
-}
-
 /// Corridor and the sim-provider pointed at each other: the provider pushes signed webhooks
 /// into Corridor while Corridor also polls. With polling effectively off, webhooks alone
 /// settle every leg; with fast polling, both race and each transition still happens once.
@@ -524,7 +490,7 @@ async fn provider_webhooks_from_a_separate_process_settle_payments_and_race_poll
             .expect("corridor starts");
         let key = app.bootstrap().expect("first start").merchant_key.clone();
         let base = format!("http://{}", app.addr());
-        let _sim = start_sim_provider_on(dir.path(), sim_port, &base, &secret);
+        let _sim = start_sim_provider(dir.path(), &format!("127.0.0.1:{sim_port}"), &base, &secret);
         let client = corridor::providers::http::client(Duration::from_secs(10)).unwrap();
 
         let cases = [

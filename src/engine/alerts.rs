@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::{Engine, JobError};
 use crate::domain::Timestamp;
 use crate::signing::Secret;
-use crate::store::jobs::{self, Job, NewJob};
+use crate::store::jobs::{self, Job};
 use crate::store::ops::{self, Alert, DEAD_JOB, STUCK_PAYMENT, WEBHOOK_ENDPOINT_FAILING};
-use crate::store::{Store, StoreResult, settings};
+use crate::store::{Store, StoreResult};
 
 /// Job kind of the sweeper.
 pub const KIND: &str = "alerts.sweep";
@@ -32,20 +32,7 @@ pub struct AlertSink {
 /// Makes sure the (single, fixed-id) sweep job exists.
 pub async fn ensure_scheduled(store: &Store, now: Timestamp) -> StoreResult<()> {
     let mut tx = store.begin().await?;
-    if settings::insert_if_absent(&mut tx, "alerts_sweep_scheduled", "1").await? {
-        jobs::enqueue(
-            &mut tx,
-            &NewJob {
-                id: JOB_ID.into(),
-                kind: KIND.into(),
-                payment_id: None,
-                payload: serde_json::json!({}),
-                run_at: now,
-                max_attempts: 1_000_000,
-            },
-        )
-        .await?;
-    }
+    jobs::ensure_recurring(&mut tx, JOB_ID, KIND, now).await?;
     tx.commit().await?;
     Ok(())
 }

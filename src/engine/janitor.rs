@@ -3,8 +3,8 @@
 
 use super::{Engine, JobError};
 use crate::domain::Timestamp;
-use crate::store::jobs::{self, Job, NewJob};
-use crate::store::{Store, StoreResult, idempotency, provider_webhooks, quotes, settings};
+use crate::store::jobs::{self, Job};
+use crate::store::{Store, StoreResult, idempotency, provider_webhooks, quotes};
 
 /// Job kind of the housekeeping job.
 pub const KIND: &str = "janitor";
@@ -15,20 +15,7 @@ const EVERY_MS: i64 = 600_000;
 /// Makes sure the (single, fixed-id) housekeeping job exists.
 pub async fn ensure_scheduled(store: &Store, now: Timestamp) -> StoreResult<()> {
     let mut tx = store.begin().await?;
-    if settings::insert_if_absent(&mut tx, "janitor_scheduled", "1").await? {
-        jobs::enqueue(
-            &mut tx,
-            &NewJob {
-                id: JOB_ID.into(),
-                kind: KIND.into(),
-                payment_id: None,
-                payload: serde_json::json!({}),
-                run_at: now.plus_millis(EVERY_MS),
-                max_attempts: 1_000_000,
-            },
-        )
-        .await?;
-    }
+    jobs::ensure_recurring(&mut tx, JOB_ID, KIND, now.plus_millis(EVERY_MS)).await?;
     tx.commit().await?;
     Ok(())
 }

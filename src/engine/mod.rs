@@ -16,6 +16,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use crate::clock::SharedClock;
 use crate::domain::RateTable;
@@ -214,8 +215,13 @@ impl Engine {
     }
 
     async fn handle(&self, job: Job) {
-        let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, payment_id = job.payment_id.as_deref().unwrap_or(""));
-        let _enter = span.enter();
+        // Instrumented rather than entered: a guard held across awaits would leave the span
+        // on whatever else later runs on this thread.
+        let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, payment_id = job.payment_id.as_deref().unwrap_or(""), merchant_id = tracing::field::Empty);
+        self.run_job(job).instrument(span).await;
+    }
+
+    async fn run_job(&self, job: Job) {
         let result = match job.kind.as_str() {
             steps::KIND => steps::run(self, &job).await,
             janitor::KIND => janitor::run(self, &job).await,

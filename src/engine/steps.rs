@@ -245,6 +245,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
             "payment {payment_id} does not exist"
         )));
     };
+    tracing::Span::current().record("merchant_id", payment.merchant_id.as_str());
     if payment.state != expected || payment.state.is_terminal() {
         // Someone (a webhook, an operator, a duplicate run) moved it on: nothing to do.
         return finish(engine, job).await;

@@ -66,6 +66,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
     let (Some(endpoint), Some(event)) = (endpoint, event) else {
         return finish(engine, job).await;
     };
+    tracing::Span::current().record("merchant_id", endpoint.merchant_id.as_str());
     if endpoint.disabled_at.is_some() {
         return finish(engine, job).await;
     }

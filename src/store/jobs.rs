@@ -446,3 +446,30 @@ pub async fn for_payment(
         })
         .collect()
 }
+
+/// Creates a recurring job with a fixed id once per database (several nodes starting at
+/// once create it exactly once): the handler reschedules it after every run.
+pub async fn ensure_recurring(
+    conn: &mut Conn,
+    id: &str,
+    kind: &str,
+    run_at: Timestamp,
+) -> StoreResult<()> {
+    let exists = sqlx::query("SELECT id FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if exists.is_some() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
+         VALUES ($1, $2, NULL, '{}', 'ready', $3, 0, 1000000, $3) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(id)
+    .bind(kind)
+    .bind(run_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
