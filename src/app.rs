@@ -262,11 +262,15 @@ impl Application {
             .map_err(|e| StartError::Bind(cfg.listen, e))?;
         let mut rx = shutdown_rx;
         let server = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.wait_for(|stop| *stop).await;
-                })
-                .await
+            // The peer address lets the dashboard count failed sign-ins per client.
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            })
+            .await
         });
         tracing::info!(%addr, role = ?cfg.role, "corridor listening");
         Ok(Application {

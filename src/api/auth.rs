@@ -75,10 +75,10 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Respons
     let caller = identify(state, &hash)
         .await
         .map_err(IntoResponse::into_response)?;
-    state
-        .rate_limiter
-        .check(&hash)
-        .map_err(rate_limit::too_many_requests)?;
+    if let Err(secs) = state.rate_limiter.check(&hash) {
+        tracing::debug!(retry_after = secs, "rate limited");
+        return Err(rate_limit::too_many_requests(secs));
+    }
     Ok(caller)
 }
 

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod corridors;
+pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -178,7 +179,7 @@ pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .merge(v1)
         .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()));
-    with_common_layers(api.merge(ops_routes()), state)
+    with_common_layers(api.merge(ops_routes()), state.clone()).merge(dashboard::router(state))
 }
 
 /// The router of a `--role worker` process: health and metrics only.

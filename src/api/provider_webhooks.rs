@@ -117,7 +117,9 @@ pub async fn receive(
     let (payment, leg) = found
         .filter(|(p, _)| p.payment_id == event.payment_id)
         .ok_or_else(|| ApiError::not_found("transfer"))?;
-    tracing::Span::current().record("payment_id", payment.payment_id.as_str());
+    tracing::Span::current()
+        .record("payment_id", payment.payment_id.as_str())
+        .record("merchant_id", payment.merchant_id.as_str());
     let outcome =
         steps::settle_from_webhook(&state.engine, &payment, leg, status, &provider, &webhook_id)
             .await

@@ -217,7 +217,7 @@ impl Engine {
     async fn handle(&self, job: Job) {
         // Instrumented rather than entered: a guard held across awaits would leave the span
         // on whatever else later runs on this thread.
-        let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, payment_id = job.payment_id.as_deref().unwrap_or(""), merchant_id = tracing::field::Empty);
+        let span = tracing::info_span!("job", job_id = %job.id, kind = %job.kind, payment_id = job.payment_id.as_deref(), merchant_id = tracing::field::Empty);
         self.run_job(job).instrument(span).await;
     }
 

@@ -57,7 +57,11 @@ pub fn path_segment(s: &str) -> String {
 
 /// An amount in minor units written in major units with its code: `1234.50 USD`.
 pub fn money(minor: i64, currency: Currency) -> String {
-    format!("{} {}", Decimal::new(minor, currency.exponent()), currency.code())
+    format!(
+        "{} {}",
+        Decimal::new(minor, currency.exponent()),
+        currency.code()
+    )
 }
 
 /// A `<time>` element in UTC; the dashboard script adds the reader's local time and age.
@@ -134,6 +138,7 @@ impl Page<'_> {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="referrer" content="same-origin">
 <title>{title} · Corridor</title>
+<link rel="icon" href="/dashboard/assets/icon.svg">
 <link rel="stylesheet" href="/dashboard/assets/style.css">
 <script src="/dashboard/assets/dashboard.js" defer></script>
 </head>
@@ -196,7 +201,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 pub fn secure_headers(headers: &mut HeaderMap, content_type: &'static str) {
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert("content-security-policy", HeaderValue::from_static(CSP));
-    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert("x-frame-options", HeaderValue::from_static("DENY"));
     headers.insert("referrer-policy", HeaderValue::from_static("same-origin"));
 }
