@@ -1,5 +1,6 @@
 //! The `corridor` command: `serve`, `migrate`, `merchant create`, `bench`, `sim-provider`.
 
+use std::error::Error as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -60,7 +61,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return config_error(e),
+    };
     corridor::tls::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -107,6 +111,40 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Prints a command-line or environment error naming the environment variable behind the
+/// flag, since most deployments set `CORRIDOR_*` variables rather than flags.
+fn config_error(e: clap::Error) -> ExitCode {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if !matches!(
+        e.kind(),
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue
+    ) {
+        // Help, version and usage errors keep clap's own output and exit code.
+        e.exit();
+    }
+    let arg = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(a)) => a.split_whitespace().next().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    let cmd = Cli::command();
+    let env = cmd
+        .get_subcommands()
+        .flat_map(|sc| sc.get_arguments())
+        .find(|a| a.get_long().is_some_and(|l| format!("--{l}") == arg))
+        .and_then(|a| a.get_env())
+        .map(|v| v.to_string_lossy().into_owned());
+    let reason = e
+        .source()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| e.kind().to_string());
+    match env {
+        Some(var) => eprintln!("corridor: invalid {var} ({arg}): {reason}"),
+        None => eprintln!("corridor: invalid {arg}: {reason}"),
+    }
+    ExitCode::from(2)
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {
