@@ -30,6 +30,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
     let q = quotes::purge_unused_before(&mut tx, cutoff).await?;
     let k = idempotency::purge_before(&mut tx, cutoff).await?;
     provider_webhooks::purge_before(&mut tx, cutoff).await?;
+    crate::store::ops::purge_sessions(&mut tx, now).await?;
     jobs::reschedule(&mut tx, &job.id, now.plus_millis(EVERY_MS), &job.payload).await?;
     tx.commit().await.map_err(crate::store::StoreError::from)?;
     tracing::info!(quotes = q, idempotency_keys = k, "housekeeping done");

@@ -83,6 +83,8 @@ pub struct Engine {
     rng: Mutex<StdRng>,
     owner: String,
     endpoint_slots: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    delivery_clients:
+        Mutex<std::collections::HashMap<(String, std::net::SocketAddr), reqwest::Client>>,
 }
 
 impl Engine {
@@ -105,6 +107,7 @@ impl Engine {
             rng: Mutex::new(StdRng::from_os_rng()),
             owner: format!("worker_{}", uuid::Uuid::new_v4().simple()),
             endpoint_slots: Mutex::new(std::collections::HashMap::new()),
+            delivery_clients: Mutex::new(std::collections::HashMap::new()),
         })
     }
 

@@ -35,6 +35,31 @@ enum Answer {
 }
 
 impl Engine {
+    /// An HTTP client pinned to the checked address of `target`, reused across deliveries
+    /// to the same host and address (building one per attempt costs a TLS set-up each time).
+    fn delivery_client(&self, target: &egress::Target) -> Result<reqwest::Client, reqwest::Error> {
+        let key = (target.host.clone(), target.addr);
+        let mut cache = self
+            .delivery_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = cache.get(&key) {
+            return Ok(c.clone());
+        }
+        // Pin the connection to the address that was checked: no second DNS answer, no redirect.
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.cfg.webhook_timeout)
+            .resolve(&target.host, target.addr)
+            .user_agent(concat!("Corridor-Webhooks/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        if cache.len() >= 1_000 {
+            cache.clear();
+        }
+        cache.insert(key, client.clone());
+        Ok(client)
+    }
+
     fn endpoint_slot(&self, endpoint_id: &str) -> Option<OwnedSemaphorePermit> {
         let sem = {
             let mut map = self
@@ -199,14 +224,7 @@ async fn send(engine: &Engine, endpoint: &Endpoint, event: &Event, now: Timestam
     {
         signatures.push(s.sign(&event.event_id, ts, event.body.as_bytes()));
     }
-    // Pin the connection to the address that was checked: no second DNS answer, no redirect.
-    let client = match reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(engine.cfg.webhook_timeout)
-        .resolve(&target.host, target.addr)
-        .user_agent(concat!("Corridor-Webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-    {
+    let client = match engine.delivery_client(&target) {
         Ok(c) => c,
         Err(e) => return Answer::NoAnswer(format!("client: {e}")),
     };
