@@ -3,59 +3,27 @@
 //! state, that no provider leg was initiated twice, and that histories follow the table.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-struct Node {
-    child: Child,
-    url: String,
-    merchant_key: Option<String>,
-}
+#[path = "support/serve.rs"]
+mod support;
 
-fn start(db: &str, admin: &str) -> Node {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
-        .arg("serve")
-        .env("DATABASE_URL", format!("sqlite://{db}"))
-        .env("CORRIDOR_LISTEN", "127.0.0.1:0")
-        .env("CORRIDOR_ADMIN_KEY", admin)
-        .env("CORRIDOR_SIM_ONRAMP_DELAY", "50ms..400ms")
-        .env("CORRIDOR_SIM_OFFRAMP_DELAY", "50ms..400ms")
-        .env("CORRIDOR_POLL_INTERVAL", "50ms")
-        .env("CORRIDOR_JOB_LEASE", "2s")
-        .env("CORRIDOR_PROVIDER_TIMEOUT", "1s")
-        .env("CORRIDOR_RATE_LIMIT", "0")
-        .env("CORRIDOR_WORKERS", "8")
-        .env("CORRIDOR_LOG", "warn")
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("corridor binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut merchant_key = None;
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("corridor printed its address before exiting")
-            .expect("stdout readable");
-        if let Some(k) = line.trim().strip_prefix("demo merchant key:") {
-            merchant_key = Some(k.trim().to_owned());
-        }
-        if let Some(addr) = line.strip_prefix("Corridor listening on ") {
-            break addr.trim().to_owned();
-        }
-    };
-    // Keep draining stdout so the child never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Node {
-        child,
-        url,
-        merchant_key,
-    }
+use support::{Served, expected_history, expected_legs, serve};
+
+fn start(db: &str, admin: &str) -> Served {
+    let url = format!("sqlite://{db}");
+    serve(&[
+        ("DATABASE_URL", &url),
+        ("CORRIDOR_ADMIN_KEY", admin),
+        ("CORRIDOR_SIM_ONRAMP_DELAY", "50ms..400ms"),
+        ("CORRIDOR_SIM_OFFRAMP_DELAY", "50ms..400ms"),
+        ("CORRIDOR_POLL_INTERVAL", "50ms"),
+        ("CORRIDOR_JOB_LEASE", "2s"),
+        ("CORRIDOR_PROVIDER_TIMEOUT", "1s"),
+        ("CORRIDOR_WORKERS", "8"),
+    ])
 }
 
 async fn get(client: &reqwest::Client, url: &str, key: &str) -> Value {
@@ -153,25 +121,7 @@ async fn a_killed_process_loses_no_payment_and_moves_no_leg_twice() {
             states.len(),
             "{id} repeats a state: {states:?}"
         );
-        let want: &[&str] = match expected {
-            "COMPLETED" => &[
-                "PENDING",
-                "ONRAMP_PENDING",
-                "ONRAMP_COMPLETE",
-                "OFFRAMP_PENDING",
-                "COMPLETED",
-            ],
-            "FAILED" => &["PENDING", "ONRAMP_PENDING", "FAILED"],
-            _ => &[
-                "PENDING",
-                "ONRAMP_PENDING",
-                "ONRAMP_COMPLETE",
-                "OFFRAMP_PENDING",
-                "REFUND_PENDING",
-                "REFUNDED",
-            ],
-        };
-        assert_eq!(states, want, "{id}");
+        assert_eq!(states, expected_history(expected), "{id}");
         // One transfer per leg at the provider, whatever the number of asks.
         let t = get(
             &client,
@@ -187,12 +137,7 @@ async fn a_killed_process_loses_no_payment_and_moves_no_leg_twice() {
             .collect();
         let mut sorted = legs.clone();
         sorted.sort();
-        let want_legs: &[&str] = match expected {
-            "COMPLETED" => &["offramp", "onramp"],
-            "FAILED" => &["onramp"],
-            _ => &["offramp", "onramp", "reversal"],
-        };
-        assert_eq!(sorted, want_legs, "{id} transfers: {t}");
+        assert_eq!(sorted, expected_legs(expected), "{id} transfers: {t}");
     }
     node.child.kill().ok();
     node.child.wait().ok();

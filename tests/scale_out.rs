@@ -4,8 +4,12 @@
 //! finish every payment exactly once: the expected terminal state, one provider transfer per
 //! leg, a history that follows the state table, and one payment per idempotency key.
 
+#[path = "support/serve.rs"]
+mod support;
 #[path = "testdb.rs"]
 mod testdb;
+
+use support::{expected_history, expected_legs};
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -265,35 +269,6 @@ async fn list_all(client: &reqwest::Client, url: &str, key: &str) -> Vec<Value> 
         assert!(all.len() <= 10 * PAYMENTS, "pagination does not end");
     }
     all
-}
-
-fn expected_history(outcome: &str) -> &'static [&'static str] {
-    match outcome {
-        "COMPLETED" => &[
-            "PENDING",
-            "ONRAMP_PENDING",
-            "ONRAMP_COMPLETE",
-            "OFFRAMP_PENDING",
-            "COMPLETED",
-        ],
-        "FAILED" => &["PENDING", "ONRAMP_PENDING", "FAILED"],
-        _ => &[
-            "PENDING",
-            "ONRAMP_PENDING",
-            "ONRAMP_COMPLETE",
-            "OFFRAMP_PENDING",
-            "REFUND_PENDING",
-            "REFUNDED",
-        ],
-    }
-}
-
-fn expected_legs(outcome: &str) -> &'static [&'static str] {
-    match outcome {
-        "COMPLETED" => &["offramp", "onramp"],
-        "FAILED" => &["onramp"],
-        _ => &["offramp", "onramp", "reversal"],
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

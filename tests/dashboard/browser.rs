@@ -7,7 +7,7 @@
 //! `npm ci --prefix tests/browser`; `.ci/run` installs them. Missing ones fail the test unless
 //! `CORRIDOR_TEST_BROWSER=skip`. `CORRIDOR_SCREENSHOT_DIR=DIR` keeps screenshots.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -32,43 +32,22 @@ impl Drop for Server {
 }
 
 fn start(db: &Path, offramp_url: &str) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_corridor"))
-        .arg("serve")
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
-        .env("CORRIDOR_LISTEN", "127.0.0.1:0")
-        .env("CORRIDOR_ADMIN_KEY", ADMIN_KEY)
-        .env("CORRIDOR_OFFRAMP_URL", offramp_url)
-        .env("CORRIDOR_JOB_MAX_ATTEMPTS", "1")
-        .env("CORRIDOR_PROVIDER_TIMEOUT", "2s")
-        .env("CORRIDOR_SIM_ONRAMP_DELAY", "20ms..80ms")
-        .env("CORRIDOR_POLL_INTERVAL", "50ms")
-        .env("CORRIDOR_RATE_LIMIT", "0")
-        .env("CORRIDOR_LOG", "warn")
-        .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("corridor binary starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let mut merchant_key = None;
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("corridor printed its address before exiting")
-            .expect("stdout readable");
-        if let Some(k) = line.trim().strip_prefix("demo merchant key:") {
-            merchant_key = Some(k.trim().to_owned());
-        }
-        if let Some(addr) = line.strip_prefix("Corridor listening on ") {
-            break addr.trim().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
+    let url = format!("sqlite://{}", db.display());
+    let served = crate::support::serve(&[
+        ("DATABASE_URL", &url),
+        ("CORRIDOR_ADMIN_KEY", ADMIN_KEY),
+        ("CORRIDOR_OFFRAMP_URL", offramp_url),
+        ("CORRIDOR_JOB_MAX_ATTEMPTS", "1"),
+        ("CORRIDOR_PROVIDER_TIMEOUT", "2s"),
+        ("CORRIDOR_SIM_ONRAMP_DELAY", "20ms..80ms"),
+        ("CORRIDOR_POLL_INTERVAL", "50ms"),
+    ]);
     Server {
-        child,
-        url,
-        merchant_key: merchant_key.expect("a first start prints the demo merchant key"),
+        child: served.child,
+        url: served.url,
+        merchant_key: served
+            .merchant_key
+            .expect("a first start prints the demo merchant key"),
     }
 }
 

@@ -4,3 +4,5 @@
 mod browser;
 mod helpers;
 mod pages;
+#[path = "../support/serve.rs"]
+mod support;
