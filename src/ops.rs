@@ -4,8 +4,8 @@
 use rust_decimal::Decimal;
 
 use crate::domain::{Currency, PaymentState, Timestamp};
-use crate::engine::steps::{self, StepJob};
-use crate::store::jobs::{self, NewJob};
+use crate::engine::steps;
+use crate::store::jobs;
 use crate::store::ops::{self as ops_store, RatePin};
 use crate::store::{Store, StoreError, merchants, payments};
 
@@ -36,6 +36,7 @@ pub async fn retry_payment(
     payment_id: &str,
     actor: &str,
     now: Timestamp,
+    max_attempts: i64,
 ) -> Result<PaymentState, OpsError> {
     let mut tx = store.begin().await?;
     let p = payments::get(&mut tx, payment_id)
@@ -47,27 +48,9 @@ pub async fn retry_payment(
             p.state
         )));
     }
-    let payload = serde_json::to_value(StepJob {
-        state: p.state.as_str().to_owned(),
-        polls: 0,
-    })
-    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     match jobs::step_job_any_state(&mut tx, payment_id, steps::KIND).await? {
-        Some(id) => jobs::force_due(&mut tx, &id, now, &payload).await?,
-        None => {
-            jobs::enqueue(
-                &mut tx,
-                &NewJob {
-                    id: uuid::Uuid::new_v4().to_string(),
-                    kind: steps::KIND.to_owned(),
-                    payment_id: Some(payment_id.to_owned()),
-                    payload,
-                    run_at: now,
-                    max_attempts: 8,
-                },
-            )
-            .await?
-        }
+        Some(id) => jobs::force_due(&mut tx, &id, now, &steps::step_payload(p.state, 0)).await?,
+        None => steps::enqueue_step(&mut tx, payment_id, p.state, 0, now, max_attempts).await?,
     }
     jobs::announce(&mut tx).await?;
     ops_store::audit(

@@ -157,7 +157,14 @@ pub async fn retry_payment(
     _a: Admin,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let s = ops::retry_payment(&state.store, &id, ADMIN_ACTOR, state.clock.now()).await?;
+    let s = ops::retry_payment(
+        &state.store,
+        &id,
+        ADMIN_ACTOR,
+        state.clock.now(),
+        state.job_max_attempts,
+    )
+    .await?;
     state.wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,

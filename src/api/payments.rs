@@ -18,9 +18,9 @@ use super::quotes::price;
 use crate::domain::quote::is_expired;
 use crate::domain::{PaymentState, Timestamp};
 use crate::engine::events;
-use crate::engine::steps::{self, StepJob};
+use crate::engine::steps;
 use crate::store::idempotency::{self as idem_store, Claim};
-use crate::store::jobs::{self, NewJob};
+use crate::store::jobs;
 use crate::store::payments::{self, ListQuery, PaymentRecord};
 use crate::store::quotes::{self, QuoteRecord};
 pub use crate::views::{
@@ -265,23 +265,25 @@ async fn accept(
         return Err(used());
     }
     payments::insert(&mut tx, &record).await?;
-    events::record(&mut tx, &payment_id, "payment.created", now).await?;
-    jobs::enqueue(
+    // The payment as just written; no need to read it back for its event.
+    events::record_for(
         &mut tx,
-        &NewJob {
-            id: uuid::Uuid::new_v4().to_string(),
-            kind: steps::KIND.to_owned(),
-            payment_id: Some(payment_id.clone()),
-            payload: serde_json::to_value(StepJob {
-                state: PaymentState::Pending.as_str().to_owned(),
-                polls: 0,
-            })
-            .map_err(|_| ApiError::new(Code::Internal, "internal error"))?,
-            run_at: now,
-            max_attempts: state.job_max_attempts,
-        },
+        &record,
+        &[payments::created_entry(now)],
+        "payment.created",
+        now,
     )
     .await?;
+    steps::enqueue_step(
+        &mut tx,
+        &payment_id,
+        PaymentState::Pending,
+        0,
+        now,
+        state.job_max_attempts,
+    )
+    .await?;
+    jobs::announce(&mut tx).await?;
     if let Some(key) = key {
         idem_store::complete(&mut tx, merchant_id, key.as_str(), status, &body).await?;
     }

@@ -328,6 +328,7 @@ pub async fn retry(
         .await?
         .ok_or_else(|| ApiError::not_found("event"))?;
     events::enqueue_delivery(&mut tx, &event, &d.endpoint_id, now).await?;
+    crate::store::jobs::announce(&mut tx).await?;
     tx.commit().await?;
     state.wake.notify_one();
     Ok((

@@ -3,6 +3,7 @@
 //! and clears them when the condition is gone. A new alert is logged once, counted, and —
 //! when `CORRIDOR_ALERT_WEBHOOK` is set — POSTed signed like merchant webhooks.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use super::{Engine, JobError};
@@ -111,19 +112,27 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
     let Some(mut tx) = engine.begin_held(job).await? else {
         return Ok(());
     };
+    // One read of what is open, then only the differences are written.
+    let open = ops::open_alerts(&mut tx).await?;
+    let open_keys: HashSet<(&str, &str)> = open
+        .iter()
+        .map(|a| (a.kind.as_str(), a.subject.as_str()))
+        .collect();
+    let wanted_keys: HashSet<(&str, &str)> = wanted
+        .iter()
+        .map(|a| (a.kind.as_str(), a.subject.as_str()))
+        .collect();
     let mut raised = Vec::new();
     for a in &wanted {
-        if ops::raise(&mut tx, a, now).await? {
+        if !open_keys.contains(&(a.kind.as_str(), a.subject.as_str())) {
+            ops::insert_alert(&mut tx, a, now).await?;
             raised.push(a.clone());
         }
     }
-    for kind in [STUCK_PAYMENT, DEAD_JOB, WEBHOOK_ENDPOINT_FAILING] {
-        let still: Vec<String> = wanted
-            .iter()
-            .filter(|a| a.kind == kind)
-            .map(|a| a.subject.clone())
-            .collect();
-        ops::clear_except(&mut tx, kind, &still, now).await?;
+    for a in &open {
+        if !wanted_keys.contains(&(a.kind.as_str(), a.subject.as_str())) {
+            ops::clear_alert(&mut tx, &a.alert_id, now).await?;
+        }
     }
     jobs::reschedule(&mut tx, &job.id, now.plus_millis(EVERY_MS), &job.payload).await?;
     tx.commit().await.map_err(crate::store::StoreError::from)?;

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::{PaymentState, Timestamp};
 use crate::store::jobs::{self, NewJob};
+use crate::store::payments::{HistoryEntry, PaymentRecord};
 use crate::store::webhooks::{self, Event};
 use crate::store::{Conn, StoreError, StoreResult, payments};
 use crate::views;
@@ -44,31 +45,47 @@ pub async fn record(
         .await?
         .ok_or_else(|| StoreError::Corrupt(format!("event for missing payment {payment_id}")))?;
     let history = payments::history(conn, payment_id).await?;
+    record_for(conn, &payment, &history, event_type, now).await
+}
+
+/// [`record`] for a payment the caller holds as stored (saves re-reading it).
+pub async fn record_for(
+    conn: &mut Conn,
+    payment: &PaymentRecord,
+    history: &[HistoryEntry],
+    event_type: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
     let event_id = format!("evt_{}", uuid::Uuid::new_v4());
     let body = serde_json::json!({
         "id": event_id,
         "type": event_type,
         "created_at": now.to_rfc3339(),
-        "data": views::view(&payment, &history),
+        "data": views::view(payment, history),
     });
     let event = Event {
         event_id: event_id.clone(),
         merchant_id: payment.merchant_id.clone(),
-        payment_id: Some(payment_id.to_owned()),
+        payment_id: Some(payment.payment_id.clone()),
         event_type: event_type.to_owned(),
         body: body.to_string(),
         created_at: now,
     };
     webhooks::insert_event(conn, &event).await?;
+    let mut fanned_out = false;
     for endpoint in webhooks::list_endpoints(conn, &payment.merchant_id).await? {
         if endpoint.wants(event_type) {
             enqueue_delivery(conn, &event, &endpoint.endpoint_id, now).await?;
+            fanned_out = true;
         }
+    }
+    if fanned_out {
+        jobs::announce(conn).await?;
     }
     Ok(())
 }
 
-/// Schedules (another) delivery of `event` to one endpoint, now.
+/// Schedules (another) delivery of `event` to one endpoint, now; the caller announces it.
 pub async fn enqueue_delivery(
     conn: &mut Conn,
     event: &Event,

@@ -45,6 +45,8 @@ pub struct EngineConfig {
     pub webhook_allow_private: bool,
     /// A payment this long in one non-terminal state raises an alert.
     pub stuck_after: Duration,
+    /// Attempts before a failing job is dead-lettered (for jobs the engine creates).
+    pub job_max_attempts: i64,
     /// Where new alerts are pushed, if anywhere.
     pub alert_sink: Option<alerts::AlertSink>,
 }
@@ -248,17 +250,20 @@ impl Engine {
             let mut tx = self.store.begin().await?;
             let dead = jobs::fail(&mut tx, &job, &err.to_string(), now, retry_at).await?;
             tx.commit().await?;
-            Ok::<bool, StoreError>(dead)
+            Ok::<Option<bool>, StoreError>(dead)
         }
         .await;
         match recorded {
-            Ok(true) => {
+            Ok(Some(true)) => {
                 metrics::counter!("corridor_jobs_dead_total").increment(1);
                 tracing::error!(error = %err, attempts = job.attempts, "job dead-lettered");
             }
-            Ok(false) => {
+            Ok(Some(false)) => {
                 metrics::counter!("corridor_job_retries_total").increment(1);
                 tracing::warn!(error = %err, attempts = job.attempts, "job failed, will retry");
+            }
+            Ok(None) => {
+                tracing::warn!(error = %err, "job failed after its lease was lost; its new holder runs it")
             }
             // The lease runs out and the job comes back by itself.
             Err(e) => tracing::warn!(error = %e, job_error = %err, "could not record job failure"),

@@ -31,6 +31,35 @@ pub struct StepJob {
     pub polls: u32,
 }
 
+/// Enqueues a payment's step job for `state` at `run_at` (payment creation, a webhook that
+/// finds no job, an operator's retry). The caller announces work due now.
+pub async fn enqueue_step(
+    conn: &mut crate::store::Conn,
+    payment_id: &str,
+    state: PaymentState,
+    polls: u32,
+    run_at: Timestamp,
+    max_attempts: i64,
+) -> crate::store::StoreResult<()> {
+    jobs::enqueue(
+        conn,
+        &jobs::NewJob {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind: KIND.to_owned(),
+            payment_id: Some(payment_id.to_owned()),
+            payload: step_payload(state, polls),
+            run_at,
+            max_attempts,
+        },
+    )
+    .await
+}
+
+/// The payload of a step job expecting `state`.
+pub fn step_payload(state: PaymentState, polls: u32) -> serde_json::Value {
+    serde_json::json!({ "state": state.as_str(), "polls": polls })
+}
+
 /// What the provider said, as the input of a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Answer {
@@ -82,6 +111,19 @@ pub struct StepContext<'a> {
     pub polls: u32,
     /// Market mid rate now (recorded as the offramp's executed rate).
     pub market_mid: Option<Decimal>,
+}
+
+impl<'a> StepContext<'a> {
+    /// The context an engine gives a step of `p` after `polls` polls.
+    pub fn of(engine: &'a Engine, p: &PaymentRecord, polls: u32) -> StepContext<'a> {
+        StepContext {
+            onramp: engine.providers.onramp.name(),
+            offramp: engine.providers.offramp.name(),
+            poll_base_ms: engine.cfg.poll_interval_ms,
+            polls,
+            market_mid: engine.rates.mid(p.currency, p.payout_currency),
+        }
+    }
 }
 
 fn failure(code: FailureCode, message: &str) -> [Field; 2] {
@@ -254,13 +296,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
     let Some(answer) = answer else {
         return finish(engine, job).await;
     };
-    let ctx = StepContext {
-        onramp: engine.providers.onramp.name(),
-        offramp: engine.providers.offramp.name(),
-        poll_base_ms: engine.cfg.poll_interval_ms,
-        polls: step.polls,
-        market_mid: engine.rates.mid(payment.currency, payment.payout_currency),
-    };
+    let ctx = StepContext::of(engine, &payment, step.polls);
     let plan = decide(&payment, answer.clone(), &ctx).ok_or_else(|| {
         JobError::Transient(format!(
             "unexpected provider answer {answer:?} in {}",
@@ -434,6 +470,7 @@ async fn write_plan(
     plan: Plan,
     job_id: Option<&str>,
     now: Timestamp,
+    max_attempts: i64,
 ) -> Result<Written, JobError> {
     let mut moved = None;
     if let Some((to, reason, fields)) = plan.transition {
@@ -469,28 +506,10 @@ async fn write_plan(
             },
             job_id,
         ) => {
-            let payload = serde_json::to_value(StepJob {
-                state: state.as_str().to_owned(),
-                polls: *polls,
-            })
-            .map_err(|e| JobError::Permanent(e.to_string()))?;
             let at = now.plus_millis(*after_ms);
             match job_id {
-                Some(id) => jobs::reschedule(tx, &id, at, &payload).await?,
-                None => {
-                    jobs::enqueue(
-                        tx,
-                        &jobs::NewJob {
-                            id: uuid::Uuid::new_v4().to_string(),
-                            kind: KIND.to_owned(),
-                            payment_id: Some(p.payment_id.clone()),
-                            payload,
-                            run_at: at,
-                            max_attempts: 8,
-                        },
-                    )
-                    .await?
-                }
+                Some(id) => jobs::reschedule(tx, &id, at, &step_payload(*state, *polls)).await?,
+                None => enqueue_step(tx, &p.payment_id, *state, *polls, at, max_attempts).await?,
             }
             if *after_ms == 0 {
                 jobs::announce(tx).await?;
@@ -525,7 +544,15 @@ async fn apply(engine: &Engine, job: &Job, p: &PaymentRecord, plan: Plan) -> Res
     let Some(mut tx) = engine.begin_held(job).await? else {
         return Ok(());
     };
-    let written = write_plan(&mut tx, p, plan, Some(&job.id), now).await?;
+    let written = write_plan(
+        &mut tx,
+        p,
+        plan,
+        Some(&job.id),
+        now,
+        engine.cfg.job_max_attempts,
+    )
+    .await?;
     if let Written::Stale = written {
         // Rolled-back writes are discarded with the transaction; the job has nothing to do.
         tx.rollback()
@@ -585,19 +612,14 @@ pub async fn settle_from_webhook(
         ReportedLeg::Reversal => PaymentState::RefundPending,
     };
     let plan = if p.state == expected {
-        let ctx = StepContext {
-            onramp: engine.providers.onramp.name(),
-            offramp: engine.providers.offramp.name(),
-            poll_base_ms: engine.cfg.poll_interval_ms,
-            polls: 0,
-            market_mid: engine.rates.mid(p.currency, p.payout_currency),
-        };
-        decide(p, Answer::Status(status), &ctx)
+        decide(p, Answer::Status(status), &StepContext::of(engine, p, 0))
     } else {
         None
     };
     let written = match plan {
-        Some(plan) if plan.transition.is_some() => write_plan(&mut tx, p, plan, None, now).await?,
+        Some(plan) if plan.transition.is_some() => {
+            write_plan(&mut tx, p, plan, None, now, engine.cfg.job_max_attempts).await?
+        }
         _ => Written::Stale,
     };
     if let Written::Stale = written {

@@ -80,7 +80,7 @@ pub async fn announce(conn: &mut Conn) -> StoreResult<()> {
     Ok(())
 }
 
-/// Inserts a job (and announces it when it is due at once).
+/// Inserts a job. Callers that add work due now call [`announce`] once per transaction.
 pub async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
@@ -94,7 +94,6 @@ pub async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
     .bind(job.max_attempts)
     .execute(&mut *conn)
     .await?;
-    announce(conn).await?;
     Ok(())
 }
 
@@ -185,39 +184,37 @@ pub async fn reschedule(
 }
 
 /// Records a failed attempt: retried at `retry_at`, or dead when attempts are used up.
-/// Returns true when the job went dead.
+/// Returns whether the job went dead, or `None` when the lease was lost meanwhile (another
+/// worker holds the job now, and nothing is written).
 pub async fn fail(
     conn: &mut Conn,
     job: &Job,
     error: &str,
     now: Timestamp,
     retry_at: Timestamp,
-) -> StoreResult<bool> {
+) -> StoreResult<Option<bool>> {
     let dead = job.attempts >= job.max_attempts;
     let error: String = error.chars().take(2_000).collect();
-    if dead {
-        sqlx::query(
-            "UPDATE jobs SET state = 'dead', last_error = $1, failed_at = $2, lease_owner = NULL \
-             WHERE id = $3 AND lease_owner = $4 AND run_at = $5",
-        )
+    let sql = if dead {
+        "UPDATE jobs SET state = 'dead', last_error = $1, failed_at = $2, lease_owner = NULL \
+         WHERE id = $3 AND lease_owner = $4 AND run_at = $5"
+    } else {
+        "UPDATE jobs SET run_at = $2, last_error = $1, lease_owner = NULL \
+         WHERE id = $3 AND lease_owner = $4 AND run_at = $5"
+    };
+    let r = sqlx::query(sql)
         .bind(error)
-        .bind(now.millis())
+        .bind(if dead {
+            now.millis()
+        } else {
+            retry_at.millis()
+        })
         .bind(&job.id)
         .bind(&job.lease_owner)
         .bind(job.lease_until.millis())
         .execute(&mut *conn)
         .await?;
-    } else {
-        sqlx::query(
-            "UPDATE jobs SET run_at = $1, last_error = $2, lease_owner = NULL WHERE id = $3",
-        )
-        .bind(retry_at.millis())
-        .bind(error)
-        .bind(&job.id)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(dead)
+    Ok((r.rows_affected() == 1).then_some(dead))
 }
 
 /// Makes every job leased by `owner` due now (graceful shutdown hands work back).
@@ -455,13 +452,6 @@ pub async fn ensure_recurring(
     kind: &str,
     run_at: Timestamp,
 ) -> StoreResult<()> {
-    let exists = sqlx::query("SELECT id FROM jobs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    if exists.is_some() {
-        return Ok(());
-    }
     sqlx::query(
         "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
          VALUES ($1, $2, NULL, '{}', 'ready', $3, 0, 1000000, $3) ON CONFLICT (id) DO NOTHING",

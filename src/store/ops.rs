@@ -130,18 +130,8 @@ pub async fn open_alerts(conn: &mut Conn) -> StoreResult<Vec<Alert>> {
     rows.iter().map(alert_from_row).collect()
 }
 
-/// Raises an alert unless one is already open for `(kind, subject)`. Returns true when new.
-pub async fn raise(conn: &mut Conn, a: &Alert, now: Timestamp) -> StoreResult<bool> {
-    let open = sqlx::query(
-        "SELECT alert_id FROM alerts WHERE kind = $1 AND subject = $2 AND cleared_at IS NULL",
-    )
-    .bind(&a.kind)
-    .bind(&a.subject)
-    .fetch_optional(&mut *conn)
-    .await?;
-    if open.is_some() {
-        return Ok(false);
-    }
+/// Stores a newly raised alert (the caller knows none is open for its kind and subject).
+pub async fn insert_alert(conn: &mut Conn, a: &Alert, now: Timestamp) -> StoreResult<()> {
     sqlx::query(super::dynamic(format!(
         "INSERT INTO alerts ({ALERT_COLUMNS}, raised_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )))
@@ -156,36 +146,17 @@ pub async fn raise(conn: &mut Conn, a: &Alert, now: Timestamp) -> StoreResult<bo
     .bind(now.millis())
     .execute(&mut *conn)
     .await?;
-    Ok(true)
+    Ok(())
 }
 
-/// Clears the open alerts of `kind` whose subject is not in `still`. Returns how many.
-pub async fn clear_except(
-    conn: &mut Conn,
-    kind: &str,
-    still: &[String],
-    now: Timestamp,
-) -> StoreResult<u64> {
-    let open =
-        sqlx::query("SELECT alert_id, subject FROM alerts WHERE kind = $1 AND cleared_at IS NULL")
-            .bind(kind)
-            .fetch_all(&mut *conn)
-            .await?;
-    let mut n = 0;
-    for r in &open {
-        let subject: String = col(r, "subject")?;
-        if still.contains(&subject) {
-            continue;
-        }
-        let id: String = col(r, "alert_id")?;
-        sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE alert_id = $2")
-            .bind(now.millis())
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-        n += 1;
-    }
-    Ok(n)
+/// Marks an alert cleared: its condition is gone.
+pub async fn clear_alert(conn: &mut Conn, alert_id: &str, now: Timestamp) -> StoreResult<()> {
+    sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE alert_id = $2")
+        .bind(now.millis())
+        .bind(alert_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Payments in a non-terminal state since before `cutoff`: `(payment_id, state, since)`.

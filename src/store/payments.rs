@@ -176,6 +176,19 @@ const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount
     onramp_amount, offramp_provider, offramp_reference, offramp_status, offramp_amount, executed_rate, \
     reversal_reference, refund_amount";
 
+/// Reason written on a payment's first history row.
+pub const CREATED: &str = "created";
+
+/// The first history row of a payment accepted at `at`.
+pub fn created_entry(at: Timestamp) -> HistoryEntry {
+    HistoryEntry {
+        from: None,
+        to: PaymentState::Pending,
+        at,
+        reason: CREATED.to_owned(),
+    }
+}
+
 /// Stores a new `PENDING` payment and its first history row.
 pub async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
     let metadata =
@@ -206,16 +219,7 @@ pub async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
     .bind(p.created_at.millis())
     .execute(&mut *conn)
     .await?;
-    insert_history(
-        conn,
-        &p.payment_id,
-        1,
-        None,
-        p.state,
-        p.created_at,
-        "created",
-    )
-    .await
+    insert_history(conn, &p.payment_id, 1, None, p.state, p.created_at, CREATED).await
 }
 
 async fn insert_history(
@@ -378,15 +382,26 @@ pub async fn cancel(
     Ok(true)
 }
 
+/// The one payment matching `condition` (this module's own SQL, with `$n` placeholders for
+/// `binds`), if any.
+async fn one_where(
+    conn: &mut Conn,
+    condition: &str,
+    binds: &[&str],
+) -> StoreResult<Option<PaymentRecord>> {
+    let mut q = sqlx::query(dynamic(format!(
+        "SELECT {COLUMNS} FROM payments WHERE {condition}"
+    )));
+    for b in binds {
+        q = q.bind(b.to_string());
+    }
+    let row = q.fetch_optional(&mut *conn).await?;
+    row.map(|r| from_row(&r)).transpose()
+}
+
 /// One payment by id, any merchant (for workers).
 pub async fn get(conn: &mut Conn, payment_id: &str) -> StoreResult<Option<PaymentRecord>> {
-    let row = sqlx::query(dynamic(format!(
-        "SELECT {COLUMNS} FROM payments WHERE payment_id = $1"
-    )))
-    .bind(payment_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| from_row(&r)).transpose()
+    one_where(conn, "payment_id = $1", &[payment_id]).await
 }
 
 /// The payment whose `side` leg is `(provider, reference)`.
@@ -397,15 +412,12 @@ pub async fn find_by_reference(
     reference: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
     let c = side.columns();
-    let row = sqlx::query(dynamic(format!(
-        "SELECT {COLUMNS} FROM payments WHERE {} = $1 AND {} = $2",
-        c[0], c[1]
-    )))
-    .bind(provider)
-    .bind(reference)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| from_row(&r)).transpose()
+    one_where(
+        conn,
+        &format!("{} = $1 AND {} = $2", c[0], c[1]),
+        &[provider, reference],
+    )
+    .await
 }
 
 /// The payment whose refund reversal has this reference (reversals run on the onramp).
@@ -413,13 +425,7 @@ pub async fn find_by_reversal(
     conn: &mut Conn,
     reference: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
-    let row = sqlx::query(dynamic(format!(
-        "SELECT {COLUMNS} FROM payments WHERE reversal_reference = $1"
-    )))
-    .bind(reference)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| from_row(&r)).transpose()
+    one_where(conn, "reversal_reference = $1", &[reference]).await
 }
 
 /// One payment of one merchant (another merchant's payment is `None`).
@@ -428,14 +434,12 @@ pub async fn find(
     merchant_id: &str,
     payment_id: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
-    let row = sqlx::query(dynamic(format!(
-        "SELECT {COLUMNS} FROM payments WHERE payment_id = $1 AND merchant_id = $2"
-    )))
-    .bind(payment_id)
-    .bind(merchant_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| from_row(&r)).transpose()
+    one_where(
+        conn,
+        "payment_id = $1 AND merchant_id = $2",
+        &[payment_id, merchant_id],
+    )
+    .await
 }
 
 /// A payment's history, oldest first.

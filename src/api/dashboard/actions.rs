@@ -30,7 +30,14 @@ pub async fn retry(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     session.verify(&headers, &csrf_of(form))?;
-    ops::retry_payment(&dash.app.store, &id, ACTOR, dash.app.clock.now()).await?;
+    ops::retry_payment(
+        &dash.app.store,
+        &id,
+        ACTOR,
+        dash.app.clock.now(),
+        dash.app.job_max_attempts,
+    )
+    .await?;
     dash.app.wake.notify_one();
     Ok(Redirect::to(&format!(
         "/dashboard/payments/{}?done=retried",
