@@ -6,20 +6,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::api::auth::{generate_key, hash_key};
 use crate::api::{self, AppState, Inner};
-use crate::clock::{SharedClock, SystemClock};
+use crate::clock::SharedClock;
 use crate::config::{Config, Role};
 use crate::domain::RateTable;
-use crate::engine::{Engine, EngineConfig, janitor};
+use crate::engine::{Engine, EngineConfig, alerts, janitor};
+use crate::keys::{generate_key, hash_key};
 use crate::providers::http::{HttpOfframp, HttpOnramp};
 use crate::providers::simulator::{self, SimSettings};
 use crate::providers::{Offramp, Onramp, Providers};
+use crate::service::rates::{StaticTable, WithPins};
+use crate::service::{Service, Settings};
 use crate::signing::Secret;
-use crate::store::{PoolConfig, Store, settings};
+use crate::store::unit::Write;
+use crate::store::{PoolConfig, Rejected, Store, UnitOfWork, settings};
 
 /// Keys created on the first start against an empty database, to print once.
 #[derive(Debug, Clone, Default)]
@@ -67,6 +70,7 @@ const PROVIDER_SECRET_KEY: &str = "provider_webhook_secret";
 async fn provider_webhook_secret(
     store: &Store,
     cfg: &Config,
+    clock: &SharedClock,
 ) -> Result<(Secret, Option<String>), StartError> {
     let bad = || {
         StartError::Config("CORRIDOR_PROVIDER_WEBHOOK_SECRET must look like whsec_<base64>".into())
@@ -75,16 +79,25 @@ async fn provider_webhook_secret(
         return Ok((Secret::parse(s).map_err(|_| bad())?, None));
     }
     let candidate = Secret::generate();
-    let mut tx = store.begin().await?;
-    let generated = settings::insert_if_absent(&mut tx, PROVIDER_SECRET_KEY, &candidate).await?;
-    let text = settings::get(&mut tx, PROVIDER_SECRET_KEY)
+    let mut unit = UnitOfWork::at(clock.now());
+    unit.push(Write::InsertSetting {
+        key: PROVIDER_SECRET_KEY.into(),
+        value: candidate.clone(),
+        required: false,
+    });
+    committed(store.commit(unit).await?)?;
+    let text = settings::get(store, PROVIDER_SECRET_KEY)
         .await?
         .unwrap_or_default();
-    tx.commit().await?;
+    let generated = text == candidate;
     Ok((
         Secret::parse(&text).map_err(|_| bad())?,
         generated.then_some(text),
     ))
+}
+
+fn committed(r: Result<(), Rejected>) -> Result<(), StartError> {
+    r.map_err(|r| StartError::Config(format!("start-up write rejected: {r}")))
 }
 
 /// Creates the admin key (when not configured) and a demo merchant, exactly once per
@@ -95,40 +108,55 @@ async fn bootstrap(
     clock: &SharedClock,
 ) -> Result<(String, Option<Bootstrap>), StartError> {
     let now = clock.now();
-    // One transaction: the marker, the admin key and the demo merchant commit together, so
-    // a crash cannot leave a bootstrapped database without them.
-    let mut tx = store.begin().await?;
-    let first =
-        settings::insert_if_absent(&mut tx, "bootstrapped_at", &now.millis().to_string()).await?;
-    let mut generated = None;
-    if cfg.admin_key.is_none() {
-        // Exactly one process's key wins, even when several start at once.
-        let key = generate_key("ck_admin_");
-        if settings::insert_if_absent(&mut tx, ADMIN_HASH_KEY, &hash_key(&key)).await? {
-            generated = Some(key);
+    let candidate = cfg.admin_key.is_none().then(|| generate_key("ck_admin_"));
+    let admin_write = candidate.as_ref().map(|key| Write::InsertSetting {
+        key: ADMIN_HASH_KEY.into(),
+        value: hash_key(key),
+        required: false,
+    });
+    // One unit: the marker, the admin key and the demo merchant commit together, so a crash
+    // cannot leave a bootstrapped database without them. The marker's insert decides which
+    // of several processes starting at once does it.
+    let mut first = UnitOfWork::at(now);
+    first.push(Write::InsertSetting {
+        key: "bootstrapped_at".into(),
+        value: now.millis().to_string(),
+        required: true,
+    });
+    first.extend(admin_write.clone());
+    let (demo, writes) = crate::service::operators::merchant_writes("demo", "bootstrap", now);
+    first.extend(writes);
+    let demo = match store.commit(first).await? {
+        Ok(()) => Some(demo),
+        Err(Rejected::Exists) => {
+            // Bootstrapped before: only make sure an admin key exists.
+            let mut unit = UnitOfWork::at(now);
+            unit.extend(admin_write);
+            if !unit.is_empty() {
+                committed(store.commit(unit).await?)?;
+            }
+            None
         }
-    }
-    let demo = if first {
-        Some(api::admin::create_merchant_in(&mut tx, "demo", now).await?)
-    } else {
-        None
+        Err(other) => {
+            committed(Err(other))?;
+            None
+        }
     };
-    tx.commit().await?;
     let admin_hash = match &cfg.admin_key {
         Some(k) => hash_key(k),
-        None => {
-            let mut conn = store.reader().await?;
-            settings::get(&mut conn, ADMIN_HASH_KEY)
-                .await?
-                .ok_or_else(|| {
-                    StartError::Config("admin key hash missing after bootstrap".into())
-                })?
-        }
+        None => settings::get(store, ADMIN_HASH_KEY).await?.ok_or_else(|| {
+            StartError::Config("admin key hash missing after bootstrap".into())
+        })?,
     };
+    // Exactly one process's key wins, even when several start at once: ours if the stored
+    // hash is its hash.
+    let generated = candidate.filter(|k| hash_key(k) == admin_hash);
     let boot = match (demo, generated) {
         (None, None) => None,
         (demo, admin_key) => {
-            let (merchant_id, merchant_key) = demo.unwrap_or_default();
+            let (merchant_id, merchant_key) = demo
+                .map(|d| (d.merchant_id, d.api_key))
+                .unwrap_or_default();
             Some(Bootstrap {
                 admin_key,
                 merchant_id,
@@ -141,13 +169,19 @@ async fn bootstrap(
 }
 
 impl Application {
-    /// Builds everything and starts serving; returns once the listener is bound.
-    pub async fn start(cfg: Config, clock: Arc<SystemClock>) -> Result<Application, StartError> {
+    /// Builds everything and starts serving; returns once the listener is bound. Time comes
+    /// from `clock` and the engine's random choices (jitter, worker id) from `seed`, so tests
+    /// and the simulator can drive both.
+    pub async fn start(
+        cfg: Config,
+        clock: SharedClock,
+        seed: u64,
+    ) -> Result<Application, StartError> {
         cfg.validate().map_err(StartError::Config)?;
         // One TLS provider for every outbound HTTPS client (webhooks, providers).
         crate::tls::init();
         let corridors = cfg.corridor_table().map_err(StartError::Config)?;
-        let shared: SharedClock = clock.clone();
+        let shared: SharedClock = clock;
         let pool = PoolConfig {
             max_connections: cfg.db_pool,
             // Well below the request timeout, so an outage answers 503 before the request times out.
@@ -156,8 +190,11 @@ impl Application {
         let store = Store::connect(&cfg.database_url, pool).await?;
         store.migrate().await?;
         let (admin_hash, boot) = bootstrap(&store, &cfg, &shared).await?;
-        janitor::ensure_scheduled(&store, shared.now()).await?;
-        crate::engine::alerts::ensure_scheduled(&store, shared.now()).await?;
+        let mut recurring = UnitOfWork::at(shared.now());
+        recurring
+            .push(janitor::ensure_scheduled(shared.now()))
+            .push(alerts::ensure_scheduled(shared.now()));
+        committed(store.commit(recurring).await?)?;
 
         let (onramp, offramp) = simulator::pair(
             store.clone(),
@@ -186,29 +223,39 @@ impl Application {
             None => offramp,
         };
         let providers = Providers { onramp, offramp };
-        let wake = Arc::new(Notify::new());
-        let rates = RateTable::static_default();
         let (shutdown, shutdown_rx) = watch::channel(false);
 
-        // Built in every role (API nodes settle legs from provider webhooks with it); its
-        // worker loop runs only where workers are configured.
-        let engine = Engine::new(
-            store.clone(),
-            shared.clone(),
+        let service = Arc::new(Service {
+            store: store.clone(),
+            clock: shared.clone(),
+            corridors,
+            rates: Arc::new(WithPins {
+                market: StaticTable {
+                    table: RateTable::static_default(),
+                    spread_bps: cfg.spread_bps,
+                },
+                store: store.clone(),
+            }),
             providers,
-            rates.clone(),
-            EngineConfig {
-                workers: cfg.workers,
-                lease: cfg.job_lease.0,
+            settings: Settings {
+                quote_ttl_ms: i64::try_from(cfg.quote_ttl.0.as_millis()).unwrap_or(60_000),
+                job_max_attempts: i64::from(cfg.job_max_attempts),
                 poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis())
                     .unwrap_or(i64::MAX),
                 provider_timeout: cfg.provider_timeout.0,
+            },
+        });
+        // Built in every role; its worker loop runs only where workers are configured.
+        let engine = Engine::new(
+            service.clone(),
+            EngineConfig {
+                workers: cfg.workers,
+                lease: cfg.job_lease.0,
                 idle_poll: Duration::from_millis(250),
                 webhook_retry: cfg.webhook_retry.0.clone(),
                 webhook_timeout: cfg.webhook_timeout.0,
                 webhook_allow_private: cfg.webhook_allow_private,
                 stuck_after: cfg.stuck_after.0,
-                job_max_attempts: i64::from(cfg.job_max_attempts),
                 alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
                     (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
                         url: url.clone(),
@@ -222,11 +269,12 @@ impl Application {
                     _ => None,
                 },
             },
-            wake.clone(),
+            seed,
         );
         let worker_loop = (cfg.role != Role::Api && cfg.workers > 0)
             .then(|| tokio::spawn(engine.clone().run(shutdown_rx.clone())));
-        let (provider_secret, new_provider_secret) = provider_webhook_secret(&store, &cfg).await?;
+        let (provider_secret, new_provider_secret) =
+            provider_webhook_secret(&store, &cfg, &shared).await?;
         let mut boot = boot;
         if let Some(secret) = new_provider_secret {
             boot.get_or_insert_with(Bootstrap::default)
@@ -234,20 +282,12 @@ impl Application {
         }
 
         let state = AppState::new(Inner {
-            store: store.clone(),
-            clock: shared,
-            corridors,
-            rates,
-            spread_bps: cfg.spread_bps,
-            quote_ttl_ms: i64::try_from(cfg.quote_ttl.0.as_millis()).unwrap_or(60_000),
+            service,
             admin_hash,
-            wake,
             prometheus: api::metrics::handle(),
             simulated: cfg.onramp_url.is_none() && cfg.offramp_url.is_none(),
-            job_max_attempts: i64::from(cfg.job_max_attempts),
             request_timeout: cfg.request_timeout.0,
             webhook_allow_private: cfg.webhook_allow_private,
-            engine,
             provider_secret,
             rate_limiter: api::rate_limit::Limiter::new(cfg.rate_limit),
         });
@@ -312,11 +352,5 @@ impl Application {
             let _ = e.await;
         }
         self.store.close().await;
-    }
-}
-
-impl From<sqlx::Error> for StartError {
-    fn from(e: sqlx::Error) -> Self {
-        StartError::Store(e.into())
     }
 }

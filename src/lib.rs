@@ -1,7 +1,7 @@
 //! Corridor: a cross-border payment orchestrator on stablecoin rails.
 //!
 //! See `ARCHITECTURE.md` for the map. Layers depend downwards only:
-//! `api` → `engine` → `providers` → `store` → `domain`.
+//! `api` → `engine` → `service` → `providers` → `store` → `domain`.
 
 pub mod api;
 pub mod app;
@@ -11,8 +11,9 @@ pub mod config;
 pub mod domain;
 pub mod egress;
 pub mod engine;
-pub mod ops;
+pub mod keys;
 pub mod providers;
+pub mod service;
 pub mod signing;
 pub mod store;
 pub mod telemetry;

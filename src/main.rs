@@ -94,10 +94,14 @@ fn main() -> ExitCode {
             } => {
                 let store = Store::connect(&database_url, PoolConfig::default()).await?;
                 store.migrate().await?;
-                let (id, key) =
-                    corridor::api::admin::create_merchant(&store, &name, SystemClock::new().now())
-                        .await?;
-                println!("merchant_id: {id}\napi_key: {key}");
+                let m = corridor::service::operators::create_merchant(
+                    &store,
+                    SystemClock::new().now(),
+                    &name,
+                    "cli",
+                )
+                .await?;
+                println!("merchant_id: {}\napi_key: {}", m.merchant_id, m.api_key);
                 Ok(())
             }
             Command::Bench(args) => corridor::bench::run(args).await,
@@ -152,7 +156,8 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     if let Err(e) = cfg.validate() {
         anyhow::bail!("invalid configuration: {e}");
     }
-    let app = Application::start(cfg, SystemClock::new()).await?;
+    // The engine's random choices come from one seed, drawn here from the OS.
+    let app = Application::start(cfg, SystemClock::new(), rand::random()).await?;
     if let Some(b) = app.bootstrap() {
         // Keys go to standard output once, never through the log.
         println!("Corridor first start: keys are shown once, store them now.");

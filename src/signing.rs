@@ -120,6 +120,31 @@ pub fn verify(
     Err(VerifyError::BadSignature)
 }
 
+/// A Standard Webhooks POST of `body` under message id `id` at `now`, signed with every
+/// secret in `secrets` (several during a rotation). The one way Corridor sends a signed
+/// webhook: merchant deliveries, operator alerts and the standalone provider simulator.
+pub fn signed_post(
+    client: &reqwest::Client,
+    url: &str,
+    secrets: &[&Secret],
+    id: &str,
+    now: crate::domain::Timestamp,
+    body: String,
+) -> reqwest::RequestBuilder {
+    let ts = now.millis().div_euclid(1000);
+    let signatures: Vec<String> = secrets
+        .iter()
+        .map(|s| s.sign(id, ts, body.as_bytes()))
+        .collect();
+    client
+        .post(url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header(ID_HEADER, id)
+        .header(TIMESTAMP_HEADER, ts.to_string())
+        .header(SIGNATURE_HEADER, signatures.join(" "))
+        .body(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{PaymentState, Timestamp, ledger};
-use crate::store::payments::{HistoryEntry, Leg, PaymentRecord};
+use crate::domain::{HistoryEntry, Leg, PaymentRecord};
 
 /// Fees of a quote or payment, in source minor units.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -188,5 +188,61 @@ pub fn view(p: &PaymentRecord, history: &[HistoryEntry]) -> PaymentView {
                 reason: h.reason.clone(),
             })
             .collect(),
+    }
+}
+
+/// The `202` answer to a payment request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PaymentAccepted {
+    /// `pay_<uuid>`.
+    pub payment_id: String,
+    /// Always `PENDING`.
+    pub status: String,
+    /// Human note.
+    pub message: String,
+    /// The quote whose rate is locked.
+    pub quote_id: String,
+    /// Payout promised, payout-currency minor units.
+    pub guaranteed_payout: i64,
+    /// Payout currency.
+    pub payout_currency: String,
+}
+
+impl PaymentAccepted {
+    /// The answer for a just-accepted payment.
+    pub fn of(p: &PaymentRecord) -> PaymentAccepted {
+        PaymentAccepted {
+            payment_id: p.payment_id.clone(),
+            status: p.state.as_str().to_owned(),
+            message: "Payment accepted for processing".to_owned(),
+            quote_id: p.quote_id.clone(),
+            guaranteed_payout: p.payout_amount,
+            payout_currency: p.payout_currency.code().to_owned(),
+        }
+    }
+}
+
+/// The outbox event announcing `event_type` for payment `p` (with its history) at `at`: the
+/// body is the payment exactly as GET shows it after the change.
+pub fn payment_event(
+    p: &PaymentRecord,
+    history: &[HistoryEntry],
+    event_type: &str,
+    at: Timestamp,
+) -> crate::store::webhooks::Event {
+    let event_id = format!("evt_{}", uuid::Uuid::now_v7());
+    let body = serde_json::json!({
+        "id": event_id,
+        "type": event_type,
+        "created_at": at.to_rfc3339(),
+        "data": view(p, history),
+    });
+    crate::store::webhooks::Event {
+        event_id,
+        merchant_id: p.merchant_id.clone(),
+        payment_id: Some(p.payment_id.clone()),
+        event_type: event_type.to_owned(),
+        body: body.to_string(),
+        created_at: at,
     }
 }

@@ -282,7 +282,7 @@ async fn a_database_outage_answers_503_and_loses_no_accepted_payment() {
     let _dir = tempfile::tempdir().expect("temp dir");
     let cfg = config(proxied_url);
     let admin_key = cfg.admin_key.clone().expect("admin key set");
-    let app = Application::start(cfg, SystemClock::new())
+    let app = Application::start(cfg, SystemClock::new(), rand::random())
         .await
         .expect("app starts");
     let boot = app.bootstrap().expect("first start bootstraps").clone();

@@ -158,7 +158,7 @@ async fn start_corridor(dir: &std::path::Path, sim_url: &str) -> (Application, S
     };
     cfg.workers = 4;
     let admin = cfg.admin_key.clone().unwrap();
-    let app = Application::start(cfg, SystemClock::new())
+    let app = Application::start(cfg, SystemClock::new(), rand::random())
         .await
         .expect("corridor starts");
     let key = app
@@ -485,7 +485,7 @@ async fn provider_webhooks_from_a_separate_process_settle_payments_and_race_poll
             per: Duration::from_secs(1),
         };
         cfg.workers = 4;
-        let app = Application::start(cfg, SystemClock::new())
+        let app = Application::start(cfg, SystemClock::new(), rand::random())
             .await
             .expect("corridor starts");
         let key = app.bootstrap().expect("first start").merchant_key.clone();

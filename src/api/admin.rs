@@ -7,12 +7,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::auth::{Admin, generate_key, hash_key, key_prefix};
+use super::auth::Admin;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
-use crate::domain::Timestamp;
-use crate::store::merchants::{self, Merchant};
-use crate::store::{Conn, Store, StoreResult, sim};
+use super::operations::ADMIN_ACTOR;
+use crate::store::sim;
 
 /// Body of `POST /v1/admin/merchants`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -33,40 +32,6 @@ pub struct MerchantCreated {
     pub api_key: String,
 }
 
-/// Creates a merchant and its first key; returns `(merchant_id, api_key)`.
-pub async fn create_merchant(
-    store: &Store,
-    name: &str,
-    now: Timestamp,
-) -> StoreResult<(String, String)> {
-    let mut tx = store.begin().await?;
-    let created = create_merchant_in(&mut tx, name, now).await?;
-    tx.commit().await?;
-    Ok(created)
-}
-
-/// [`create_merchant`] inside the caller's transaction.
-pub async fn create_merchant_in(
-    conn: &mut Conn,
-    name: &str,
-    now: Timestamp,
-) -> StoreResult<(String, String)> {
-    let merchant_id = format!("mer_{}", uuid::Uuid::new_v4());
-    let key = generate_key("sk_");
-    merchants::create(
-        conn,
-        &Merchant {
-            merchant_id: merchant_id.clone(),
-            name: name.to_owned(),
-            created_at: now.millis(),
-        },
-        &hash_key(&key),
-        &key_prefix(&key),
-    )
-    .await?;
-    Ok((merchant_id, key))
-}
-
 /// `POST /v1/admin/merchants`.
 #[utoipa::path(post, path = "/v1/admin/merchants", tag = "admin", security(("bearer" = [])), request_body = CreateMerchant,
     responses((status = 201, body = MerchantCreated), (status = 400, body = super::error::ErrorBody),
@@ -81,14 +46,13 @@ pub async fn create(
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty() && n.chars().count() <= 100 && !n.chars().any(char::is_control))
         .ok_or_else(|| ApiError::invalid("name", "`name` must be 1 to 100 characters"))?;
-    let (merchant_id, api_key) = create_merchant(&state.store, &name, state.clock.now()).await?;
-    tracing::info!(merchant_id = %merchant_id, "merchant created");
+    let created = state.service.create_merchant(&name, ADMIN_ACTOR).await?;
     Ok((
         StatusCode::CREATED,
         Json(MerchantCreated {
-            merchant_id,
-            name,
-            api_key,
+            merchant_id: created.merchant_id,
+            name: created.name,
+            api_key: created.api_key,
         }),
     ))
 }
@@ -140,9 +104,8 @@ pub async fn transfers(
     if !state.simulated {
         return Err(ApiError::not_found("sandbox"));
     }
-    let now = state.clock.now();
-    let mut conn = state.store.reader().await?;
-    let rows = sim::list(&mut conn, q.payment_id.as_deref(), 1_000).await?;
+    let now = state.now();
+    let rows = sim::list(state.store(), q.payment_id.as_deref(), 1_000).await?;
     let data = rows
         .into_iter()
         .map(|t| TransferView {

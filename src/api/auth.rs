@@ -6,40 +6,13 @@ use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::{ApiError, Code};
 use super::rate_limit;
 use crate::store::merchants;
 
-/// A fresh random key with a recognisable prefix (`sk_…` for merchants).
-pub fn generate_key(prefix: &str) -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!(
-        "{prefix}{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-    )
-}
-
-/// SHA-256 of a key, hex — what is stored.
-pub fn hash_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
-}
-
-/// The first characters of a key, safe to show and log.
-pub fn key_prefix(key: &str) -> String {
-    key.chars().take(8).collect()
-}
-
-/// Constant-time equality of two stored hashes.
-pub fn hashes_equal(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
+pub use crate::keys::{generate_key, hash_key, hashes_equal, key_prefix};
 
 fn bearer(parts: &Parts) -> Result<&str, ApiError> {
     parts
@@ -86,8 +59,7 @@ async fn identify(state: &AppState, hash: &str) -> Result<Caller, ApiError> {
     if state.is_admin_hash(hash) {
         return Ok(Caller::Admin);
     }
-    let mut conn = state.store.reader().await?;
-    let merchant_id = merchants::by_key_hash(&mut conn, hash)
+    let merchant_id = merchants::by_key_hash(state.store(), hash)
         .await?
         .ok_or_else(unauthorized)?;
     tracing::Span::current().record("merchant_id", merchant_id.as_str());

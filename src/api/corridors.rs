@@ -8,9 +8,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Merchant;
-use super::error::{ApiError, Code};
+use super::error::ApiError;
+use crate::service::payments::parse_currency;
 use super::extract::ApiQuery;
-use crate::domain::{Corridor, Currency, FeeSchedule};
+use crate::domain::{Corridor, FeeSchedule};
 
 /// A corridor as listed.
 #[derive(Debug, Serialize, ToSchema)]
@@ -41,6 +42,7 @@ pub struct CorridorList {
     responses((status = 200, body = CorridorList)))]
 pub async fn list(State(state): State<AppState>, _m: Merchant) -> Json<CorridorList> {
     let data = state
+        .service
         .corridors
         .all()
         .iter()
@@ -80,25 +82,6 @@ pub struct RateView {
     pub as_of: String,
 }
 
-/// Parses a currency parameter into a domain currency, with the API's error.
-pub fn parse_currency(field: &str, value: Option<&str>) -> Result<Currency, ApiError> {
-    let v = value.ok_or_else(|| ApiError::invalid(field, format!("`{field}` is required")))?;
-    v.parse()
-        .map_err(|e: crate::domain::currency::UnknownCurrency| {
-            ApiError::invalid(field, e.to_string())
-        })
-}
-
-/// The corridor for a pair, or `UNSUPPORTED_CORRIDOR`.
-pub fn corridor_for(state: &AppState, from: Currency, to: Currency) -> Result<Corridor, ApiError> {
-    state.corridors.find(from, to).cloned().ok_or_else(|| {
-        ApiError::new(
-            Code::UnsupportedCorridor,
-            format!("no corridor from {from} to {to}"),
-        )
-    })
-}
-
 /// `GET /v1/rates?from=USD&to=EUR`.
 #[utoipa::path(get, path = "/v1/rates", tag = "corridors", security(("bearer" = [])), params(RateQuery),
     responses((status = 200, body = RateView), (status = 400, body = super::error::ErrorBody)))]
@@ -109,12 +92,11 @@ pub async fn rate(
 ) -> Result<Json<RateView>, ApiError> {
     let from = parse_currency("from", q.from.as_deref())?;
     let to = parse_currency("to", q.to.as_deref())?;
-    let corridor = corridor_for(&state, from, to)?;
-    let (_, rate) = state.customer_rate(&corridor).await?;
+    let rate = state.service.current_rate(from, to).await?.customer;
     Ok(Json(RateView {
         from_currency: from.code().to_owned(),
         to_currency: to.code().to_owned(),
         rate,
-        as_of: state.clock.now().to_rfc3339(),
+        as_of: state.now().to_rfc3339(),
     }))
 }

@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use super::AppState;
-use crate::ops::OpsError;
+use crate::service::Error as ServiceError;
 use crate::store::StoreError;
 use html::{Nav, Notice, Page};
 use session::LoginLimiter;
@@ -132,19 +132,14 @@ pub enum DashError {
     Store(#[from] StoreError),
 }
 
-impl From<OpsError> for DashError {
-    fn from(e: OpsError) -> Self {
+impl From<ServiceError> for DashError {
+    fn from(e: ServiceError) -> Self {
         match e {
-            OpsError::NotFound(what) => DashError::NotFound(what),
-            OpsError::InvalidState(m) => DashError::InvalidState(m),
-            OpsError::Store(s) => DashError::Store(s),
+            ServiceError::NotFound(what) => DashError::NotFound(what),
+            ServiceError::InvalidState(m) => DashError::InvalidState(m),
+            ServiceError::Store(s) => DashError::Store(s),
+            other => DashError::InvalidState(other.to_string()),
         }
-    }
-}
-
-impl From<sqlx::Error> for DashError {
-    fn from(e: sqlx::Error) -> Self {
-        DashError::Store(e.into())
     }
 }
 

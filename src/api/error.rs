@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::service::Error as ServiceError;
 use crate::store::StoreError;
 
 /// An error as the API reports it: `{"error": CODE, "message": …, "field"?: …}`.
@@ -185,9 +186,42 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError::from(e).into()
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let message = e.to_string();
+        match e {
+            ServiceError::Invalid { field, message } => ApiError::invalid(&field, message),
+            ServiceError::NotFound(what) => ApiError::not_found(what),
+            ServiceError::QuoteNotFound => {
+                ApiError::new(Code::QuoteNotFound, message).with_field("quote_id")
+            }
+            ServiceError::QuoteExpired => {
+                ApiError::new(Code::QuoteExpired, message).with_field("quote_id")
+            }
+            ServiceError::QuoteUsed => {
+                ApiError::new(Code::QuoteAlreadyUsed, message).with_field("quote_id")
+            }
+            ServiceError::QuoteMismatch(field) => {
+                ApiError::new(Code::QuoteMismatch, message).with_field(field)
+            }
+            ServiceError::UnsupportedCorridor(m) => ApiError::new(Code::UnsupportedCorridor, m),
+            ServiceError::AmountOutOfRange(m) => {
+                ApiError::new(Code::AmountOutOfRange, m).with_field("amount")
+            }
+            ServiceError::InvalidState(m) => ApiError::new(Code::InvalidState, m),
+            ServiceError::IdempotencyKeyTaken => ApiError::new(
+                Code::IdempotencyKeyInUse,
+                "a request with this Idempotency-Key is still being processed",
+            ),
+            ServiceError::Unavailable(m) => {
+                tracing::warn!(error = %m, "use case could not complete");
+                ApiError::new(
+                    Code::Unavailable,
+                    "the service is temporarily unavailable, please retry",
+                )
+            }
+            ServiceError::Store(e) => e.into(),
+        }
     }
 }
 

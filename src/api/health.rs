@@ -18,7 +18,7 @@ pub async fn healthz() -> Json<Value> {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses((status = 200, description = "Database reachable"), (status = 503, description = "Database unreachable")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
+    match tokio::time::timeout(std::time::Duration::from_secs(2), state.store().ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,19 +1,28 @@
-//! `Idempotency-Key` handling for `POST /v1/payments`, after the IETF draft and Stripe: the
-//! first response (2xx and 4xx except 409-in-use and 429) is stored and replayed byte for
-//! byte; a different body under the same key is 422; a concurrent duplicate is 409.
+//! `Idempotency-Key` handling, after the IETF draft and Stripe: the first answer (2xx and
+//! 4xx except 409-in-use and 429) is stored and replayed byte for byte with
+//! `Idempotent-Replayed: true`; a different body under the same key is 422; a 5xx is not
+//! stored, so a retry runs again.
+//!
+//! Any POST opts in by wrapping its use case in [`idempotent`]: the use case receives the
+//! key's [`IdempotencySlot`] and stores its answer in the same unit of work as what it did,
+//! so the claim and the effect commit together — two concurrent requests with one key race
+//! on the key's primary key, exactly one unit commits, and the other replays its answer.
+
+use std::future::Future;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
+use super::AppState;
 use super::error::{ApiError, Code};
+pub use crate::service::payments::IdempotencySlot;
+use crate::store::idempotency::{self, Stored};
 
 /// Request header.
 pub const HEADER: &str = "idempotency-key";
 /// Response header marking a replay.
 pub const REPLAYED: &str = "idempotent-replayed";
-/// How long an in-flight claim blocks duplicates before a crashed holder is presumed dead.
-pub const CLAIM_MS: i64 = 60_000;
 
 /// A validated key: 1–255 printable ASCII characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,6 +79,100 @@ pub fn raw_response(status: u16, body: String, replayed: bool) -> Response {
         h.insert(REPLAYED, HeaderValue::from_static("true"));
     }
     resp
+}
+
+/// Runs `op` at most once per `(merchant, Idempotency-Key)`. Without the header `op` just
+/// runs. With it: a stored answer is replayed (or refused with 422 for another body);
+/// otherwise `op` runs with the slot to store its answer in, and a refusal worth storing is
+/// stored; when another request with the key committed first, its answer is replayed.
+pub async fn idempotent<F, Fut>(
+    state: &AppState,
+    merchant_id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    op: F,
+) -> Result<Response, ApiError>
+where
+    F: FnOnce(Option<IdempotencySlot>) -> Fut,
+    Fut: Future<Output = Result<(u16, String), ApiError>>,
+{
+    let Some(key) = IdempotencyKey::from_headers(headers)? else {
+        let (status, body) = op(None).await?;
+        return Ok(raw_response(status, body, false));
+    };
+    let slot = IdempotencySlot {
+        key: key.as_str().to_owned(),
+        request_hash: body_hash(body),
+    };
+    if let Some(answer) = replay(state, merchant_id, &slot).await? {
+        return answer;
+    }
+    match op(Some(slot.clone())).await {
+        Ok((status, body)) => Ok(raw_response(status, body, false)),
+        Err(e) if e.code == Code::IdempotencyKeyInUse => taken(state, merchant_id, &slot).await,
+        Err(e) if error_is_stored(&e) => {
+            match state
+                .service
+                .remember_answer(merchant_id, slot.clone(), e.status().as_u16(), e.body())
+                .await
+            {
+                Ok(()) => Err(e),
+                Err(crate::service::Error::IdempotencyKeyTaken) => {
+                    taken(state, merchant_id, &slot).await
+                }
+                Err(other) => Err(other.into()),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Another request stored an answer under the key first: send that one.
+async fn taken(
+    state: &AppState,
+    merchant_id: &str,
+    slot: &IdempotencySlot,
+) -> Result<Response, ApiError> {
+    match replay(state, merchant_id, slot).await? {
+        Some(answer) => answer,
+        // Purged in between: as good as still running.
+        None => Err(in_use()),
+    }
+}
+
+fn in_use() -> ApiError {
+    ApiError::new(
+        Code::IdempotencyKeyInUse,
+        "a request with this Idempotency-Key is still being processed",
+    )
+}
+
+/// The answer stored under the slot's key, if any.
+async fn replay(
+    state: &AppState,
+    merchant_id: &str,
+    slot: &IdempotencySlot,
+) -> Result<Option<Result<Response, ApiError>>, ApiError> {
+    let mismatch = || {
+        ApiError::new(
+            Code::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different request body",
+        )
+    };
+    Ok(
+        match idempotency::lookup(state.store(), merchant_id, &slot.key).await? {
+            None => None,
+            Some(Stored::Response { request_hash, .. } | Stored::Unanswered { request_hash })
+                if request_hash != slot.request_hash =>
+            {
+                Some(Err(mismatch()))
+            }
+            Some(Stored::Response { status, body, .. }) => {
+                Some(Ok(raw_response(status, body, true)))
+            }
+            Some(Stored::Unanswered { .. }) => Some(Err(in_use())),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -60,17 +60,17 @@ pub async fn track(req: Request, next: Next) -> Response {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let now = state.clock.now();
-    let mut conn = state.store.reader().await?;
-    let counts = payments::count_by_state(&mut conn).await?;
+    let now = state.now();
+    let store = state.store();
+    let counts = payments::count_by_state(store).await?;
     for s in PaymentState::ALL {
         let n = counts
             .iter()
-            .find(|(st, _)| *st == s)
+            .find(|(st, _)| *st == *s)
             .map_or(0, |(_, n)| *n);
         metrics::gauge!("corridor_payments", "state" => s.as_str()).set(n as f64);
     }
-    let open = crate::store::ops::open_alerts(&mut conn).await?;
+    let open = crate::store::ops::open_alerts(store).await?;
     for kind in [
         crate::store::ops::STUCK_PAYMENT,
         crate::store::ops::WEBHOOK_ENDPOINT_FAILING,
@@ -79,7 +79,7 @@ pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError>
         let n = open.iter().filter(|a| a.kind == kind).count();
         metrics::gauge!("corridor_alerts_open", "kind" => kind).set(n as f64);
     }
-    let q = jobs::stats(&mut conn, now).await?;
+    let q = jobs::stats(store, now).await?;
     metrics::gauge!("corridor_jobs_ready").set(q.ready as f64);
     metrics::gauge!("corridor_jobs_scheduled").set(q.scheduled as f64);
     metrics::gauge!("corridor_jobs_dead").set(q.dead as f64);

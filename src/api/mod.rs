@@ -1,7 +1,7 @@
 //! The HTTP API (axum): routes, authentication, idempotency, the error format, OpenAPI.
 //!
-//! Handlers parse and authorise, then call the domain for rules and `store` for data; they
-//! never hold SQL. Every response, including the framework's own rejections, carries the
+//! Handlers parse and authenticate, call one use case of [`crate::service`] (or a typed read
+//! of the store), and map the result; they never hold SQL or write on their own. Every response, including the framework's own rejections, carries the
 //! `{"error", "message"}` format and an `X-Request-Id`.
 
 pub mod admin;
@@ -33,13 +33,10 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use rust_decimal::Decimal;
-use tokio::sync::Notify;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::clock::SharedClock;
-use crate::domain::{Corridor, CorridorTable, RateTable, customer_rate};
+use crate::service::Service;
 use crate::store::Store;
 use error::{ApiError, Code};
 
@@ -49,34 +46,18 @@ pub struct AppState(Arc<Inner>);
 
 /// What [`AppState`] holds.
 pub struct Inner {
-    /// Database.
-    pub store: Store,
-    /// Time.
-    pub clock: SharedClock,
-    /// Offered corridors.
-    pub corridors: CorridorTable,
-    /// Mid rates.
-    pub rates: RateTable,
-    /// Spread on mid rates, basis points.
-    pub spread_bps: u32,
-    /// Quote lock, ms.
-    pub quote_ttl_ms: i64,
+    /// The use cases every handler calls (and through them the store and the clock).
+    pub service: Arc<Service>,
     /// SHA-256 (hex) of the admin key.
     pub admin_hash: String,
-    /// Wakes this process's workers when a payment is accepted.
-    pub wake: Arc<Notify>,
     /// Prometheus renderer.
     pub prometheus: PrometheusHandle,
     /// Whether the in-process simulator is the provider (enables `/v1/sandbox`).
     pub simulated: bool,
-    /// Attempts before a job is dead-lettered.
-    pub job_max_attempts: i64,
     /// Longest time a request may run before it answers 503.
     pub request_timeout: Duration,
     /// Allow `http` and private addresses as webhook URLs (development only).
     pub webhook_allow_private: bool,
-    /// Settles legs from provider webhooks through the same transitions as the workers.
-    pub engine: Arc<crate::engine::Engine>,
     /// Secret inbound provider webhooks are signed with.
     pub provider_secret: crate::signing::Secret,
     /// Per-key request budget (`CORRIDOR_RATE_LIMIT`), checked once a key has authenticated.
@@ -101,31 +82,19 @@ impl AppState {
         auth::hashes_equal(hash, &self.admin_hash)
     }
 
-    /// The lock time in whole seconds.
-    pub fn quote_ttl_secs(&self) -> i64 {
-        self.quote_ttl_ms / 1000
+    /// The store, for typed reads.
+    pub fn store(&self) -> &Store {
+        &self.service.store
     }
 
-    /// `(mid, customer rate)` a quote on `corridor` gets now: an operator's pin when one is
-    /// set (exactly that rate), else the mid rate less the spread.
-    pub async fn customer_rate(&self, corridor: &Corridor) -> Result<(Decimal, Decimal), ApiError> {
-        let mid = self.rates.mid(corridor.from, corridor.to).ok_or_else(|| {
-            ApiError::new(
-                Code::UnsupportedCorridor,
-                format!(
-                    "no rate is available from {} to {}",
-                    corridor.from, corridor.to
-                ),
-            )
-        })?;
-        let pin = {
-            let mut conn = self.store.reader().await?;
-            crate::store::ops::rate_pin(&mut conn, corridor.from, corridor.to).await?
-        };
-        Ok(match pin {
-            Some(p) => (mid, p.rate),
-            None => (mid, customer_rate(mid, self.spread_bps)),
-        })
+    /// Now, from the app's clock.
+    pub fn now(&self) -> crate::domain::Timestamp {
+        self.service.clock.now()
+    }
+
+    /// The lock time in whole seconds.
+    pub fn quote_ttl_secs(&self) -> i64 {
+        self.service.settings.quote_ttl_ms / 1000
     }
 }
 

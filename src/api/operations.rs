@@ -1,5 +1,6 @@
 //! Admin operations: rate pins, force retry, dead jobs and redrive, alerts, key rotation.
-//! The actions themselves live in [`crate::ops`] (shared with the dashboard).
+//! The actions themselves are use cases of [`crate::service::operators`] (shared with the
+//! dashboard).
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -10,25 +11,14 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Admin;
-use super::corridors::parse_currency;
-use super::error::{ApiError, Code};
+use super::error::ApiError;
 use super::extract::ApiJson;
-use crate::ops::{self, OpsError};
+use crate::service::payments::parse_currency;
 use crate::store::jobs;
 use crate::store::ops::{self as ops_store, RatePin};
 
 /// Who the audit log names for actions taken with the admin key.
 pub const ADMIN_ACTOR: &str = "admin-key";
-
-impl From<OpsError> for ApiError {
-    fn from(e: OpsError) -> Self {
-        match e {
-            OpsError::NotFound(what) => ApiError::not_found(what),
-            OpsError::InvalidState(m) => ApiError::new(Code::InvalidState, m),
-            OpsError::Store(s) => s.into(),
-        }
-    }
-}
 
 /// `{"api_key"}` after a rotation.
 #[derive(Debug, Serialize, ToSchema)]
@@ -46,9 +36,10 @@ pub async fn rotate_key(
     _a: Admin,
     Path(merchant_id): Path<String>,
 ) -> Result<Json<RotatedKey>, ApiError> {
-    let api_key =
-        ops::rotate_merchant_key(&state.store, &merchant_id, ADMIN_ACTOR, state.clock.now())
-            .await?;
+    let api_key = state
+        .service
+        .rotate_merchant_key(&merchant_id, ADMIN_ACTOR)
+        .await?;
     Ok(Json(RotatedKey { api_key }))
 }
 
@@ -105,7 +96,7 @@ pub async fn pin(
 ) -> Result<Json<PinView>, ApiError> {
     let from = parse_currency("from", Some(&from))?;
     let to = parse_currency("to", Some(&to))?;
-    super::corridors::corridor_for(&state, from, to)?;
+    state.service.corridor(from, to)?;
     let rate = body
         .rate
         .ok_or_else(|| ApiError::invalid("rate", "`rate` is required"))?;
@@ -115,7 +106,7 @@ pub async fn pin(
             "`rate` must be positive with at most 8 decimals",
         ));
     }
-    let pin = ops::pin_rate(&state.store, from, to, rate, ADMIN_ACTOR, state.clock.now()).await?;
+    let pin = state.service.pin_rate(from, to, rate, ADMIN_ACTOR).await?;
     Ok(Json(pin_view(&pin)))
 }
 
@@ -130,7 +121,7 @@ pub async fn unpin(
 ) -> Result<StatusCode, ApiError> {
     let from = parse_currency("from", Some(&from))?;
     let to = parse_currency("to", Some(&to))?;
-    ops::unpin_rate(&state.store, from, to, ADMIN_ACTOR, state.clock.now()).await?;
+    state.service.unpin_rate(from, to, ADMIN_ACTOR).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -138,8 +129,7 @@ pub async fn unpin(
 #[utoipa::path(get, path = "/v1/admin/rates", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = PinList)))]
 pub async fn pins(State(state): State<AppState>, _a: Admin) -> Result<Json<PinList>, ApiError> {
-    let mut conn = state.store.reader().await?;
-    let data = ops_store::rate_pins(&mut conn)
+    let data = ops_store::rate_pins(state.store())
         .await?
         .iter()
         .map(pin_view)
@@ -157,15 +147,7 @@ pub async fn retry_payment(
     _a: Admin,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let s = ops::retry_payment(
-        &state.store,
-        &id,
-        ADMIN_ACTOR,
-        state.clock.now(),
-        state.job_max_attempts,
-    )
-    .await?;
-    state.wake.notify_one();
+    let s = state.service.retry_payment(&id, ADMIN_ACTOR).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(
@@ -205,8 +187,7 @@ pub async fn dead_jobs(
     State(state): State<AppState>,
     _a: Admin,
 ) -> Result<Json<DeadJobList>, ApiError> {
-    let mut conn = state.store.reader().await?;
-    let data = jobs::dead(&mut conn, 500)
+    let data = jobs::dead(state.store(), 500)
         .await?
         .into_iter()
         .map(|j| DeadJobView {
@@ -231,8 +212,7 @@ pub async fn redrive(
     _a: Admin,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    ops::redrive_job(&state.store, &id, ADMIN_ACTOR, state.clock.now()).await?;
-    state.wake.notify_one();
+    state.service.redrive_job(&id, ADMIN_ACTOR).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"id": id, "status": "ready"})),
@@ -272,8 +252,7 @@ pub struct AlertList {
 #[utoipa::path(get, path = "/v1/admin/alerts", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = AlertList)))]
 pub async fn alerts(State(state): State<AppState>, _a: Admin) -> Result<Json<AlertList>, ApiError> {
-    let mut conn = state.store.reader().await?;
-    let data = ops_store::open_alerts(&mut conn)
+    let data = ops_store::open_alerts(state.store())
         .await?
         .into_iter()
         .map(|a| AlertView {

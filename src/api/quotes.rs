@@ -8,11 +8,12 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Merchant;
-use super::corridors::{corridor_for, parse_currency};
-use super::error::{ApiError, Code};
+use super::error::ApiError;
 use super::extract::ApiJson;
+use crate::domain::Timestamp;
 use crate::domain::quote::is_expired;
-use crate::domain::{QuoteError, Timestamp, price_quote};
+use crate::service::payments::{parse_currency, require_amount};
+use crate::service::quotes::QuoteRequest;
 use crate::store::quotes::{self, QuoteRecord};
 pub use crate::views::FeesView;
 
@@ -92,59 +93,6 @@ pub fn view(q: &QuoteRecord, now: Timestamp, ttl_secs: i64) -> QuoteView {
     }
 }
 
-/// Validates a positive amount.
-pub fn require_amount(amount: Option<i64>) -> Result<i64, ApiError> {
-    match amount {
-        None => Err(ApiError::invalid("amount", "`amount` is required")),
-        Some(a) if a <= 0 => Err(ApiError::invalid(
-            "amount",
-            "`amount` must be a positive integer in minor units",
-        )),
-        Some(a) => Ok(a),
-    }
-}
-
-/// Prices a new quote for `merchant` (not yet stored).
-pub async fn price(
-    state: &AppState,
-    merchant_id: &str,
-    from: Option<&str>,
-    from_field: &str,
-    to: Option<&str>,
-    to_field: &str,
-    amount: Option<i64>,
-) -> Result<QuoteRecord, ApiError> {
-    let from = parse_currency(from_field, from)?;
-    let to = parse_currency(to_field, to)?;
-    let amount = require_amount(amount)?;
-    let corridor = corridor_for(state, from, to)?;
-    let (mid, rate) = state.customer_rate(&corridor).await?;
-    let terms = price_quote(
-        &corridor,
-        amount,
-        rate,
-        state.clock.now(),
-        state.quote_ttl_ms,
-    )
-    .map_err(|e| match e {
-        QuoteError::AmountOutOfRange(m) => {
-            ApiError::new(Code::AmountOutOfRange, m).with_field("amount")
-        }
-        QuoteError::Money(m) => {
-            ApiError::new(Code::AmountOutOfRange, m.to_string()).with_field("amount")
-        }
-    })?;
-    Ok(QuoteRecord {
-        quote_id: format!("quote_{}", uuid::Uuid::new_v4()),
-        merchant_id: merchant_id.to_owned(),
-        from,
-        to,
-        mid_rate: mid,
-        terms,
-        payment_id: None,
-    })
-}
-
 /// `POST /v1/quotes`: price and lock a rate.
 #[utoipa::path(post, path = "/v1/quotes", tag = "quotes", security(("bearer" = [])), request_body = CreateQuote,
     responses((status = 200, body = QuoteView), (status = 400, body = super::error::ErrorBody)))]
@@ -153,20 +101,13 @@ pub async fn create(
     m: Merchant,
     ApiJson(body): ApiJson<CreateQuote>,
 ) -> Result<Json<QuoteView>, ApiError> {
-    let q = price(
-        &state,
-        &m.merchant_id,
-        body.from_currency.as_deref(),
-        "from_currency",
-        body.to_currency.as_deref(),
-        "to_currency",
-        body.amount,
-    )
-    .await?;
-    let mut tx = state.store.begin().await?;
-    quotes::insert(&mut tx, &q).await?;
-    tx.commit().await?;
-    Ok(Json(view(&q, state.clock.now(), state.quote_ttl_secs())))
+    let req = QuoteRequest {
+        from: parse_currency("from_currency", body.from_currency.as_deref())?,
+        to: parse_currency("to_currency", body.to_currency.as_deref())?,
+        amount: require_amount(body.amount)?,
+    };
+    let q = state.service.create_quote(&m.merchant_id, req).await?;
+    Ok(Json(view(&q, state.now(), state.quote_ttl_secs())))
 }
 
 /// `GET /v1/quotes/{quote_id}`.
@@ -178,9 +119,8 @@ pub async fn get(
     m: Merchant,
     Path(quote_id): Path<String>,
 ) -> Result<Json<QuoteView>, ApiError> {
-    let mut conn = state.store.reader().await?;
-    let q = quotes::find(&mut conn, &m.merchant_id, &quote_id)
+    let q = quotes::find(state.store(), &m.merchant_id, &quote_id)
         .await?
         .ok_or_else(|| ApiError::not_found("quote"))?;
-    Ok(Json(view(&q, state.clock.now(), state.quote_ttl_secs())))
+    Ok(Json(view(&q, state.now(), state.quote_ttl_secs())))
 }

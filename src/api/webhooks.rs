@@ -8,28 +8,21 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Merchant;
-use super::error::{ApiError, Code};
+use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery};
 use crate::domain::PaymentState;
 use crate::egress;
-use crate::engine::events;
-use crate::signing::Secret;
 use crate::store::payments;
 use crate::store::webhooks::{self, Delivery, Endpoint};
-
-/// Endpoints a merchant may register.
-const MAX_ENDPOINTS: usize = 20;
-/// How long a rotated-out secret keeps signing.
-const ROTATION_OVERLAP_MS: i64 = 24 * 3_600_000;
 
 /// Every event type Corridor emits.
 pub fn event_types() -> Vec<String> {
     std::iter::once("payment.created".to_owned())
         .chain(
             PaymentState::ALL
-                .into_iter()
-                .filter(|s| *s != PaymentState::Pending)
-                .map(events::event_type),
+                .iter()
+                .filter(|s| **s != PaymentState::Pending)
+                .map(|s| s.event_type()),
         )
         .collect()
 }
@@ -135,31 +128,10 @@ pub async fn create(
             list
         }
     };
-    let mut tx = state.store.begin().await?;
-    if webhooks::list_endpoints(&mut tx, &m.merchant_id)
-        .await?
-        .len()
-        >= MAX_ENDPOINTS
-    {
-        return Err(ApiError::invalid(
-            "url",
-            format!("at most {MAX_ENDPOINTS} webhook endpoints per merchant"),
-        ));
-    }
-    let endpoint = Endpoint {
-        endpoint_id: format!("we_{}", uuid::Uuid::new_v4()),
-        merchant_id: m.merchant_id.clone(),
-        url,
-        events,
-        secret: Secret::generate(),
-        previous_secret: None,
-        previous_secret_until: None,
-        disabled_at: None,
-        created_at: state.clock.now(),
-    };
-    webhooks::create_endpoint(&mut tx, &endpoint).await?;
-    tx.commit().await?;
-    tracing::info!(endpoint_id = %endpoint.endpoint_id, "webhook endpoint created");
+    let endpoint = state
+        .service
+        .create_endpoint(&m.merchant_id, url, events)
+        .await?;
     let view = endpoint_view(&endpoint);
     Ok((
         StatusCode::CREATED,
@@ -179,8 +151,7 @@ pub async fn list(
     State(state): State<AppState>,
     m: Merchant,
 ) -> Result<Json<EndpointList>, ApiError> {
-    let mut conn = state.store.reader().await?;
-    let data = webhooks::list_endpoints(&mut conn, &m.merchant_id)
+    let data = webhooks::list_endpoints(state.store(), &m.merchant_id)
         .await?
         .iter()
         .map(endpoint_view)
@@ -197,14 +168,8 @@ pub async fn delete(
     m: Merchant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut tx = state.store.begin().await?;
-    let deleted = webhooks::delete_endpoint(&mut tx, &m.merchant_id, &id).await?;
-    tx.commit().await?;
-    if deleted {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::not_found("webhook endpoint"))
-    }
+    state.service.delete_endpoint(&m.merchant_id, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/webhook-endpoints/{id}/rotate-secret`.
@@ -216,14 +181,10 @@ pub async fn rotate_secret(
     m: Merchant,
     Path(id): Path<String>,
 ) -> Result<Json<SecretView>, ApiError> {
-    let secret = Secret::generate();
-    let until = state.clock.now().plus_millis(ROTATION_OVERLAP_MS);
-    let mut tx = state.store.begin().await?;
-    let rotated = webhooks::rotate_secret(&mut tx, &m.merchant_id, &id, &secret, until).await?;
-    tx.commit().await?;
-    if !rotated {
-        return Err(ApiError::not_found("webhook endpoint"));
-    }
+    let secret = state
+        .service
+        .rotate_endpoint_secret(&m.merchant_id, &id)
+        .await?;
     Ok(Json(SecretView { secret }))
 }
 
@@ -287,16 +248,16 @@ pub async fn deliveries(
     m: Merchant,
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
-    let mut conn = state.store.reader().await?;
+    let store = state.store();
     if let Some(p) = &q.payment_id
-        && payments::find(&mut conn, &m.merchant_id, p)
+        && payments::find(store, &m.merchant_id, p)
             .await?
             .is_none()
     {
         return Err(ApiError::not_found("payment"));
     }
     let rows =
-        webhooks::list_deliveries(&mut conn, &m.merchant_id, q.payment_id.as_deref(), 500).await?;
+        webhooks::list_deliveries(store, &m.merchant_id, q.payment_id.as_deref(), 500).await?;
     Ok(Json(DeliveryList {
         data: rows.iter().map(delivery_view).collect(),
     }))
@@ -312,29 +273,11 @@ pub async fn retry(
     m: Merchant,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let now = state.clock.now();
-    let mut tx = state.store.begin().await?;
-    let d = webhooks::find_delivery(&mut tx, &m.merchant_id, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("webhook delivery"))?;
-    let endpoint = webhooks::get_endpoint(&mut tx, &d.endpoint_id).await?;
-    if endpoint.is_none_or(|e| e.disabled_at.is_some()) {
-        return Err(ApiError::new(
-            Code::InvalidState,
-            "the endpoint was deleted or disabled",
-        ));
-    }
-    let event = webhooks::get_event(&mut tx, &d.event_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("event"))?;
-    events::enqueue_delivery(&mut tx, &event, &d.endpoint_id, now).await?;
-    crate::store::jobs::announce(&mut tx).await?;
-    tx.commit().await?;
-    state.wake.notify_one();
+    let (event_id, endpoint_id) = state.service.redeliver(&m.merchant_id, &id).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(
-            serde_json::json!({"event_id": event.event_id, "endpoint_id": d.endpoint_id, "status": "queued"}),
+            serde_json::json!({"event_id": event_id, "endpoint_id": endpoint_id, "status": "queued"}),
         ),
     ))
 }

@@ -1,10 +1,30 @@
 //! The payment state machine: states, the one transition table, and failure codes.
 
-use std::fmt;
-use std::str::FromStr;
+use std::collections::BTreeMap;
 
-/// Where a payment is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+use rust_decimal::Decimal;
+
+use super::{Currency, FeeBreakdown, Timestamp};
+
+/// Where a payment is in its life. Wire names (`ONRAMP_PENDING`) come from the derive.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PaymentState {
     /// Accepted, nothing moved yet.
     Pending,
@@ -44,17 +64,7 @@ pub const TRANSITIONS: &[(PaymentState, PaymentState)] = &[
 
 impl PaymentState {
     /// Every state, for exhaustive tests and metrics.
-    pub const ALL: [PaymentState; 9] = [
-        Pending,
-        OnrampPending,
-        OnrampComplete,
-        OfframpPending,
-        RefundPending,
-        Completed,
-        Failed,
-        Cancelled,
-        Refunded,
-    ];
+    pub const ALL: &'static [PaymentState] = <PaymentState as strum::VariantArray>::VARIANTS;
 
     /// Whether the table allows moving from `self` to `to`.
     pub fn can_transition_to(self, to: PaymentState) -> bool {
@@ -68,44 +78,21 @@ impl PaymentState {
 
     /// The wire name (`ONRAMP_PENDING`).
     pub fn as_str(self) -> &'static str {
-        match self {
-            Pending => "PENDING",
-            OnrampPending => "ONRAMP_PENDING",
-            OnrampComplete => "ONRAMP_COMPLETE",
-            OfframpPending => "OFFRAMP_PENDING",
-            RefundPending => "REFUND_PENDING",
-            Completed => "COMPLETED",
-            Failed => "FAILED",
-            Cancelled => "CANCELLED",
-            Refunded => "REFUNDED",
-        }
+        self.into()
     }
-}
 
-impl fmt::Display for PaymentState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The name is not a payment state.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown payment state `{0}`")]
-pub struct UnknownState(pub String);
-
-impl FromStr for PaymentState {
-    type Err = UnknownState;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        PaymentState::ALL
-            .into_iter()
-            .find(|st| st.as_str() == s)
-            .ok_or_else(|| UnknownState(s.to_owned()))
+    /// The merchant event announcing that a payment entered this state
+    /// (`payment.onramp_pending`).
+    pub fn event_type(self) -> String {
+        format!("payment.{}", self.as_str().to_ascii_lowercase())
     }
 }
 
 /// Status of one provider leg as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum LegStatus {
     /// Initiated, not settled.
     Pending,
@@ -120,29 +107,15 @@ pub enum LegStatus {
 impl LegStatus {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            LegStatus::Pending => "PENDING",
-            LegStatus::Completed => "COMPLETED",
-            LegStatus::Failed => "FAILED",
-            LegStatus::Reversed => "REVERSED",
-        }
-    }
-
-    /// Parses a stored wire name.
-    pub fn parse(s: &str) -> Option<LegStatus> {
-        [
-            LegStatus::Pending,
-            LegStatus::Completed,
-            LegStatus::Failed,
-            LegStatus::Reversed,
-        ]
-        .into_iter()
-        .find(|l| l.as_str() == s)
+        self.into()
     }
 }
 
 /// Why a payment did not complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+)]
+#[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailureCode {
     /// The onramp refused or failed: nothing was bought.
     OnrampFailed,
@@ -153,9 +126,146 @@ pub enum FailureCode {
 impl FailureCode {
     /// The wire name.
     pub fn as_str(self) -> &'static str {
-        match self {
-            FailureCode::OnrampFailed => "ONRAMP_FAILED",
-            FailureCode::OfframpFailed => "OFFRAMP_FAILED",
+        self.into()
+    }
+}
+
+/// Which provider leg of a payment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
+pub enum Side {
+    /// Fiat→USDC.
+    Onramp,
+    /// USDC→payout.
+    Offramp,
+}
+
+/// Settlement status of a provider transfer, as a provider reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferStatus {
+    /// Not settled yet.
+    Pending,
+    /// Settled.
+    Completed,
+    /// Failed for good, with the provider's reason.
+    Failed(String),
+}
+
+/// One provider leg of a payment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leg {
+    /// Provider name (`sim-onramp`).
+    pub provider: String,
+    /// The provider's reference for the transfer.
+    pub reference: String,
+    /// Settlement status.
+    pub status: LegStatus,
+    /// Amount in the leg's currency minor units.
+    pub amount: i64,
+}
+
+/// One row of a payment's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// State left (`None` for creation).
+    pub from: Option<PaymentState>,
+    /// State entered.
+    pub to: PaymentState,
+    /// When.
+    pub at: Timestamp,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// The reason written on a payment's first history row.
+pub const CREATED: &str = "created";
+
+impl HistoryEntry {
+    /// The first row of every payment's history.
+    pub fn created(at: Timestamp) -> HistoryEntry {
+        HistoryEntry {
+            from: None,
+            to: Pending,
+            at,
+            reason: CREATED.to_owned(),
+        }
+    }
+}
+
+/// Why a payment failed, as recorded on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Machine-readable code (`ONRAMP_FAILED`).
+    pub code: String,
+    /// The provider's words.
+    pub message: String,
+}
+
+/// A payment: what was agreed (amounts, rate, accounts) and where it stands.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaymentRecord {
+    /// `pay_<uuid>`.
+    pub payment_id: String,
+    /// Owner.
+    pub merchant_id: String,
+    /// The quote whose rate it locked.
+    pub quote_id: String,
+    /// Current state.
+    pub state: PaymentState,
+    /// Bumped on every transition.
+    pub version: i64,
+    /// Source amount, minor units.
+    pub amount: i64,
+    /// Source currency.
+    pub currency: Currency,
+    /// Guaranteed payout, minor units.
+    pub payout_amount: i64,
+    /// Payout currency.
+    pub payout_currency: Currency,
+    /// Customer rate locked by the quote.
+    pub exchange_rate: Decimal,
+    /// Mid rate at quoting.
+    pub mid_rate: Decimal,
+    /// Fees charged.
+    pub fees: FeeBreakdown,
+    /// Sum of fees.
+    pub total_fees: i64,
+    /// Who pays.
+    pub source_account: String,
+    /// Who is paid.
+    pub destination_account: String,
+    /// Merchant's key/value annotations.
+    pub metadata: BTreeMap<String, String>,
+    /// Acceptance instant.
+    pub created_at: Timestamp,
+    /// Last change.
+    pub updated_at: Timestamp,
+    /// When the current state was entered.
+    pub state_since: Timestamp,
+    /// When a terminal state was reached.
+    pub completed_at: Option<Timestamp>,
+    /// Set once a worker has begun initiating the onramp; cancel is refused from then on.
+    pub onramp_claimed_at: Option<Timestamp>,
+    /// Failure code and message, when failed or refunding.
+    pub failure: Option<(String, String)>,
+    /// Fiat→USDC leg.
+    pub onramp: Option<Leg>,
+    /// USDC→payout leg.
+    pub offramp: Option<Leg>,
+    /// Market rate when the offramp executed.
+    pub executed_rate: Option<Decimal>,
+    /// Reference of the transfer returning USDC to the source.
+    pub reversal_reference: Option<String>,
+    /// Refunded source amount, minor units.
+    pub refund_amount: Option<i64>,
+}
+
+impl PaymentRecord {
+    /// The leg on `side`, if initiated.
+    pub fn leg(&self, side: Side) -> Option<&Leg> {
+        match side {
+            Side::Onramp => self.onramp.as_ref(),
+            Side::Offramp => self.offramp.as_ref(),
         }
     }
 }
@@ -181,7 +291,8 @@ mod tests {
         for (from, tos) in expected {
             let from: PaymentState = from.parse().unwrap();
             let mut allowed: Vec<_> = PaymentState::ALL
-                .into_iter()
+                .iter()
+                .copied()
                 .filter(|to| from.can_transition_to(*to))
                 .map(|s| s.as_str())
                 .collect();
@@ -195,7 +306,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for s in PaymentState::ALL {
+        for &s in PaymentState::ALL {
             assert_eq!(s.as_str().parse::<PaymentState>().unwrap(), s);
         }
         assert!("pending".parse::<PaymentState>().is_err());
@@ -210,7 +321,8 @@ mod tests {
             let mut seen = vec![state];
             for c in choices {
                 let next: Vec<_> = PaymentState::ALL
-                    .into_iter()
+                    .iter()
+                    .copied()
                     .filter(|to| state.can_transition_to(*to))
                     .collect();
                 if next.is_empty() {

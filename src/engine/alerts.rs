@@ -9,12 +9,11 @@ use std::time::Duration;
 use super::{Engine, JobError};
 use crate::domain::Timestamp;
 use crate::signing::Secret;
+use crate::domain::task::Task;
 use crate::store::jobs::{self, Job};
 use crate::store::ops::{self, Alert, DEAD_JOB, STUCK_PAYMENT, WEBHOOK_ENDPOINT_FAILING};
-use crate::store::{Store, StoreResult};
+use crate::store::unit::Write;
 
-/// Job kind of the sweeper.
-pub const KIND: &str = "alerts.sweep";
 const JOB_ID: &str = "alerts-sweep";
 /// How often the sweep runs: an alert appears within this of crossing its threshold.
 const EVERY_MS: i64 = 2_000;
@@ -30,12 +29,13 @@ pub struct AlertSink {
     pub secret: Secret,
 }
 
-/// Makes sure the (single, fixed-id) sweep job exists.
-pub async fn ensure_scheduled(store: &Store, now: Timestamp) -> StoreResult<()> {
-    let mut tx = store.begin().await?;
-    jobs::ensure_recurring(&mut tx, JOB_ID, KIND, now).await?;
-    tx.commit().await?;
-    Ok(())
+/// The write that makes sure the (single, fixed-id) sweep job exists.
+pub fn ensure_scheduled(now: Timestamp) -> Write {
+    Write::EnsureRecurring {
+        job_id: JOB_ID.to_owned(),
+        task: Task::SweepAlerts {},
+        run_at: now,
+    }
 }
 
 fn alert(kind: &str, subject: &str, message: String, since: Timestamp) -> Alert {
@@ -53,21 +53,19 @@ fn alert(kind: &str, subject: &str, message: String, since: Timestamp) -> Alert 
 
 /// Runs one sweep and schedules the next.
 pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
-    let now = engine.clock.now();
+    let now = engine.now();
+    let store = engine.store();
     let stuck_ms = i64::try_from(engine.cfg.stuck_after.as_millis()).unwrap_or(i64::MAX);
-    let (stuck, dead, failing) = {
-        let mut conn = engine.store.reader().await?;
-        (
-            ops::stuck_payments(
-                &mut conn,
-                Timestamp(now.millis().saturating_sub(stuck_ms)),
-                10_000,
-            )
-            .await?,
-            jobs::dead(&mut conn, 10_000).await?,
-            ops::failing_endpoints(&mut conn, FAILING_AFTER).await?,
+    let (stuck, dead, failing) = (
+        ops::stuck_payments(
+            store,
+            Timestamp(now.millis().saturating_sub(stuck_ms)),
+            10_000,
         )
-    };
+        .await?,
+        jobs::dead(store, 10_000).await?,
+        ops::failing_endpoints(store, FAILING_AFTER).await?,
+    );
     let mut wanted = Vec::new();
     for (payment_id, state, since) in &stuck {
         let mut a = alert(
@@ -109,11 +107,9 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
         wanted.push(a);
     }
 
-    let Some(mut tx) = engine.begin_held(job).await? else {
-        return Ok(());
-    };
-    // One read of what is open, then only the differences are written.
-    let open = ops::open_alerts(&mut tx).await?;
+    // One read of what is open, then only the differences are written (the sweep is one
+    // queue job, so no other sweep races this one).
+    let open = ops::open_alerts(store).await?;
     let open_keys: HashSet<(&str, &str)> = open
         .iter()
         .map(|a| (a.kind.as_str(), a.subject.as_str()))
@@ -123,19 +119,28 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
         .map(|a| (a.kind.as_str(), a.subject.as_str()))
         .collect();
     let mut raised = Vec::new();
+    let mut writes = Vec::new();
     for a in &wanted {
         if !open_keys.contains(&(a.kind.as_str(), a.subject.as_str())) {
-            ops::insert_alert(&mut tx, a, now).await?;
+            writes.push(Write::RaiseAlert(a.clone()));
             raised.push(a.clone());
         }
     }
     for a in &open {
         if !wanted_keys.contains(&(a.kind.as_str(), a.subject.as_str())) {
-            ops::clear_alert(&mut tx, &a.alert_id, now).await?;
+            writes.push(Write::ClearAlert {
+                alert_id: a.alert_id.clone(),
+            });
         }
     }
-    jobs::reschedule(&mut tx, &job.id, now.plus_millis(EVERY_MS), &job.payload).await?;
-    tx.commit().await.map_err(crate::store::StoreError::from)?;
+    writes.push(Write::Reschedule {
+        job_id: job.id.clone(),
+        task: Task::SweepAlerts {},
+        run_at: now.plus_millis(EVERY_MS),
+    });
+    if !engine.commit_held(job, writes).await? {
+        return Ok(());
+    }
 
     for a in &raised {
         metrics::counter!("corridor_alerts_raised_total", "kind" => a.kind.clone()).increment(1);
@@ -166,8 +171,6 @@ async fn notify(sink: &AlertSink, a: &Alert, now: Timestamp) {
         },
     })
     .to_string();
-    let ts = now.millis().div_euclid(1000);
-    let sig = sink.secret.sign(&a.alert_id, ts, body.as_bytes());
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -179,15 +182,16 @@ async fn notify(sink: &AlertSink, a: &Alert, now: Timestamp) {
             return;
         }
     };
-    let sent = client
-        .post(&sink.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(crate::signing::ID_HEADER, &a.alert_id)
-        .header(crate::signing::TIMESTAMP_HEADER, ts.to_string())
-        .header(crate::signing::SIGNATURE_HEADER, sig)
-        .body(body)
-        .send()
-        .await;
+    let sent = crate::signing::signed_post(
+        &client,
+        &sink.url,
+        &[&sink.secret],
+        &a.alert_id,
+        now,
+        body,
+    )
+    .send()
+    .await;
     match sent {
         Ok(r) if r.status().is_success() => {}
         Ok(r) => tracing::warn!(

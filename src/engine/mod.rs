@@ -1,12 +1,15 @@
-//! The workers: claim due jobs from the database queue, run their handlers, and record
-//! the outcome. Any process with workers can run any job; leases and compare-and-set keep
-//! each payment moving exactly once.
+//! The workers: claim due jobs from the database queue, dispatch each typed [`Task`] to its
+//! handler, and record the outcome. Any process with workers can run any job; leases and
+//! compare-and-set keep each payment moving exactly once.
+//!
+//! Payment steps are the [`crate::service`]'s `run_step` use case; deliveries, the alert
+//! sweep and housekeeping live beside this module. Failure bookkeeping — backoff with
+//! jitter, dead-lettering, the lease fence on the failure write — is [`Engine::record_failure`],
+//! the one place for it. [`Engine::run_due`] runs every due job once, now, for tests and the
+//! simulator that cannot wait on timers.
 
 pub mod alerts;
-pub mod backoff;
-pub mod events;
 pub mod janitor;
-pub mod steps;
 pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
@@ -14,15 +17,17 @@ use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use crate::clock::SharedClock;
-use crate::domain::RateTable;
-use crate::providers::Providers;
+use crate::domain::backoff;
+use crate::domain::task::Task;
+use crate::service::Service;
+use crate::service::settle::StepError;
 use crate::store::jobs::{self, Job};
-use crate::store::{Store, StoreError};
+use crate::store::unit::Write;
+use crate::store::{Rejected, StoreError, UnitOfWork};
 
 /// Engine tunables, derived from [`crate::config::Config`].
 #[derive(Debug, Clone)]
@@ -31,10 +36,6 @@ pub struct EngineConfig {
     pub workers: usize,
     /// How long a claimed job is held.
     pub lease: Duration,
-    /// First settlement poll delay, ms.
-    pub poll_interval_ms: i64,
-    /// Timeout of one provider call.
-    pub provider_timeout: Duration,
     /// Longest idle wait between claims when nothing wakes the engine.
     pub idle_poll: Duration,
     /// Delays between webhook delivery attempts.
@@ -45,43 +46,19 @@ pub struct EngineConfig {
     pub webhook_allow_private: bool,
     /// A payment this long in one non-terminal state raises an alert.
     pub stuck_after: Duration,
-    /// Attempts before a failing job is dead-lettered (for jobs the engine creates).
-    pub job_max_attempts: i64,
     /// Where new alerts are pushed, if anywhere.
     pub alert_sink: Option<alerts::AlertSink>,
 }
 
 /// Why a job run did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    /// Worth retrying with backoff (provider or database unavailable).
-    #[error("{0}")]
-    Transient(String),
-    /// Retrying cannot help; the job goes dead at once for an operator to look at.
-    #[error("{0}")]
-    Permanent(String),
-}
-
-impl From<StoreError> for JobError {
-    fn from(e: StoreError) -> Self {
-        JobError::Transient(e.to_string())
-    }
-}
+pub type JobError = StepError;
 
 /// Everything a job handler needs.
 pub struct Engine {
-    /// Database.
-    pub store: Store,
-    /// Time.
-    pub clock: SharedClock,
-    /// Onramp and offramp.
-    pub providers: Providers,
-    /// Market mid rates (for the executed-rate record).
-    pub rates: RateTable,
+    /// The use cases (and through them the store, clock and providers).
+    pub service: Arc<Service>,
     /// Tunables.
     pub cfg: EngineConfig,
-    /// Signalled when new work is due now (in-process enqueue).
-    pub wake: Arc<Notify>,
     rng: Mutex<StdRng>,
     owner: String,
     endpoint_slots: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
@@ -90,33 +67,41 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine with a unique lease owner id.
-    pub fn new(
-        store: Store,
-        clock: SharedClock,
-        providers: Providers,
-        rates: RateTable,
-        cfg: EngineConfig,
-        wake: Arc<Notify>,
-    ) -> Arc<Engine> {
+    /// An engine with a unique lease owner id; `seed` drives its jitter.
+    pub fn new(service: Arc<Service>, cfg: EngineConfig, seed: u64) -> Arc<Engine> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let owner = format!("worker_{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>());
         Arc::new(Engine {
-            store,
-            clock,
-            providers,
-            rates,
+            service,
             cfg,
-            wake,
-            rng: Mutex::new(StdRng::from_os_rng()),
-            owner: format!("worker_{}", uuid::Uuid::new_v4().simple()),
+            rng: Mutex::new(rng),
+            owner,
             endpoint_slots: Mutex::new(std::collections::HashMap::new()),
             delivery_clients: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
+    fn store(&self) -> &crate::store::Store {
+        &self.service.store
+    }
+
+    fn now(&self) -> crate::domain::Timestamp {
+        self.service.clock.now()
+    }
+
+    /// A jitter factor in `[0.8, 1.2]` from the engine's seeded RNG.
+    fn jitter(&self) -> f64 {
+        self.rng
+            .lock()
+            .map(|mut r| r.random_range(0.8..=1.2))
+            .unwrap_or(1.0)
+    }
+
     /// Claims and runs jobs until `shutdown` turns true, then waits for running handlers and
     /// hands back any lease it still holds.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        let listener = self.store.listen_for_jobs(self.wake.clone());
+        let listener = self.store().listen_for_jobs();
+        let wake = self.store().wakeups();
         let slots = Arc::new(Semaphore::new(self.cfg.workers.max(1)));
         let mut running = JoinSet::new();
         tracing::info!(workers = self.cfg.workers, owner = %self.owner, "engine started");
@@ -143,7 +128,7 @@ impl Engine {
             if claimed.is_empty() {
                 let nap = self.idle_nap().await;
                 tokio::select! {
-                    _ = self.wake.notified() => {}
+                    _ = wake.notified() => {}
                     _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.changed() => {}
                 }
@@ -164,37 +149,40 @@ impl Engine {
         if let Some(l) = listener {
             l.abort();
         }
-        if let Ok(mut tx) = self.store.begin().await {
-            let _ = jobs::release_owner(&mut tx, &self.owner, self.clock.now()).await;
-            let _ = tx.commit().await;
+        let mut unit = UnitOfWork::at(self.now());
+        unit.push(Write::ReleaseLeases {
+            owner: self.owner.clone(),
+        });
+        if let Err(e) = self.store().commit(unit).await {
+            tracing::warn!(error = %e, "could not hand back leases; they run out by themselves");
         }
         tracing::info!("engine stopped");
     }
 
-    /// Opens a transaction in which `job` is confirmed still ours; `None` (and nothing
-    /// written) when the lease ran out and another worker took the job over.
-    pub async fn begin_held(&self, job: &Job) -> Result<Option<crate::store::Tx>, JobError> {
-        let mut tx = self.store.begin().await?;
-        if jobs::hold(&mut tx, job).await? {
-            Ok(Some(tx))
-        } else {
-            tracing::warn!(job_id = %job.id, "lease lost before the result was written; leaving the job to its new holder");
-            tx.rollback().await.map_err(StoreError::from)?;
-            Ok(None)
+    /// Runs every job due now, once each, one after another, and returns how many ran. Jobs
+    /// a run makes due immediately are picked up too, so a caller can drive payments to the
+    /// end without timers (tests, the simulator). Stops after `limit` jobs.
+    pub async fn run_due(&self, limit: usize) -> Result<usize, StoreError> {
+        let mut ran = 0;
+        while ran < limit {
+            let batch = self.claim((limit - ran).min(64)).await?;
+            if batch.is_empty() {
+                break;
+            }
+            for job in batch {
+                self.handle(job).await;
+                ran += 1;
+            }
         }
+        Ok(ran)
     }
 
     /// How long to sleep with nothing due: until the next scheduled job, at most the idle poll
     /// (other processes may schedule work we are not told about).
     async fn idle_nap(&self) -> Duration {
-        let next = async {
-            let mut conn = self.store.reader().await?;
-            jobs::next_due(&mut conn).await
-        }
-        .await;
-        match next {
+        match jobs::next_due(self.store()).await {
             Ok(Some(at)) => {
-                let wait = at.millis().saturating_sub(self.clock.now().millis()).max(1);
+                let wait = at.millis().saturating_sub(self.now().millis()).max(1);
                 Duration::from_millis(u64::try_from(wait).unwrap_or(u64::MAX))
                     .min(self.cfg.idle_poll)
             }
@@ -203,20 +191,16 @@ impl Engine {
     }
 
     async fn claim(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let now = self.clock.now();
+        let now = self.now();
         let lease_ms = i64::try_from(self.cfg.lease.as_millis()).unwrap_or(i64::MAX);
-        let mut tx = self.store.begin().await?;
-        let jobs = jobs::claim(
-            &mut tx,
-            self.store.backend(),
+        jobs::claim(
+            self.store(),
             &self.owner,
             now,
             now.plus_millis(lease_ms),
             i64::try_from(limit.min(64)).unwrap_or(64),
         )
-        .await?;
-        tx.commit().await?;
-        Ok(jobs)
+        .await
     }
 
     async fn handle(&self, job: Job) {
@@ -226,47 +210,76 @@ impl Engine {
         self.run_job(job).instrument(span).await;
     }
 
+    /// The one dispatch over job kinds.
     async fn run_job(&self, job: Job) {
-        let result = match job.kind.as_str() {
-            steps::KIND => steps::run(self, &job).await,
-            janitor::KIND => janitor::run(self, &job).await,
-            events::DELIVER => webhooks::run(self, &job).await,
-            alerts::KIND => alerts::run(self, &job).await,
-            other => Err(JobError::Permanent(format!("unknown job kind {other}"))),
+        let result = match &job.task {
+            Ok(Task::PaymentStep { state, polls }) => {
+                self.service.run_step(&job, *state, *polls).await
+            }
+            Ok(Task::DeliverWebhook {
+                event_id,
+                endpoint_id,
+                attempt,
+            }) => webhooks::run(self, &job, event_id, endpoint_id, *attempt).await,
+            Ok(Task::Housekeeping {}) => janitor::run(self, &job).await,
+            Ok(Task::SweepAlerts {}) => alerts::run(self, &job).await,
+            Err(bad) => Err(JobError::Permanent(bad.clone())),
         };
-        let Err(err) = result else { return };
-        let now = self.clock.now();
-        let mut job = job;
-        if matches!(err, JobError::Permanent(_)) {
-            job.attempts = job.max_attempts;
+        if let Err(err) = result {
+            self.record_failure(job, err).await;
         }
-        let jitter = self
-            .rng
-            .lock()
-            .map(|mut r| r.random_range(0.8..=1.2))
-            .unwrap_or(1.0);
-        let retry_at = now.plus_millis(backoff::retry_delay_ms(job.attempts, jitter));
-        let recorded = async {
-            let mut tx = self.store.begin().await?;
-            let dead = jobs::fail(&mut tx, &job, &err.to_string(), now, retry_at).await?;
-            tx.commit().await?;
-            Ok::<Option<bool>, StoreError>(dead)
-        }
-        .await;
-        match recorded {
-            Ok(Some(true)) => {
+    }
+
+    /// Records a failed run, fenced by its lease: retried after exponential backoff with
+    /// jitter, or dead-lettered once its attempts are spent (at once for a permanent error).
+    async fn record_failure(&self, job: Job, err: JobError) {
+        let now = self.now();
+        let attempts = if matches!(err, JobError::Permanent(_)) {
+            job.max_attempts
+        } else {
+            job.attempts
+        };
+        let dead = attempts >= job.max_attempts;
+        let retry_at = now.plus_millis(backoff::retry_delay_ms(attempts, self.jitter()));
+        let mut unit = UnitOfWork::at(now);
+        unit.push(Write::FailJob {
+            lease: job.lease.clone(),
+            dead,
+            error: err.to_string().chars().take(2_000).collect(),
+            retry_at,
+        });
+        match self.store().commit(unit).await {
+            Ok(Ok(())) if dead => {
                 metrics::counter!("corridor_jobs_dead_total").increment(1);
-                tracing::error!(error = %err, attempts = job.attempts, "job dead-lettered");
+                tracing::error!(error = %err, attempts, "job dead-lettered");
             }
-            Ok(Some(false)) => {
+            Ok(Ok(())) => {
                 metrics::counter!("corridor_job_retries_total").increment(1);
-                tracing::warn!(error = %err, attempts = job.attempts, "job failed, will retry");
+                tracing::warn!(error = %err, attempts, "job failed, will retry");
             }
-            Ok(None) => {
+            Ok(Err(Rejected::LeaseLost)) | Ok(Err(_)) => {
                 tracing::warn!(error = %err, "job failed after its lease was lost; its new holder runs it")
             }
             // The lease runs out and the job comes back by itself.
             Err(e) => tracing::warn!(error = %e, job_error = %err, "could not record job failure"),
+        }
+    }
+
+    /// Commits `unit` fenced by `job`'s lease; a lost lease writes nothing and is not an
+    /// error (the job's new holder runs it).
+    pub(crate) async fn commit_held(&self, job: &Job, writes: Vec<Write>) -> Result<bool, JobError> {
+        let mut unit = UnitOfWork::at(self.now());
+        unit.push(Write::HoldLease(job.lease.clone()));
+        for w in writes {
+            unit.push(w);
+        }
+        match self.store().commit(unit).await? {
+            Ok(()) => Ok(true),
+            Err(Rejected::LeaseLost) => {
+                tracing::warn!(job_id = %job.id, "lease lost before the result was written; leaving the job to its new holder");
+                Ok(false)
+            }
+            Err(other) => Err(JobError::Transient(other.to_string())),
         }
     }
 }

@@ -7,15 +7,15 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::events::DeliverJob;
 use super::{Engine, JobError};
 use crate::domain::Timestamp;
+use crate::domain::task::Task;
 use crate::egress;
 use crate::signing::Secret;
-use crate::store::jobs::{self, Job};
+use crate::store::jobs::Job;
+use crate::store::unit::Write;
 use crate::store::webhooks::{self, Delivery, Endpoint, Event};
 
 /// Deliveries in flight per endpoint and process.
@@ -77,36 +77,54 @@ impl Engine {
     }
 }
 
-/// Runs one delivery job.
-pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
-    let mut d: DeliverJob = serde_json::from_value(job.payload.clone())
-        .map_err(|e| JobError::Permanent(format!("bad delivery payload: {e}")))?;
-    let (endpoint, event) = {
-        let mut conn = engine.store.reader().await?;
-        (
-            webhooks::get_endpoint(&mut conn, &d.endpoint_id).await?,
-            webhooks::get_event(&mut conn, &d.event_id).await?,
-        )
+/// Runs one delivery job: event `event_id` to endpoint `endpoint_id`, after `attempt`
+/// earlier attempts.
+pub async fn run(
+    engine: &Engine,
+    job: &Job,
+    event_id: &str,
+    endpoint_id: &str,
+    attempt: u32,
+) -> Result<(), JobError> {
+    let store = engine.store();
+    let (endpoint, event) = (
+        webhooks::get_endpoint(store, endpoint_id).await?,
+        webhooks::get_event(store, event_id).await?,
+    );
+    let done = || Write::CompleteJob {
+        job_id: job.id.clone(),
     };
     let (Some(endpoint), Some(event)) = (endpoint, event) else {
-        return finish(engine, job).await;
+        engine.commit_held(job, vec![done()]).await?;
+        return Ok(());
     };
     tracing::Span::current().record("merchant_id", endpoint.merchant_id.as_str());
     if endpoint.disabled_at.is_some() {
-        return finish(engine, job).await;
+        engine.commit_held(job, vec![done()]).await?;
+        return Ok(());
     }
+    let task = |attempt| Task::DeliverWebhook {
+        event_id: event_id.to_owned(),
+        endpoint_id: endpoint_id.to_owned(),
+        attempt,
+    };
     let Some(_slot) = engine.endpoint_slot(&endpoint.endpoint_id) else {
-        let Some(mut tx) = engine.begin_held(job).await? else {
-            return Ok(());
-        };
-        let at = engine.clock.now().plus_millis(BUSY_DELAY_MS);
-        jobs::reschedule(&mut tx, &job.id, at, &job.payload).await?;
-        tx.commit().await.map_err(crate::store::StoreError::from)?;
+        let at = engine.now().plus_millis(BUSY_DELAY_MS);
+        engine
+            .commit_held(
+                job,
+                vec![Write::Reschedule {
+                    job_id: job.id.clone(),
+                    task: task(attempt),
+                    run_at: at,
+                }],
+            )
+            .await?;
         return Ok(());
     };
 
-    d.attempt += 1;
-    let now = engine.clock.now();
+    let attempt = attempt + 1;
+    let now = engine.now();
     let started = Instant::now();
     let answer = send(engine, &endpoint, &event, now).await;
     let duration_ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -116,57 +134,51 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
         Answer::NoAnswer(e) => (None, Some(e.clone())),
     };
 
-    let Some(mut tx) = engine.begin_held(job).await? else {
-        return Ok(());
-    };
-    webhooks::insert_delivery(
-        &mut tx,
-        &Delivery {
-            delivery_id: format!("whd_{}", uuid::Uuid::new_v4()),
-            event_id: event.event_id.clone(),
-            endpoint_id: endpoint.endpoint_id.clone(),
-            merchant_id: endpoint.merchant_id.clone(),
-            payment_id: event.payment_id.clone(),
-            event_type: event.event_type.clone(),
-            attempt: i64::from(d.attempt),
-            status_code,
-            error: error.clone(),
-            duration_ms,
-            created_at: now,
-        },
-    )
-    .await?;
+    let mut writes = vec![Write::InsertDelivery(Delivery {
+        delivery_id: format!("whd_{}", uuid::Uuid::now_v7()),
+        event_id: event.event_id.clone(),
+        endpoint_id: endpoint.endpoint_id.clone(),
+        merchant_id: endpoint.merchant_id.clone(),
+        payment_id: event.payment_id.clone(),
+        event_type: event.event_type.clone(),
+        attempt: i64::from(attempt),
+        status_code,
+        error: error.clone(),
+        duration_ms,
+        created_at: now,
+    })];
     let outcome = match answer {
         Answer::Status(s, _) if (200..300).contains(&s) => {
-            jobs::complete(&mut tx, &job.id).await?;
+            writes.push(done());
             "success"
         }
         Answer::Status(410, _) => {
-            webhooks::disable_endpoint(
-                &mut tx,
-                &endpoint.endpoint_id,
-                "receiver answered 410 Gone",
-                now,
-            )
-            .await?;
-            jobs::complete(&mut tx, &job.id).await?;
+            writes.push(Write::DisableEndpoint {
+                endpoint_id: endpoint.endpoint_id.clone(),
+                reason: "receiver answered 410 Gone".into(),
+            });
+            writes.push(done());
             "gone"
         }
-        other => match retry_delay(engine, d.attempt, &other) {
+        other => match retry_delay(engine, attempt, &other) {
             Some(delay) => {
-                let payload =
-                    serde_json::to_value(&d).map_err(|e| JobError::Permanent(e.to_string()))?;
                 let ms = i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-                jobs::reschedule(&mut tx, &job.id, now.plus_millis(ms), &payload).await?;
+                writes.push(Write::Reschedule {
+                    job_id: job.id.clone(),
+                    task: task(attempt),
+                    run_at: now.plus_millis(ms),
+                });
                 "retry"
             }
             None => {
-                jobs::complete(&mut tx, &job.id).await?;
+                writes.push(done());
                 "failed"
             }
         },
     };
-    tx.commit().await.map_err(crate::store::StoreError::from)?;
+    if !engine.commit_held(job, writes).await? {
+        return Ok(());
+    }
     metrics::counter!("corridor_webhook_deliveries_total", "outcome" => outcome).increment(1);
     match outcome {
         "success" => {
@@ -178,7 +190,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
         _ => tracing::warn!(
             event_id = %event.event_id,
             endpoint_id = %endpoint.endpoint_id,
-            attempt = d.attempt,
+            attempt,
             outcome,
             error = error.as_deref().unwrap_or(""),
             "webhook delivery failed"
@@ -200,12 +212,7 @@ fn retry_delay(engine: &Engine, attempts: u32, answer: &Answer) -> Option<Durati
             Duration::from_secs(*secs).clamp(base.min(Duration::from_secs(1)), MAX_RETRY_AFTER),
         );
     }
-    let jitter = engine
-        .rng
-        .lock()
-        .map(|mut r| r.random_range(0.8..=1.2))
-        .unwrap_or(1.0);
-    Some(base.mul_f64(jitter))
+    Some(base.mul_f64(engine.jitter()))
 }
 
 async fn send(engine: &Engine, endpoint: &Endpoint, event: &Event, now: Timestamp) -> Answer {
@@ -213,30 +220,31 @@ async fn send(engine: &Engine, endpoint: &Endpoint, event: &Event, now: Timestam
         Ok(t) => t,
         Err(e) => return Answer::NoAnswer(e.to_string()),
     };
-    let ts = now.millis().div_euclid(1000);
-    let mut signatures = Vec::with_capacity(2);
+    let mut secrets = Vec::with_capacity(2);
     if let Ok(s) = Secret::parse(&endpoint.secret) {
-        signatures.push(s.sign(&event.event_id, ts, event.body.as_bytes()));
+        secrets.push(s);
     }
     if let (Some(prev), Some(until)) = (&endpoint.previous_secret, endpoint.previous_secret_until)
         && now < until
         && let Ok(s) = Secret::parse(prev)
     {
-        signatures.push(s.sign(&event.event_id, ts, event.body.as_bytes()));
+        secrets.push(s);
     }
     let client = match engine.delivery_client(&target) {
         Ok(c) => c,
         Err(e) => return Answer::NoAnswer(format!("client: {e}")),
     };
-    let result = client
-        .post(target.url)
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header(crate::signing::ID_HEADER, &event.event_id)
-        .header(crate::signing::TIMESTAMP_HEADER, ts.to_string())
-        .header(crate::signing::SIGNATURE_HEADER, signatures.join(" "))
-        .body(event.body.clone())
-        .send()
-        .await;
+    let secrets: Vec<&Secret> = secrets.iter().collect();
+    let result = crate::signing::signed_post(
+        &client,
+        target.url.as_str(),
+        &secrets,
+        &event.event_id,
+        now,
+        event.body.clone(),
+    )
+    .send()
+    .await;
     match result {
         Ok(resp) => {
             let retry_after = resp
@@ -249,13 +257,4 @@ async fn send(engine: &Engine, endpoint: &Endpoint, event: &Event, now: Timestam
         Err(e) if e.is_timeout() => Answer::NoAnswer("timed out".into()),
         Err(e) => Answer::NoAnswer(format!("request failed: {}", e.without_url())),
     }
-}
-
-async fn finish(engine: &Engine, job: &Job) -> Result<(), JobError> {
-    let Some(mut tx) = engine.begin_held(job).await? else {
-        return Ok(());
-    };
-    jobs::complete(&mut tx, &job.id).await?;
-    tx.commit().await.map_err(crate::store::StoreError::from)?;
-    Ok(())
 }

@@ -83,8 +83,9 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Body of a signed status webhook a provider pushes to `/v1/provider-webhooks/{provider}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Body of a signed status webhook a provider pushes to `/v1/provider-webhooks/{provider}`:
+/// the one wire type, serialised by `corridor sim-provider` and parsed by Corridor's receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProviderWebhook {
     /// `onramp.completed`, `onramp.failed`, `offramp.completed` or `offramp.failed`.
     pub event_type: String,

@@ -37,16 +37,7 @@ pub enum ProviderError {
     Transient(String),
 }
 
-/// Settlement status of a transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransferStatus {
-    /// Not settled yet.
-    Pending,
-    /// Settled.
-    Completed,
-    /// Failed for good, with the provider's reason.
-    Failed(String),
-}
+pub use crate::domain::TransferStatus;
 
 /// Fiat → USDC, and USDC → fiat back to the source when a payment is refunded.
 #[async_trait]

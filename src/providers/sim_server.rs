@@ -178,8 +178,7 @@ async fn wire_transfer(sim: &Simulator, t: &SimTransfer) -> Result<TransferBody,
 }
 
 async fn find(sim: &Simulator, reference: &str) -> Result<Option<SimTransfer>, Reject> {
-    let mut conn = sim.store().reader().await.map_err(unavailable)?;
-    sim::find(&mut conn, Onramp::name(sim), reference)
+    sim::find(sim.store(), Onramp::name(sim), reference)
         .await
         .map_err(unavailable)
 }
@@ -307,7 +306,7 @@ struct Delivery {
     reference: String,
     id: String,
     url: Url,
-    body: Vec<u8>,
+    body: String,
 }
 
 impl Notifier {
@@ -343,25 +342,21 @@ impl Notifier {
             // Stable per transfer, so every attempt carries the same id and receivers dedupe.
             id: format!("msg_{}", t.reference),
             url,
-            body: serde_json::to_vec(&body).expect("a struct of strings serialises"),
+            body: serde_json::to_string(&body).expect("a struct of strings serialises"),
         }
     }
 
     async fn send(&self, d: &Delivery) -> Result<(), String> {
-        let ts = self.clock.now().millis() / 1000;
-        let resp = self
-            .http
-            .post(d.url.clone())
-            .header("content-type", "application/json")
-            .header(signing::ID_HEADER, &d.id)
-            .header(signing::TIMESTAMP_HEADER, ts.to_string())
-            .header(
-                signing::SIGNATURE_HEADER,
-                self.secret.sign(&d.id, ts, &d.body),
-            )
-            .body(d.body.clone())
-            .send()
-            .await
+        let resp = signing::signed_post(
+            &self.http,
+            d.url.as_str(),
+            &[&self.secret],
+            &d.id,
+            self.clock.now(),
+            d.body.clone(),
+        )
+        .send()
+        .await
             .map_err(|e| e.without_url().to_string())?;
         if resp.status().is_success() {
             Ok(())
@@ -373,10 +368,7 @@ impl Notifier {
     /// Sends what is due; returns how many transfers were settled for good this round.
     async fn sweep(&mut self) -> Result<usize, crate::store::StoreError> {
         let now = self.clock.now();
-        let due = {
-            let mut conn = self.store.reader().await?;
-            sim::due_notifications(&mut conn, now, SWEEP_BATCH).await?
-        };
+        let due = sim::due_notifications(&self.store, now, SWEEP_BATCH).await?;
         let ready: Vec<Delivery> = due
             .iter()
             .filter(|t| {
@@ -414,9 +406,7 @@ impl Notifier {
             };
             if finished {
                 self.retries.remove(&reference);
-                let mut tx = self.store.begin().await?;
-                sim::mark_notified(&mut tx, &reference, self.clock.now()).await?;
-                tx.commit().await?;
+                sim::mark_notified(&self.store, &reference, self.clock.now()).await?;
                 done += 1;
             }
         }

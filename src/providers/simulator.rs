@@ -112,15 +112,14 @@ impl Simulator {
             initiate_calls: 1,
             created_at: now,
         };
-        let mut tx = self.store.begin().await.map_err(transient)?;
-        let stored = sim::initiate(&mut tx, &transfer).await.map_err(transient)?;
-        tx.commit().await.map_err(|e| transient(e.into()))?;
+        let stored = sim::initiate(&self.store, &transfer)
+            .await
+            .map_err(transient)?;
         Ok(stored.reference)
     }
 
     async fn lookup(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
-        let mut conn = self.store.reader().await.map_err(transient)?;
-        let t = sim::find(&mut conn, self.name, reference)
+        let t = sim::find(&self.store, self.name, reference)
             .await
             .map_err(transient)?
             .ok_or_else(|| ProviderError::Transient(format!("unknown reference {reference}")))?;

@@ -1,134 +1,93 @@
-//! Idempotency keys: a claim row per `(merchant, key)`, taken by INSERT under a primary key,
-//! so concurrent retries cannot both proceed (the seed systems checked, then inserted).
+//! Idempotency keys: one row per `(merchant, key)` holding the first answer, inserted in the
+//! same unit of work as what the request did. The primary key makes the insert the arbiter:
+//! of two concurrent requests with one key, exactly one unit commits, and the other is
+//! rejected whole and replays the winner's answer (the seed systems checked, then inserted).
 
-use super::{Conn, StoreResult, col};
+use super::{Conn, Store, StoreResult, col};
 use crate::domain::Timestamp;
 
-/// What a request holding an idempotency key may do.
+/// The answer stored for a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
-    /// This request owns the key: run it.
-    Acquired,
-    /// A response is stored for the same request: send it again.
-    Replay {
-        /// Stored HTTP status.
+pub enum Stored {
+    /// The first request's answer, to send again byte for byte.
+    Response {
+        /// SHA-256 of the first request's body (a different body is refused).
+        request_hash: String,
+        /// HTTP status.
         status: u16,
-        /// Stored body, byte for byte.
+        /// Body.
         body: String,
     },
-    /// The key was used with a different request body.
-    Mismatch,
-    /// Another request with this key is still running.
-    InFlight,
+    /// A claim without an answer (left by an earlier version that claimed before working):
+    /// treated as still running until it is purged.
+    Unanswered {
+        /// SHA-256 of the request's body.
+        request_hash: String,
+    },
 }
 
-/// Tries to take `(merchant, key)` for a request with body hash `hash`.
-pub async fn claim(
-    conn: &mut Conn,
-    merchant_id: &str,
-    key: &str,
-    hash: &str,
-    now: Timestamp,
-    lock_until: Timestamp,
-) -> StoreResult<Claim> {
-    let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (merchant_id, idem_key, request_hash, locked_until, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (merchant_id, idem_key) DO NOTHING",
-    )
-    .bind(merchant_id)
-    .bind(key)
-    .bind(hash)
-    .bind(lock_until.millis())
-    .bind(now.millis())
-    .execute(&mut *conn)
-    .await?;
-    if inserted.rows_affected() == 1 {
-        return Ok(Claim::Acquired);
-    }
-    let Some(row) = sqlx::query(
-        "SELECT request_hash, locked_until, response_status, response_body FROM idempotency_keys \
+/// An answer to store under a key, as part of a unit of work.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Owner of the key.
+    pub merchant_id: String,
+    /// The key.
+    pub key: String,
+    /// SHA-256 of the request body.
+    pub request_hash: String,
+    /// HTTP status.
+    pub status: u16,
+    /// Body, byte for byte.
+    pub body: String,
+}
+
+/// What is stored under `(merchant, key)`, if anything.
+pub async fn lookup(store: &Store, merchant_id: &str, key: &str) -> StoreResult<Option<Stored>> {
+    let mut conn = store.reader().await?;
+    let row = sqlx::query(
+        "SELECT request_hash, response_status, response_body FROM idempotency_keys \
          WHERE merchant_id = $1 AND idem_key = $2",
     )
     .bind(merchant_id)
     .bind(key)
     .fetch_optional(&mut *conn)
-    .await?
-    else {
-        // Purged between the insert and the read: the caller may simply retry.
-        return Ok(Claim::InFlight);
-    };
-    let stored_hash: String = col(&row, "request_hash")?;
-    if stored_hash != hash {
-        return Ok(Claim::Mismatch);
-    }
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let request_hash: String = col(&row, "request_hash")?;
     let status: Option<i64> = col(&row, "response_status")?;
-    if let Some(status) = status {
-        let body: Option<String> = col(&row, "response_body")?;
-        return Ok(Claim::Replay {
+    Ok(Some(match status {
+        Some(status) => Stored::Response {
+            request_hash,
             status: u16::try_from(status).unwrap_or(500),
-            body: body.unwrap_or_default(),
-        });
-    }
-    let locked_until: Option<i64> = col(&row, "locked_until")?;
-    let locked_until = locked_until.unwrap_or(0);
-    if locked_until > now.millis() {
-        return Ok(Claim::InFlight);
-    }
-    // A claim left by a crashed process: take it over, unless another request just did.
-    let taken = sqlx::query(
-        "UPDATE idempotency_keys SET locked_until = $1 WHERE merchant_id = $2 AND idem_key = $3 \
-         AND response_status IS NULL AND locked_until = $4",
-    )
-    .bind(lock_until.millis())
-    .bind(merchant_id)
-    .bind(key)
-    .bind(locked_until)
-    .execute(&mut *conn)
-    .await?;
-    Ok(if taken.rows_affected() == 1 {
-        Claim::Acquired
-    } else {
-        Claim::InFlight
-    })
+            body: col::<Option<String>>(&row, "response_body")?.unwrap_or_default(),
+        },
+        None => Stored::Unanswered { request_hash },
+    }))
 }
 
-/// Stores the response for replay (in the transaction that produced it, for 2xx).
-pub async fn complete(
-    conn: &mut Conn,
-    merchant_id: &str,
-    key: &str,
-    status: u16,
-    body: &str,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE idempotency_keys SET response_status = $1, response_body = $2, locked_until = NULL \
-         WHERE merchant_id = $3 AND idem_key = $4",
+/// Inserts the answer; false when the key is taken (the unit is then rejected).
+pub(super) async fn save(conn: &mut Conn, r: &Response, now: Timestamp) -> StoreResult<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_keys (merchant_id, idem_key, request_hash, locked_until, created_at, \
+         response_status, response_body) VALUES ($1, $2, $3, NULL, $4, $5, $6) \
+         ON CONFLICT (merchant_id, idem_key) DO NOTHING",
     )
-    .bind(i64::from(status))
-    .bind(body)
-    .bind(merchant_id)
-    .bind(key)
+    .bind(&r.merchant_id)
+    .bind(&r.key)
+    .bind(&r.request_hash)
+    .bind(now.millis())
+    .bind(i64::from(r.status))
+    .bind(&r.body)
     .execute(&mut *conn)
     .await?;
-    Ok(())
-}
-
-/// Drops an unfinished claim so a retry runs again (after a 5xx).
-pub async fn release(conn: &mut Conn, merchant_id: &str, key: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE merchant_id = $1 AND idem_key = $2 AND response_status IS NULL")
-        .bind(merchant_id)
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
 }
 
 /// Deletes keys created before `cutoff` (kept at least 24 h).
-pub async fn purge_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
-    let r =
-        sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1 AND locked_until IS NULL")
-            .bind(cutoff.millis())
-            .execute(&mut *conn)
-            .await?;
+pub(super) async fn purge_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
+    let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(cutoff.millis())
+        .execute(&mut *conn)
+        .await?;
     Ok(r.rows_affected())
 }

@@ -7,24 +7,48 @@
 
 use sqlx::any::AnyRow;
 
-use super::{Backend, Conn, StoreResult, col, dynamic};
+use super::{Backend, Conn, Store, StoreResult, col, dynamic};
 use crate::domain::Timestamp;
+use crate::domain::task::Task;
 
 /// A job to insert.
 #[derive(Debug, Clone)]
 pub struct NewJob {
-    /// Row id (uuid).
+    /// Row id (time-ordered).
     pub id: String,
-    /// Handler name, e.g. `payment.step`.
-    pub kind: String,
-    /// Payment the job belongs to, if any.
+    /// What to do.
+    pub task: Task,
+    /// The payment it concerns, if any (listed on the payment's timeline).
     pub payment_id: Option<String>,
-    /// Handler input.
-    pub payload: serde_json::Value,
-    /// Earliest run time.
+    /// When it is due.
     pub run_at: Timestamp,
-    /// Attempts before the job is dead-lettered.
+    /// Failed attempts before it is dead-lettered.
     pub max_attempts: i64,
+}
+
+impl NewJob {
+    /// A job due at `run_at` with a fresh id.
+    pub fn new(task: Task, payment_id: Option<String>, run_at: Timestamp, max_attempts: i64) -> NewJob {
+        NewJob {
+            id: uuid::Uuid::now_v7().to_string(),
+            task,
+            payment_id,
+            run_at,
+            max_attempts,
+        }
+    }
+}
+
+/// What a worker holds while it runs a job: the owner and lease end it claimed with. Every
+/// write of the run is fenced by it, so a worker whose lease ran out writes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The job.
+    pub job_id: String,
+    /// The claiming worker.
+    pub owner: String,
+    /// The lease end (the job's `run_at` while claimed).
+    pub until: Timestamp,
 }
 
 /// A claimed job.
@@ -32,20 +56,18 @@ pub struct NewJob {
 pub struct Job {
     /// Row id.
     pub id: String,
-    /// Handler name.
+    /// The stored kind (for logs, whatever the payload).
     pub kind: String,
-    /// Payment the job belongs to, if any.
+    /// What to do; `Err` when the stored row does not describe a known task.
+    pub task: Result<Task, String>,
+    /// The payment it concerns.
     pub payment_id: Option<String>,
-    /// Handler input.
-    pub payload: serde_json::Value,
     /// Attempts including this one.
     pub attempts: i64,
     /// Attempts allowed.
     pub max_attempts: i64,
-    /// Who holds the lease (this process's worker id).
-    pub lease_owner: String,
-    /// When the lease ends (the claimed `run_at`); with the owner, the lease's fence.
-    pub lease_until: Timestamp,
+    /// This worker's hold on it.
+    pub lease: Lease,
 }
 
 /// A dead-lettered job, for operators.
@@ -70,7 +92,7 @@ pub const CHANNEL: &str = "corridor_jobs";
 
 /// Tells idle workers of every process that work is due (delivered at commit). A no-op on
 /// SQLite, whose writers all live in one process and use an in-process notify.
-pub async fn announce(conn: &mut Conn) -> StoreResult<()> {
+pub(super) async fn announce(conn: &mut Conn) -> StoreResult<()> {
     if conn.backend_name() == "PostgreSQL" {
         sqlx::query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
@@ -81,15 +103,15 @@ pub async fn announce(conn: &mut Conn) -> StoreResult<()> {
 }
 
 /// Inserts a job. Callers that add work due now call [`announce`] once per transaction.
-pub async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
+pub(super) async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
          VALUES ($1, $2, $3, $4, 'ready', $5, 0, $6, $5)",
     )
     .bind(&job.id)
-    .bind(&job.kind)
+    .bind(job.task.kind())
     .bind(job.payment_id.clone())
-    .bind(job.payload.to_string())
+    .bind(job.task.payload())
     .bind(job.run_at.millis())
     .bind(job.max_attempts)
     .execute(&mut *conn)
@@ -99,8 +121,7 @@ pub async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
 
 /// Claims up to `limit` due jobs for `owner` until `lease_until`.
 pub async fn claim(
-    conn: &mut Conn,
-    backend: Backend,
+    store: &Store,
     owner: &str,
     now: Timestamp,
     lease_until: Timestamp,
@@ -108,7 +129,8 @@ pub async fn claim(
 ) -> StoreResult<Vec<Job>> {
     // SQLite serialises writers, so the sub-select cannot race; PostgreSQL needs row locks
     // that concurrent claimers skip rather than wait on.
-    let lock = match backend {
+    let mut tx = store.begin().await?;
+    let lock = match store.backend() {
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
     };
@@ -122,41 +144,47 @@ pub async fn claim(
         .bind(lease_until.millis())
         .bind(now.millis())
         .bind(limit)
-        .fetch_all(&mut *conn)
+        .fetch_all(&mut *tx)
         .await?;
-    rows.iter().map(job_from_row).collect()
+    let jobs = rows.iter().map(job_from_row).collect::<StoreResult<Vec<_>>>()?;
+    tx.commit().await?;
+    Ok(jobs)
 }
 
 fn job_from_row(r: &AnyRow) -> StoreResult<Job> {
     let payload: String = col(r, "payload")?;
+    let kind: String = col(r, "kind")?;
+    let id: String = col(r, "id")?;
     Ok(Job {
-        id: col(r, "id")?,
-        kind: col(r, "kind")?,
+        task: Task::from_parts(&kind, &payload).map_err(|e| e.to_string()),
+        kind,
         payment_id: col(r, "payment_id")?,
-        payload: serde_json::from_str(&payload)
-            .map_err(|e| super::StoreError::Corrupt(format!("job payload: {e}")))?,
         attempts: col(r, "attempts")?,
         max_attempts: col(r, "max_attempts")?,
-        lease_owner: col::<Option<String>>(r, "lease_owner")?.unwrap_or_default(),
-        lease_until: Timestamp(col(r, "run_at")?),
+        lease: Lease {
+            job_id: id.clone(),
+            owner: col::<Option<String>>(r, "lease_owner")?.unwrap_or_default(),
+            until: Timestamp(col(r, "run_at")?),
+        },
+        id,
     })
 }
 
 /// Confirms, inside the caller's transaction, that `job` is still held under the lease it
 /// was claimed with (and row-locks it on PostgreSQL, so no one claims it meanwhile). A
 /// worker whose lease ran out must write nothing: another worker owns the job now.
-pub async fn hold(conn: &mut Conn, job: &Job) -> StoreResult<bool> {
+pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
     let r = sqlx::query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
-        .bind(&job.id)
-        .bind(&job.lease_owner)
-        .bind(job.lease_until.millis())
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .bind(lease.until.millis())
         .execute(&mut *conn)
         .await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Removes a finished job (in the same transaction as the work's effects).
-pub async fn complete(conn: &mut Conn, id: &str) -> StoreResult<()> {
+pub(super) async fn complete(conn: &mut Conn, id: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM jobs WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
@@ -166,17 +194,17 @@ pub async fn complete(conn: &mut Conn, id: &str) -> StoreResult<()> {
 
 /// Runs the job again at `run_at` with a new payload, not counting this run as a failure
 /// (a poll that found the transfer still pending).
-pub async fn reschedule(
+pub(super) async fn reschedule(
     conn: &mut Conn,
     id: &str,
     run_at: Timestamp,
-    payload: &serde_json::Value,
+    task: &Task,
 ) -> StoreResult<()> {
     sqlx::query(
         "UPDATE jobs SET run_at = $1, payload = $2, attempts = 0, lease_owner = NULL, last_error = NULL WHERE id = $3",
     )
     .bind(run_at.millis())
-    .bind(payload.to_string())
+    .bind(task.payload())
     .bind(id)
     .execute(&mut *conn)
     .await?;
@@ -186,14 +214,14 @@ pub async fn reschedule(
 /// Records a failed attempt: retried at `retry_at`, or dead when attempts are used up.
 /// Returns whether the job went dead, or `None` when the lease was lost meanwhile (another
 /// worker holds the job now, and nothing is written).
-pub async fn fail(
+pub(super) async fn fail(
     conn: &mut Conn,
-    job: &Job,
+    lease: &Lease,
+    dead: bool,
     error: &str,
     now: Timestamp,
     retry_at: Timestamp,
-) -> StoreResult<Option<bool>> {
-    let dead = job.attempts >= job.max_attempts;
+) -> StoreResult<bool> {
     let error: String = error.chars().take(2_000).collect();
     let sql = if dead {
         "UPDATE jobs SET state = 'dead', last_error = $1, failed_at = $2, lease_owner = NULL \
@@ -209,16 +237,16 @@ pub async fn fail(
         } else {
             retry_at.millis()
         })
-        .bind(&job.id)
-        .bind(&job.lease_owner)
-        .bind(job.lease_until.millis())
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .bind(lease.until.millis())
         .execute(&mut *conn)
         .await?;
-    Ok((r.rows_affected() == 1).then_some(dead))
+    Ok(r.rows_affected() == 1)
 }
 
 /// Makes every job leased by `owner` due now (graceful shutdown hands work back).
-pub async fn release_owner(conn: &mut Conn, owner: &str, now: Timestamp) -> StoreResult<u64> {
+pub(super) async fn release_owner(conn: &mut Conn, owner: &str, now: Timestamp) -> StoreResult<u64> {
     let r = sqlx::query("UPDATE jobs SET run_at = $1, lease_owner = NULL WHERE lease_owner = $2 AND state = 'ready'")
         .bind(now.millis())
         .bind(owner)
@@ -227,22 +255,10 @@ pub async fn release_owner(conn: &mut Conn, owner: &str, now: Timestamp) -> Stor
     Ok(r.rows_affected())
 }
 
-/// Makes a payment's pending jobs due now (operator force-retry). Returns how many.
-pub async fn run_payment_jobs_now(
-    conn: &mut Conn,
-    payment_id: &str,
-    now: Timestamp,
-) -> StoreResult<u64> {
-    let r = sqlx::query("UPDATE jobs SET run_at = $1 WHERE payment_id = $2 AND state = 'ready' AND lease_owner IS NULL")
-        .bind(now.millis())
-        .bind(payment_id)
-        .execute(&mut *conn)
-        .await?;
-    Ok(r.rows_affected())
-}
-
 /// Dead-lettered jobs, newest first.
-pub async fn dead(conn: &mut Conn, limit: i64) -> StoreResult<Vec<DeadJob>> {
+pub async fn dead(store: &Store, limit: i64) -> StoreResult<Vec<DeadJob>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(
         "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
          ORDER BY failed_at DESC, id LIMIT $1",
@@ -265,7 +281,7 @@ pub async fn dead(conn: &mut Conn, limit: i64) -> StoreResult<Vec<DeadJob>> {
 }
 
 /// Moves a dead job back to ready with fresh attempts. False if it is not dead.
-pub async fn redrive(conn: &mut Conn, id: &str, now: Timestamp) -> StoreResult<Option<bool>> {
+pub(super) async fn redrive(conn: &mut Conn, id: &str, now: Timestamp) -> StoreResult<bool> {
     let r = sqlx::query(
         "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, failed_at = NULL, lease_owner = NULL \
          WHERE id = $2 AND state = 'dead'",
@@ -274,18 +290,13 @@ pub async fn redrive(conn: &mut Conn, id: &str, now: Timestamp) -> StoreResult<O
     .bind(id)
     .execute(&mut *conn)
     .await?;
-    if r.rows_affected() == 1 {
-        return Ok(Some(true));
-    }
-    let exists = sqlx::query("SELECT id FROM jobs WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-    Ok(exists.map(|_| false))
+    Ok(r.rows_affected() == 1)
 }
 
 /// Queue depth: due-and-unclaimed ready jobs, dead jobs, and the age of the oldest due job.
-pub async fn stats(conn: &mut Conn, now: Timestamp) -> StoreResult<QueueStats> {
+pub async fn stats(store: &Store, now: Timestamp) -> StoreResult<QueueStats> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query(
         "SELECT \
            COALESCE(SUM(CASE WHEN state = 'ready' AND run_at <= $1 THEN 1 ELSE 0 END), 0) AS ready, \
@@ -320,7 +331,9 @@ pub struct QueueStats {
 }
 
 /// Number of jobs for a payment (tests and invariant checks).
-pub async fn count_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult<i64> {
+pub async fn count_for_payment(store: &Store, payment_id: &str) -> StoreResult<i64> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE payment_id = $1")
         .bind(payment_id)
         .fetch_one(&mut *conn)
@@ -328,72 +341,14 @@ pub async fn count_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult
     col(&row, "n")
 }
 
-/// Removes a payment's unclaimed jobs (the payment became terminal outside a worker).
-pub async fn cancel_for_payment(conn: &mut Conn, payment_id: &str) -> StoreResult<u64> {
-    let r = sqlx::query(
-        "DELETE FROM jobs WHERE payment_id = $1 AND state = 'ready' AND lease_owner IS NULL",
-    )
-    .bind(payment_id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected())
-}
-
 /// When the earliest ready job becomes due (lets an idle worker sleep exactly that long).
-pub async fn next_due(conn: &mut Conn) -> StoreResult<Option<Timestamp>> {
+pub async fn next_due(store: &Store) -> StoreResult<Option<Timestamp>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query("SELECT MIN(run_at) AS next FROM jobs WHERE state = 'ready'")
         .fetch_one(&mut *conn)
         .await?;
     Ok(col::<Option<i64>>(&row, "next")?.map(Timestamp))
-}
-
-/// The ready job of `kind` for a payment, if one exists (a webhook advances it).
-pub async fn step_job_for(
-    conn: &mut Conn,
-    payment_id: &str,
-    kind: &str,
-) -> StoreResult<Option<String>> {
-    let row = sqlx::query("SELECT id FROM jobs WHERE payment_id = $1 AND kind = $2 AND state = 'ready' ORDER BY created_at LIMIT 1")
-        .bind(payment_id)
-        .bind(kind)
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|r| col(&r, "id")).transpose()
-}
-
-/// The job of `kind` for a payment in any state (ready or dead), newest first.
-pub async fn step_job_any_state(
-    conn: &mut Conn,
-    payment_id: &str,
-    kind: &str,
-) -> StoreResult<Option<String>> {
-    let row = sqlx::query(
-        "SELECT id FROM jobs WHERE payment_id = $1 AND kind = $2 ORDER BY created_at DESC LIMIT 1",
-    )
-    .bind(payment_id)
-    .bind(kind)
-    .fetch_optional(&mut *conn)
-    .await?;
-    row.map(|r| col(&r, "id")).transpose()
-}
-
-/// Makes a job (ready or dead) due now with fresh attempts and a new payload; drops any
-/// lease, so a stuck holder's late writes are fenced off.
-pub async fn force_due(
-    conn: &mut Conn,
-    id: &str,
-    now: Timestamp,
-    payload: &serde_json::Value,
-) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE jobs SET state = 'ready', run_at = $1, attempts = 0, payload = $2, lease_owner = NULL, failed_at = NULL WHERE id = $3",
-    )
-    .bind(now.millis())
-    .bind(payload.to_string())
-    .bind(id)
-    .execute(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 /// A job as operators see it on a payment's timeline.
@@ -417,10 +372,12 @@ pub struct JobSummary {
 
 /// The jobs of one payment, newest first (the dashboard shows why a payment is waiting).
 pub async fn for_payment(
-    conn: &mut Conn,
+    store: &Store,
     payment_id: &str,
     limit: i64,
 ) -> StoreResult<Vec<JobSummary>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(
         "SELECT id, kind, state, attempts, max_attempts, run_at, last_error FROM jobs \
          WHERE payment_id = $1 ORDER BY created_at DESC, id LIMIT $2",
@@ -444,22 +401,91 @@ pub async fn for_payment(
         .collect()
 }
 
-/// Creates a recurring job with a fixed id once per database (several nodes starting at
-/// once create it exactly once): the handler reschedules it after every run.
-pub async fn ensure_recurring(
+
+/// Makes sure the recurring job `id` exists (created due at `run_at` if missing).
+pub(super) async fn ensure_recurring(
     conn: &mut Conn,
     id: &str,
-    kind: &str,
+    task: &Task,
     run_at: Timestamp,
 ) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
-         VALUES ($1, $2, NULL, '{}', 'ready', $3, 0, 1000000, $3) ON CONFLICT (id) DO NOTHING",
+         VALUES ($1, $2, NULL, $3, 'ready', $4, 0, 1000000, $4) ON CONFLICT (id) DO NOTHING",
     )
     .bind(id)
-    .bind(kind)
+    .bind(task.kind())
+    .bind(task.payload())
     .bind(run_at.millis())
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Schedules a payment's step job: the running job `running` when given (rescheduled in
+/// place), otherwise the payment's latest step job in any state (made ready and due again —
+/// an operator's retry revives a dead one), otherwise a new one.
+pub(super) async fn schedule_step(
+    conn: &mut Conn,
+    payment_id: &str,
+    running: Option<&str>,
+    task: &Task,
+    run_at: Timestamp,
+    max_attempts: i64,
+) -> StoreResult<()> {
+    if let Some(id) = running {
+        return reschedule(conn, id, run_at, task).await;
+    }
+    let existing = sqlx::query(
+        "SELECT id FROM jobs WHERE payment_id = $1 AND kind = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
+    )
+    .bind(payment_id)
+    .bind(task.kind())
+    .fetch_optional(&mut *conn)
+    .await?;
+    match existing {
+        Some(row) => {
+            let id: String = col(&row, "id")?;
+            sqlx::query(
+                "UPDATE jobs SET state = 'ready', run_at = $1, attempts = 0, payload = $2, lease_owner = NULL, \
+                 failed_at = NULL, last_error = NULL WHERE id = $3",
+            )
+            .bind(run_at.millis())
+            .bind(task.payload())
+            .bind(id)
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            enqueue(
+                conn,
+                &NewJob::new(task.clone(), Some(payment_id.to_owned()), run_at, max_attempts),
+            )
+            .await?
+        }
+    }
+    Ok(())
+}
+
+/// Removes a finished payment's idle step jobs (a job a worker holds is left to it: its
+/// fenced writes find the payment moved on).
+pub(super) async fn complete_steps(conn: &mut Conn, payment_id: &str) -> StoreResult<()> {
+    sqlx::query(
+        "DELETE FROM jobs WHERE payment_id = $1 AND kind = $2 AND state = 'ready' AND lease_owner IS NULL",
+    )
+    .bind(payment_id)
+    .bind(Task::step(crate::domain::PaymentState::Pending).kind())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Whether a job with this id exists (in any state).
+pub async fn exists(store: &Store, id: &str) -> StoreResult<bool> {
+    let mut conn = store.reader().await?;
+    let row = sqlx::query("SELECT id FROM jobs WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.is_some())
 }

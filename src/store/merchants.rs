@@ -1,6 +1,6 @@
 //! Merchants and their API keys (stored as SHA-256 hashes, looked up by index).
 
-use super::{Conn, StoreResult, col};
+use super::{Conn, Store, StoreResult, col};
 
 /// A merchant as stored.
 #[derive(Debug, Clone)]
@@ -14,7 +14,7 @@ pub struct Merchant {
 }
 
 /// Creates a merchant with one API key (given as its hash and a short display prefix).
-pub async fn create(
+pub(super) async fn create(
     conn: &mut Conn,
     merchant: &Merchant,
     key_hash: &str,
@@ -37,7 +37,7 @@ pub async fn create(
 }
 
 /// Adds an API key to a merchant.
-pub async fn add_key(
+pub(super) async fn add_key(
     conn: &mut Conn,
     merchant_id: &str,
     key_hash: &str,
@@ -57,14 +57,14 @@ pub async fn add_key(
 }
 
 /// Replaces all of a merchant's keys with one new key. Returns false for an unknown merchant.
-pub async fn rotate_key(
+pub(super) async fn rotate_key(
     conn: &mut Conn,
     merchant_id: &str,
     key_hash: &str,
     key_prefix: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    if find(conn, merchant_id).await?.is_none() {
+    if find_in(conn, merchant_id).await?.is_none() {
         return Ok(false);
     }
     sqlx::query("DELETE FROM api_keys WHERE merchant_id = $1")
@@ -76,7 +76,9 @@ pub async fn rotate_key(
 }
 
 /// The merchant owning the key with this hash.
-pub async fn by_key_hash(conn: &mut Conn, key_hash: &str) -> StoreResult<Option<String>> {
+pub async fn by_key_hash(store: &Store, key_hash: &str) -> StoreResult<Option<String>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query("SELECT merchant_id FROM api_keys WHERE key_hash = $1")
         .bind(key_hash)
         .fetch_optional(&mut *conn)
@@ -85,7 +87,25 @@ pub async fn by_key_hash(conn: &mut Conn, key_hash: &str) -> StoreResult<Option<
 }
 
 /// One merchant by id.
-pub async fn find(conn: &mut Conn, merchant_id: &str) -> StoreResult<Option<Merchant>> {
+pub async fn find(store: &Store, merchant_id: &str) -> StoreResult<Option<Merchant>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
+    let row =
+        sqlx::query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
+            .bind(merchant_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.map(|r| {
+        Ok(Merchant {
+            merchant_id: col(&r, "merchant_id")?,
+            name: col(&r, "name")?,
+            created_at: col(&r, "created_at")?,
+        })
+    })
+    .transpose()
+}
+
+async fn find_in(conn: &mut Conn, merchant_id: &str) -> StoreResult<Option<Merchant>> {
     let row =
         sqlx::query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
             .bind(merchant_id)

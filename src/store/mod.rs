@@ -1,9 +1,11 @@
 //! Persistence: one schema on SQLite and PostgreSQL, reached through `sqlx::Any`.
 //!
 //! Every SQL statement of Corridor lives in this module's children; nothing above it sees a
-//! pool. Writes go through [`Store::begin`]; on SQLite they share one connection so writers
-//! queue in-process instead of fighting over the file lock (and so a later group-commit
-//! writer has a single place to batch), while reads use a separate pool.
+//! pool, a connection or a transaction. Writes arrive as [`unit::UnitOfWork`]s and commit
+//! through [`Store::commit`]; on SQLite they share one connection so writers queue
+//! in-process instead of fighting over the file lock (and so a group-commit writer has a
+//! single place to batch), while reads — typed query functions taking `&Store` — use a
+//! separate pool.
 
 pub mod idempotency;
 pub mod jobs;
@@ -14,7 +16,10 @@ pub mod provider_webhooks;
 pub mod quotes;
 pub mod settings;
 pub mod sim;
+pub mod unit;
 pub mod webhooks;
+
+pub use unit::{Rejected, UnitOfWork, Write};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,10 +27,8 @@ use std::time::Duration;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
-/// Database connection, as the engine and API hold it.
-pub type Conn = sqlx::AnyConnection;
-/// An open write transaction.
-pub type Tx = sqlx::Transaction<'static, sqlx::Any>;
+/// A database connection; only this module's children hold one.
+pub(in crate::store) type Conn = sqlx::AnyConnection;
 
 /// Which database engine is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +85,8 @@ pub struct Store {
     read: AnyPool,
     backend: Backend,
     url: String,
+    /// Notified after a commit that made work due now (and by `LISTEN` on PostgreSQL).
+    wake: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// Pool sizing and timeouts.
@@ -153,6 +158,7 @@ impl Store {
             read,
             backend,
             url,
+            wake: std::sync::Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -172,14 +178,25 @@ impl Store {
         self.backend
     }
 
-    /// Opens a write transaction.
-    pub async fn begin(&self) -> StoreResult<Tx> {
+    /// Opens a write transaction (for this module's children only: everything above
+    /// commits units of work).
+    pub(in crate::store) async fn begin(
+        &self,
+    ) -> StoreResult<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(self.write.begin().await?)
     }
 
-    /// A pooled connection for reads.
-    pub async fn reader(&self) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
+    /// A pooled connection for reads (for this module's children only).
+    pub(in crate::store) async fn reader(
+        &self,
+    ) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.read.acquire().await?)
+    }
+
+    /// The notify this process's workers wait on: signalled after every commit that made
+    /// work due now, and on PostgreSQL whenever any node announces work.
+    pub fn wakeups(&self) -> std::sync::Arc<tokio::sync::Notify> {
+        self.wake.clone()
     }
 
     /// Whether the database answers now.
@@ -192,13 +209,11 @@ impl Store {
     /// Wakes `wake` whenever any process enqueues due work (PostgreSQL `LISTEN`); on SQLite,
     /// where every writer is in this process, the in-process notify already covers it.
     /// Reconnects on its own after a database outage; callers keep a bounded fallback poll.
-    pub fn listen_for_jobs(
-        &self,
-        wake: std::sync::Arc<tokio::sync::Notify>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
+    pub fn listen_for_jobs(&self) -> Option<tokio::task::JoinHandle<()>> {
         if self.backend != Backend::Postgres {
             return None;
         }
+        let wake = self.wake.clone();
         let url = self.url.clone();
         Some(tokio::spawn(async move {
             loop {

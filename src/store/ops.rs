@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 
-use super::{Conn, StoreResult, col};
+use super::{Conn, Store, StoreResult, col};
 use crate::domain::{Currency, Timestamp};
 
 /// A pinned customer rate for one direction.
@@ -28,7 +28,7 @@ fn pin_from_row(r: &sqlx::any::AnyRow) -> StoreResult<RatePin> {
 }
 
 /// Sets (or replaces) a pin.
-pub async fn pin_rate(conn: &mut Conn, pin: &RatePin) -> StoreResult<()> {
+pub(super) async fn pin_rate(conn: &mut Conn, pin: &RatePin) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO rate_pins (from_currency, to_currency, rate, pinned_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (from_currency, to_currency) DO UPDATE SET rate = excluded.rate, pinned_at = excluded.pinned_at",
@@ -43,7 +43,7 @@ pub async fn pin_rate(conn: &mut Conn, pin: &RatePin) -> StoreResult<()> {
 }
 
 /// Removes a pin; false when there was none.
-pub async fn unpin_rate(conn: &mut Conn, from: Currency, to: Currency) -> StoreResult<bool> {
+pub(super) async fn unpin_rate(conn: &mut Conn, from: Currency, to: Currency) -> StoreResult<bool> {
     let r = sqlx::query("DELETE FROM rate_pins WHERE from_currency = $1 AND to_currency = $2")
         .bind(from.code())
         .bind(to.code())
@@ -54,10 +54,12 @@ pub async fn unpin_rate(conn: &mut Conn, from: Currency, to: Currency) -> StoreR
 
 /// The pin for one direction, if any.
 pub async fn rate_pin(
-    conn: &mut Conn,
+    store: &Store,
     from: Currency,
     to: Currency,
 ) -> StoreResult<Option<RatePin>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query(
         "SELECT from_currency, to_currency, rate, pinned_at FROM rate_pins WHERE from_currency = $1 AND to_currency = $2",
     )
@@ -69,7 +71,9 @@ pub async fn rate_pin(
 }
 
 /// Every pin.
-pub async fn rate_pins(conn: &mut Conn) -> StoreResult<Vec<RatePin>> {
+pub async fn rate_pins(store: &Store) -> StoreResult<Vec<RatePin>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query("SELECT from_currency, to_currency, rate, pinned_at FROM rate_pins ORDER BY from_currency, to_currency")
         .fetch_all(&mut *conn)
         .await?;
@@ -121,7 +125,9 @@ const ALERT_COLUMNS: &str =
     "alert_id, kind, subject, payment_id, endpoint_id, job_id, message, since";
 
 /// Open alerts, oldest condition first.
-pub async fn open_alerts(conn: &mut Conn) -> StoreResult<Vec<Alert>> {
+pub async fn open_alerts(store: &Store) -> StoreResult<Vec<Alert>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(super::dynamic(format!(
         "SELECT {ALERT_COLUMNS} FROM alerts WHERE cleared_at IS NULL ORDER BY since, alert_id"
     )))
@@ -131,7 +137,7 @@ pub async fn open_alerts(conn: &mut Conn) -> StoreResult<Vec<Alert>> {
 }
 
 /// Stores a newly raised alert (the caller knows none is open for its kind and subject).
-pub async fn insert_alert(conn: &mut Conn, a: &Alert, now: Timestamp) -> StoreResult<()> {
+pub(super) async fn insert_alert(conn: &mut Conn, a: &Alert, now: Timestamp) -> StoreResult<()> {
     sqlx::query(super::dynamic(format!(
         "INSERT INTO alerts ({ALERT_COLUMNS}, raised_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )))
@@ -150,7 +156,7 @@ pub async fn insert_alert(conn: &mut Conn, a: &Alert, now: Timestamp) -> StoreRe
 }
 
 /// Marks an alert cleared: its condition is gone.
-pub async fn clear_alert(conn: &mut Conn, alert_id: &str, now: Timestamp) -> StoreResult<()> {
+pub(super) async fn clear_alert(conn: &mut Conn, alert_id: &str, now: Timestamp) -> StoreResult<()> {
     sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE alert_id = $2")
         .bind(now.millis())
         .bind(alert_id)
@@ -161,10 +167,12 @@ pub async fn clear_alert(conn: &mut Conn, alert_id: &str, now: Timestamp) -> Sto
 
 /// Payments in a non-terminal state since before `cutoff`: `(payment_id, state, since)`.
 pub async fn stuck_payments(
-    conn: &mut Conn,
+    store: &Store,
     cutoff: Timestamp,
     limit: i64,
 ) -> StoreResult<Vec<(String, String, Timestamp)>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(
         "SELECT payment_id, state, state_since FROM payments \
          WHERE state IN ('PENDING', 'ONRAMP_PENDING', 'ONRAMP_COMPLETE', 'OFFRAMP_PENDING', 'REFUND_PENDING') \
@@ -186,7 +194,9 @@ pub async fn stuck_payments(
 }
 
 /// Endpoints (enabled) whose last `n` delivery attempts all failed: `(endpoint_id, first failure)`.
-pub async fn failing_endpoints(conn: &mut Conn, n: i64) -> StoreResult<Vec<(String, Timestamp)>> {
+pub async fn failing_endpoints(store: &Store, n: i64) -> StoreResult<Vec<(String, Timestamp)>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let endpoints =
         sqlx::query("SELECT endpoint_id FROM webhook_endpoints WHERE disabled_at IS NULL")
             .fetch_all(&mut *conn)
@@ -222,7 +232,7 @@ pub async fn failing_endpoints(conn: &mut Conn, n: i64) -> StoreResult<Vec<(Stri
 }
 
 /// Records an operator action.
-pub async fn audit(
+pub(super) async fn audit(
     conn: &mut Conn,
     actor: &str,
     action: &str,
@@ -258,7 +268,9 @@ pub struct AuditEntry {
 }
 
 /// Recent audit entries, newest first.
-pub async fn recent_audit(conn: &mut Conn, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+pub async fn recent_audit(store: &Store, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(
         "SELECT at, actor, action, target, detail FROM admin_audit ORDER BY at DESC LIMIT $1",
     )
@@ -279,7 +291,7 @@ pub async fn recent_audit(conn: &mut Conn, limit: i64) -> StoreResult<Vec<AuditE
 }
 
 /// Stores a dashboard session (by the hash of its token).
-pub async fn create_session(
+pub(super) async fn create_session(
     conn: &mut Conn,
     token_hash: &str,
     now: Timestamp,
@@ -297,7 +309,9 @@ pub async fn create_session(
 }
 
 /// Whether a session is valid at `now`.
-pub async fn session_valid(conn: &mut Conn, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
+pub async fn session_valid(store: &Store, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query("SELECT expires_at FROM dashboard_sessions WHERE session_hash = $1")
         .bind(token_hash)
         .fetch_optional(&mut *conn)
@@ -309,7 +323,7 @@ pub async fn session_valid(conn: &mut Conn, token_hash: &str, now: Timestamp) ->
 }
 
 /// Ends a session.
-pub async fn delete_session(conn: &mut Conn, token_hash: &str) -> StoreResult<()> {
+pub(super) async fn delete_session(conn: &mut Conn, token_hash: &str) -> StoreResult<()> {
     sqlx::query("DELETE FROM dashboard_sessions WHERE session_hash = $1")
         .bind(token_hash)
         .execute(&mut *conn)
@@ -318,7 +332,7 @@ pub async fn delete_session(conn: &mut Conn, token_hash: &str) -> StoreResult<()
 }
 
 /// Removes expired sessions.
-pub async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> StoreResult<u64> {
+pub(super) async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> StoreResult<u64> {
     let r = sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < $1")
         .bind(now.millis())
         .execute(&mut *conn)
@@ -328,7 +342,9 @@ pub async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> StoreResult<u64>
 
 /// The first `limit` open alerts, oldest condition first, and how many are open in all (the
 /// dashboard shows a bounded list however many payments are stuck).
-pub async fn open_alerts_page(conn: &mut Conn, limit: i64) -> StoreResult<(Vec<Alert>, i64)> {
+pub async fn open_alerts_page(store: &Store, limit: i64) -> StoreResult<(Vec<Alert>, i64)> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(super::dynamic(format!(
         "SELECT {ALERT_COLUMNS} FROM alerts WHERE cleared_at IS NULL ORDER BY since, alert_id LIMIT $1"
     )))

@@ -4,152 +4,76 @@
 //! history row; callers add the follow-up job in the same transaction. The history table's
 //! unique `(payment_id, to_state)` makes a doubled transition impossible even under a bug.
 
-use std::collections::BTreeMap;
-
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
 
-use super::{Conn, StoreError, StoreResult, col, dynamic, parse_col};
-use crate::domain::{Currency, FeeBreakdown, LegStatus, PaymentState, Timestamp};
+use super::{Conn, Store, StoreError, StoreResult, col, dynamic, parse_col};
+use crate::domain::lifecycle::Change;
+use crate::domain::payment::CREATED;
+use crate::domain::{FeeBreakdown, LegStatus, PaymentState, Timestamp};
 
-/// One provider leg of a payment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Leg {
-    /// Provider name (`sim-onramp`).
-    pub provider: String,
-    /// The provider's reference for the transfer.
-    pub reference: String,
-    /// Settlement status.
-    pub status: LegStatus,
-    /// Amount in the leg's currency minor units.
-    pub amount: i64,
-}
+pub use crate::domain::payment::{HistoryEntry, Leg, PaymentRecord, Side};
 
-/// One row of a payment's audit trail.
+/// A column value written with a transition (built here from the domain's typed changes, so
+/// no column name leaves this module).
 #[derive(Debug, Clone)]
-pub struct HistoryEntry {
-    /// State left (`None` for creation).
-    pub from: Option<PaymentState>,
-    /// State entered.
-    pub to: PaymentState,
-    /// When.
-    pub at: Timestamp,
-    /// Why, in words.
-    pub reason: String,
-}
-
-/// A payment as stored.
-#[derive(Debug, Clone)]
-pub struct PaymentRecord {
-    /// `pay_<uuid>`.
-    pub payment_id: String,
-    /// Owner.
-    pub merchant_id: String,
-    /// The quote whose rate it locked.
-    pub quote_id: String,
-    /// Current state.
-    pub state: PaymentState,
-    /// Bumped on every transition.
-    pub version: i64,
-    /// Source amount, minor units.
-    pub amount: i64,
-    /// Source currency.
-    pub currency: Currency,
-    /// Guaranteed payout, minor units.
-    pub payout_amount: i64,
-    /// Payout currency.
-    pub payout_currency: Currency,
-    /// Customer rate locked by the quote.
-    pub exchange_rate: Decimal,
-    /// Mid rate at quoting.
-    pub mid_rate: Decimal,
-    /// Fees charged.
-    pub fees: FeeBreakdown,
-    /// Sum of fees.
-    pub total_fees: i64,
-    /// Who pays.
-    pub source_account: String,
-    /// Who is paid.
-    pub destination_account: String,
-    /// Merchant's key/value annotations.
-    pub metadata: BTreeMap<String, String>,
-    /// Acceptance instant.
-    pub created_at: Timestamp,
-    /// Last change.
-    pub updated_at: Timestamp,
-    /// When the current state was entered.
-    pub state_since: Timestamp,
-    /// When a terminal state was reached.
-    pub completed_at: Option<Timestamp>,
-    /// Set once a worker has begun initiating the onramp; cancel is refused from then on.
-    pub onramp_claimed_at: Option<Timestamp>,
-    /// Failure code and message, when failed or refunding.
-    pub failure: Option<(String, String)>,
-    /// Fiat→USDC leg.
-    pub onramp: Option<Leg>,
-    /// USDC→payout leg.
-    pub offramp: Option<Leg>,
-    /// Market rate when the offramp executed.
-    pub executed_rate: Option<Decimal>,
-    /// Reference of the transfer returning USDC to the source.
-    pub reversal_reference: Option<String>,
-    /// Refunded source amount, minor units.
-    pub refund_amount: Option<i64>,
-}
-
-/// A value to write into a payment column alongside a transition.
-#[derive(Debug, Clone)]
-pub enum Field {
-    /// Integer column.
+enum Field {
     Int(&'static str, Option<i64>),
-    /// Text column.
     Text(&'static str, Option<String>),
 }
 
-impl Field {
-    /// Columns that writes in a leg's name set.
-    pub fn leg(prefix: Side, leg: &Leg) -> [Field; 4] {
-        let p = prefix.columns();
-        [
-            Field::Text(p[0], Some(leg.provider.clone())),
-            Field::Text(p[1], Some(leg.reference.clone())),
-            Field::Text(p[2], Some(leg.status.as_str().to_owned())),
-            Field::Int(p[3], Some(leg.amount)),
-        ]
-    }
-
-    /// Sets a leg's status only.
-    pub fn leg_status(side: Side, status: LegStatus) -> Field {
-        Field::Text(side.columns()[2], Some(status.as_str().to_owned()))
+fn columns(side: Side) -> [&'static str; 4] {
+    match side {
+        Side::Onramp => [
+            "onramp_provider",
+            "onramp_reference",
+            "onramp_status",
+            "onramp_amount",
+        ],
+        Side::Offramp => [
+            "offramp_provider",
+            "offramp_reference",
+            "offramp_status",
+            "offramp_amount",
+        ],
     }
 }
 
-/// Which leg.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Side {
-    /// Fiat→USDC.
-    Onramp,
-    /// USDC→payout.
-    Offramp,
-}
-
-impl Side {
-    fn columns(self) -> [&'static str; 4] {
-        match self {
-            Side::Onramp => [
-                "onramp_provider",
-                "onramp_reference",
-                "onramp_status",
-                "onramp_amount",
-            ],
-            Side::Offramp => [
-                "offramp_provider",
-                "offramp_reference",
-                "offramp_status",
-                "offramp_amount",
-            ],
+/// The columns a domain change sets.
+fn fields(changes: &[Change]) -> Vec<Field> {
+    let mut out = Vec::new();
+    for c in changes {
+        match c {
+            Change::LegInitiated(side, leg) => {
+                let p = columns(*side);
+                out.extend([
+                    Field::Text(p[0], Some(leg.provider.clone())),
+                    Field::Text(p[1], Some(leg.reference.clone())),
+                    Field::Text(p[2], Some(leg.status.as_str().to_owned())),
+                    Field::Int(p[3], Some(leg.amount)),
+                ]);
+            }
+            Change::LegStatus(side, status) => {
+                out.push(Field::Text(columns(*side)[2], Some(status.as_str().to_owned())));
+            }
+            Change::Failure(code, message) => out.extend([
+                Field::Text("failure_code", Some(code.as_str().to_owned())),
+                Field::Text("failure_message", Some(message.clone())),
+            ]),
+            Change::ExecutedRate(rate) => out.push(Field::Text(
+                "executed_rate",
+                rate.map(|r| r.normalize().to_string()),
+            )),
+            Change::Reversal {
+                reference,
+                refund_amount,
+            } => out.extend([
+                Field::Text("reversal_reference", Some(reference.clone())),
+                Field::Int("refund_amount", Some(*refund_amount)),
+            ]),
         }
     }
+    out
 }
 
 /// A state change to apply with compare-and-set.
@@ -165,8 +89,10 @@ pub struct Transition {
     pub at: Timestamp,
     /// Audit reason.
     pub reason: String,
-    /// Other columns to set in the same statement.
-    pub fields: Vec<Field>,
+    /// Facts written in the same statement.
+    pub changes: Vec<Change>,
+    /// Only if no worker has claimed the onramp (cancel).
+    pub unclaimed_only: bool,
 }
 
 const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount, currency, payout_amount, \
@@ -176,21 +102,8 @@ const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount
     onramp_amount, offramp_provider, offramp_reference, offramp_status, offramp_amount, executed_rate, \
     reversal_reference, refund_amount";
 
-/// Reason written on a payment's first history row.
-pub const CREATED: &str = "created";
-
-/// The first history row of a payment accepted at `at`.
-pub fn created_entry(at: Timestamp) -> HistoryEntry {
-    HistoryEntry {
-        from: None,
-        to: PaymentState::Pending,
-        at,
-        reason: CREATED.to_owned(),
-    }
-}
-
 /// Stores a new `PENDING` payment and its first history row.
-pub async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
+pub(crate) async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
     let metadata =
         serde_json::to_string(&p.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
@@ -247,7 +160,7 @@ async fn insert_history(
 
 /// Applies a transition if the payment is still in `t.from`. Returns false (and writes
 /// nothing) when it is not: someone else moved it first, which callers treat as a no-op.
-pub async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<bool> {
+pub(crate) async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<bool> {
     if !t.from.can_transition_to(t.to) {
         return Err(StoreError::Corrupt(format!(
             "illegal transition {} -> {} requested for {}",
@@ -257,8 +170,9 @@ pub async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<bool> {
     let mut sql = String::from(
         "UPDATE payments SET state = $1, version = version + 1, updated_at = $2, state_since = $2, completed_at = $3",
     );
+    let fields = fields(&t.changes);
     let mut n = 3;
-    for f in &t.fields {
+    for f in &fields {
         n += 1;
         let name = match f {
             Field::Int(c, _) | Field::Text(c, _) => c,
@@ -266,16 +180,21 @@ pub async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<bool> {
         sql.push_str(&format!(", {name} = ${n}"));
     }
     sql.push_str(&format!(
-        " WHERE payment_id = ${} AND state = ${} RETURNING version",
+        " WHERE payment_id = ${} AND state = ${}{} RETURNING version",
         n + 1,
-        n + 2
+        n + 2,
+        if t.unclaimed_only {
+            " AND onramp_claimed_at IS NULL"
+        } else {
+            ""
+        }
     ));
     let completed = t.to.is_terminal().then_some(t.at.millis());
     let mut q = sqlx::query(dynamic(sql))
         .bind(t.to.as_str())
         .bind(t.at.millis())
         .bind(completed);
-    for f in &t.fields {
+    for f in &fields {
         q = match f {
             Field::Int(_, v) => q.bind(*v),
             Field::Text(_, v) => q.bind(v.clone()),
@@ -302,16 +221,17 @@ pub async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<bool> {
 }
 
 /// Sets columns of a payment that is in `state`, without changing state. False if it moved.
-pub async fn update_in_state(
+pub(crate) async fn update_in_state(
     conn: &mut Conn,
     payment_id: &str,
     state: PaymentState,
     at: Timestamp,
-    fields: &[Field],
+    changes: &[Change],
 ) -> StoreResult<bool> {
+    let fields = fields(changes);
     let mut sql = String::from("UPDATE payments SET updated_at = $1");
     let mut n = 1;
-    for f in fields {
+    for f in &fields {
         n += 1;
         let name = match f {
             Field::Int(c, _) | Field::Text(c, _) => c,
@@ -324,7 +244,7 @@ pub async fn update_in_state(
         n + 2
     ));
     let mut q = sqlx::query(dynamic(sql)).bind(at.millis());
-    for f in fields {
+    for f in &fields {
         q = match f {
             Field::Int(_, v) => q.bind(*v),
             Field::Text(_, v) => q.bind(v.clone()),
@@ -340,7 +260,7 @@ pub async fn update_in_state(
 
 /// Marks a `PENDING` payment as being initiated, so cancel can no longer win. Returns true
 /// if the payment is (now or already) claimed and still `PENDING`.
-pub async fn claim_onramp(conn: &mut Conn, payment_id: &str, at: Timestamp) -> StoreResult<bool> {
+pub(crate) async fn claim_onramp(conn: &mut Conn, payment_id: &str, at: Timestamp) -> StoreResult<bool> {
     let r = sqlx::query(
         "UPDATE payments SET onramp_claimed_at = COALESCE(onramp_claimed_at, $1) WHERE payment_id = $2 AND state = 'PENDING'",
     )
@@ -349,37 +269,6 @@ pub async fn claim_onramp(conn: &mut Conn, payment_id: &str, at: Timestamp) -> S
     .execute(&mut *conn)
     .await?;
     Ok(r.rows_affected() == 1)
-}
-
-/// Cancels a `PENDING` payment no worker has claimed. False when it is too late.
-pub async fn cancel(
-    conn: &mut Conn,
-    merchant_id: &str,
-    payment_id: &str,
-    at: Timestamp,
-) -> StoreResult<bool> {
-    let row = sqlx::query(
-        "UPDATE payments SET state = 'CANCELLED', version = version + 1, updated_at = $1, state_since = $1, completed_at = $1 \
-         WHERE payment_id = $2 AND merchant_id = $3 AND state = 'PENDING' AND onramp_claimed_at IS NULL RETURNING version",
-    )
-    .bind(at.millis())
-    .bind(payment_id)
-    .bind(merchant_id)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(row) = row else { return Ok(false) };
-    let version: i64 = col(&row, "version")?;
-    insert_history(
-        conn,
-        payment_id,
-        version,
-        Some(PaymentState::Pending),
-        PaymentState::Cancelled,
-        at,
-        "cancelled by merchant",
-    )
-    .await?;
-    Ok(true)
 }
 
 /// The one payment matching `condition` (this module's own SQL, with `$n` placeholders for
@@ -400,18 +289,22 @@ async fn one_where(
 }
 
 /// One payment by id, any merchant (for workers).
-pub async fn get(conn: &mut Conn, payment_id: &str) -> StoreResult<Option<PaymentRecord>> {
+pub async fn get(store: &Store, payment_id: &str) -> StoreResult<Option<PaymentRecord>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     one_where(conn, "payment_id = $1", &[payment_id]).await
 }
 
 /// The payment whose `side` leg is `(provider, reference)`.
 pub async fn find_by_reference(
-    conn: &mut Conn,
+    store: &Store,
     side: Side,
     provider: &str,
     reference: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
-    let c = side.columns();
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
+    let c = columns(side);
     one_where(
         conn,
         &format!("{} = $1 AND {} = $2", c[0], c[1]),
@@ -422,18 +315,22 @@ pub async fn find_by_reference(
 
 /// The payment whose refund reversal has this reference (reversals run on the onramp).
 pub async fn find_by_reversal(
-    conn: &mut Conn,
+    store: &Store,
     reference: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     one_where(conn, "reversal_reference = $1", &[reference]).await
 }
 
 /// One payment of one merchant (another merchant's payment is `None`).
 pub async fn find(
-    conn: &mut Conn,
+    store: &Store,
     merchant_id: &str,
     payment_id: &str,
 ) -> StoreResult<Option<PaymentRecord>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     one_where(
         conn,
         "payment_id = $1 AND merchant_id = $2",
@@ -443,7 +340,9 @@ pub async fn find(
 }
 
 /// A payment's history, oldest first.
-pub async fn history(conn: &mut Conn, payment_id: &str) -> StoreResult<Vec<HistoryEntry>> {
+pub async fn history(store: &Store, payment_id: &str) -> StoreResult<Vec<HistoryEntry>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(
         "SELECT from_state, to_state, at, reason FROM payment_history WHERE payment_id = $1 ORDER BY seq",
     )
@@ -481,7 +380,9 @@ pub struct ListQuery<'a> {
 }
 
 /// Lists payments for a [`ListQuery`]; returns up to `limit + 1` rows.
-pub async fn list(conn: &mut Conn, q: &ListQuery<'_>) -> StoreResult<Vec<PaymentRecord>> {
+pub async fn list(store: &Store, q: &ListQuery<'_>) -> StoreResult<Vec<PaymentRecord>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let mut sql = format!("SELECT {COLUMNS} FROM payments WHERE merchant_id = $1");
     let mut n = 1;
     if q.state.is_some() {
@@ -512,7 +413,9 @@ pub async fn list(conn: &mut Conn, q: &ListQuery<'_>) -> StoreResult<Vec<Payment
 }
 
 /// Payment counts per state (for metrics and the dashboard).
-pub async fn count_by_state(conn: &mut Conn) -> StoreResult<Vec<(PaymentState, i64)>> {
+pub async fn count_by_state(store: &Store) -> StoreResult<Vec<(PaymentState, i64)>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM payments GROUP BY state")
         .fetch_all(&mut *conn)
         .await?;
@@ -522,7 +425,7 @@ pub async fn count_by_state(conn: &mut Conn) -> StoreResult<Vec<(PaymentState, i
 }
 
 fn leg(r: &AnyRow, side: Side) -> StoreResult<Option<Leg>> {
-    let c = side.columns();
+    let c = columns(side);
     let reference: Option<String> = col(r, c[1])?;
     let Some(reference) = reference else {
         return Ok(None);
@@ -530,7 +433,7 @@ fn leg(r: &AnyRow, side: Side) -> StoreResult<Option<Leg>> {
     let status: Option<String> = col(r, c[2])?;
     let status = status
         .as_deref()
-        .and_then(LegStatus::parse)
+        .and_then(|s| s.parse::<LegStatus>().ok())
         .ok_or_else(|| StoreError::Corrupt(format!("{}: bad leg status", c[2])))?;
     Ok(Some(Leg {
         provider: col::<Option<String>>(r, c[0])?.unwrap_or_default(),
@@ -602,7 +505,9 @@ pub struct AdminListQuery {
 /// Lists payments across merchants for an [`AdminListQuery`]; returns up to `limit + 1` rows.
 /// The keyset condition is a row comparison so that both engines read one index range
 /// (`payments_created` or `payments_state_created`) whatever the page depth.
-pub async fn list_all(conn: &mut Conn, q: &AdminListQuery) -> StoreResult<Vec<PaymentRecord>> {
+pub async fn list_all(store: &Store, q: &AdminListQuery) -> StoreResult<Vec<PaymentRecord>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let mut sql = format!("SELECT {COLUMNS} FROM payments WHERE 1 = 1");
     let mut n = 0;
     if q.state.is_some() {
@@ -633,7 +538,9 @@ pub async fn list_all(conn: &mut Conn, q: &AdminListQuery) -> StoreResult<Vec<Pa
 }
 
 /// How many payments were accepted at or after `since` (the dashboard's throughput figures).
-pub async fn count_created_since(conn: &mut Conn, since: Timestamp) -> StoreResult<i64> {
+pub async fn count_created_since(store: &Store, since: Timestamp) -> StoreResult<i64> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query("SELECT COUNT(*) AS n FROM payments WHERE created_at >= $1")
         .bind(since.millis())
         .fetch_one(&mut *conn)

@@ -1,10 +1,10 @@
 //! Provider webhook ids already processed, so a redelivered message changes nothing.
 
-use super::{Conn, StoreResult};
+use super::{Conn, Store, StoreResult};
 use crate::domain::Timestamp;
 
 /// Records `(provider, webhook_id)`; false when it was already there (a duplicate).
-pub async fn remember(
+pub(super) async fn remember(
     conn: &mut Conn,
     provider: &str,
     webhook_id: &str,
@@ -23,7 +23,9 @@ pub async fn remember(
 }
 
 /// Whether `(provider, webhook_id)` was processed.
-pub async fn seen(conn: &mut Conn, provider: &str, webhook_id: &str) -> StoreResult<bool> {
+pub async fn seen(store: &Store, provider: &str, webhook_id: &str) -> StoreResult<bool> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let r = sqlx::query(
         "SELECT webhook_id FROM provider_webhooks WHERE provider = $1 AND webhook_id = $2",
     )
@@ -35,7 +37,7 @@ pub async fn seen(conn: &mut Conn, provider: &str, webhook_id: &str) -> StoreRes
 }
 
 /// Forgets ids received before `cutoff` (kept 24 h).
-pub async fn purge_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
+pub(super) async fn purge_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
     let r = sqlx::query("DELETE FROM provider_webhooks WHERE received_at < $1")
         .bind(cutoff.millis())
         .execute(&mut *conn)

@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 use sqlx::any::AnyRow;
 
-use super::{Conn, StoreResult, col, dynamic, parse_col};
+use super::{Conn, Store, StoreResult, col, dynamic, parse_col};
 use crate::domain::{Currency, FeeBreakdown, QuoteTerms, Timestamp};
 
 /// A quote as stored.
@@ -30,7 +30,7 @@ const COLUMNS: &str = "quote_id, merchant_id, from_currency, to_currency, amount
     onramp_fee, offramp_fee, total_fees, mid_rate, exchange_rate, payout, created_at, expires_at, payment_id";
 
 /// Stores a new quote.
-pub async fn insert(conn: &mut Conn, q: &QuoteRecord) -> StoreResult<()> {
+pub(super) async fn insert(conn: &mut Conn, q: &QuoteRecord) -> StoreResult<()> {
     let t = &q.terms;
     sqlx::query(dynamic(format!(
         "INSERT INTO quotes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
@@ -57,10 +57,12 @@ pub async fn insert(conn: &mut Conn, q: &QuoteRecord) -> StoreResult<()> {
 
 /// A merchant's quote by id (another merchant's quote is `None`).
 pub async fn find(
-    conn: &mut Conn,
+    store: &Store,
     merchant_id: &str,
     quote_id: &str,
 ) -> StoreResult<Option<QuoteRecord>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query(dynamic(format!(
         "SELECT {COLUMNS} FROM quotes WHERE quote_id = $1 AND merchant_id = $2"
     )))
@@ -72,7 +74,7 @@ pub async fn find(
 }
 
 /// Marks the quote used by `payment_id`. False when another payment took it first.
-pub async fn mark_used(conn: &mut Conn, quote_id: &str, payment_id: &str) -> StoreResult<bool> {
+pub(super) async fn mark_used(conn: &mut Conn, quote_id: &str, payment_id: &str) -> StoreResult<bool> {
     let r =
         sqlx::query("UPDATE quotes SET payment_id = $1 WHERE quote_id = $2 AND payment_id IS NULL")
             .bind(payment_id)
@@ -83,7 +85,7 @@ pub async fn mark_used(conn: &mut Conn, quote_id: &str, payment_id: &str) -> Sto
 }
 
 /// Deletes unused quotes that expired before `cutoff`. Returns how many went.
-pub async fn purge_unused_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
+pub(super) async fn purge_unused_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
     let r = sqlx::query("DELETE FROM quotes WHERE expires_at < $1 AND payment_id IS NULL")
         .bind(cutoff.millis())
         .execute(&mut *conn)

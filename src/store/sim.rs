@@ -4,7 +4,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{Conn, StoreResult, col, dynamic};
+use super::{Conn, Store, StoreResult, col, dynamic};
 use crate::domain::Timestamp;
 
 /// A simulated transfer.
@@ -36,7 +36,14 @@ const COLUMNS: &str = "reference, provider, payment_id, leg, amount, currency, o
 
 /// Creates the transfer for `(payment_id, leg)`, or — when it exists — counts the repeated
 /// ask and returns the existing transfer unchanged.
-pub async fn initiate(conn: &mut Conn, t: &SimTransfer) -> StoreResult<SimTransfer> {
+pub async fn initiate(store: &Store, t: &SimTransfer) -> StoreResult<SimTransfer> {
+    let mut tx = store.begin().await?;
+    let out = initiate_in(&mut tx, t).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn initiate_in(conn: &mut Conn, t: &SimTransfer) -> StoreResult<SimTransfer> {
     let row = sqlx::query(dynamic(format!(
         "INSERT INTO sim_transfers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) \
          ON CONFLICT (payment_id, leg) DO UPDATE SET initiate_calls = sim_transfers.initiate_calls + 1 \
@@ -58,10 +65,12 @@ pub async fn initiate(conn: &mut Conn, t: &SimTransfer) -> StoreResult<SimTransf
 
 /// A transfer by provider and reference.
 pub async fn find(
-    conn: &mut Conn,
+    store: &Store,
     provider: &str,
     reference: &str,
 ) -> StoreResult<Option<SimTransfer>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query(dynamic(format!(
         "SELECT {COLUMNS} FROM sim_transfers WHERE provider = $1 AND reference = $2"
     )))
@@ -74,6 +83,18 @@ pub async fn find(
 
 /// Settles a transfer now with `outcome` (a provider webhook does this). False if unknown.
 pub async fn settle(
+    store: &Store,
+    reference: &str,
+    outcome: &str,
+    at: Timestamp,
+) -> StoreResult<bool> {
+    let mut tx = store.begin().await?;
+    let out = settle_in(&mut tx, reference, outcome, at).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn settle_in(
     conn: &mut Conn,
     reference: &str,
     outcome: &str,
@@ -92,10 +113,12 @@ pub async fn settle(
 /// Settled transfers (`settle_at <= now`) whose status webhook is not done yet, earliest
 /// settlement first, so the standalone simulator notifies in the order transfers settled.
 pub async fn due_notifications(
-    conn: &mut Conn,
+    store: &Store,
     now: Timestamp,
     limit: i64,
 ) -> StoreResult<Vec<SimTransfer>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = sqlx::query(dynamic(format!(
         "SELECT {COLUMNS} FROM sim_transfers WHERE notified_at IS NULL AND settle_at <= $1 \
          ORDER BY settle_at, reference LIMIT $2"
@@ -109,7 +132,14 @@ pub async fn due_notifications(
 
 /// Records that a transfer's status webhook is done with (delivered, or given up), so it is
 /// never sent again. False if unknown or already recorded.
-pub async fn mark_notified(conn: &mut Conn, reference: &str, at: Timestamp) -> StoreResult<bool> {
+pub async fn mark_notified(store: &Store, reference: &str, at: Timestamp) -> StoreResult<bool> {
+    let mut tx = store.begin().await?;
+    let out = mark_notified_in(&mut tx, reference, at).await?;
+    tx.commit().await?;
+    Ok(out)
+}
+
+async fn mark_notified_in(conn: &mut Conn, reference: &str, at: Timestamp) -> StoreResult<bool> {
     let r = sqlx::query(
         "UPDATE sim_transfers SET notified_at = $1 WHERE reference = $2 AND notified_at IS NULL",
     )
@@ -122,10 +152,12 @@ pub async fn mark_notified(conn: &mut Conn, reference: &str, at: Timestamp) -> S
 
 /// Transfers of one payment (or all, newest first, bounded), oldest first.
 pub async fn list(
-    conn: &mut Conn,
+    store: &Store,
     payment_id: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<SimTransfer>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = match payment_id {
         Some(p) => {
             sqlx::query(dynamic(format!(

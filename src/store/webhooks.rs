@@ -2,7 +2,7 @@
 
 use sqlx::any::AnyRow;
 
-use super::{Conn, StoreError, StoreResult, col};
+use super::{Conn, Store, StoreError, StoreResult, col};
 use crate::domain::Timestamp;
 
 /// A merchant's webhook endpoint.
@@ -100,7 +100,7 @@ fn endpoint_from_row(r: &AnyRow) -> StoreResult<Endpoint> {
 }
 
 /// Stores a new endpoint.
-pub async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResult<()> {
+pub(super) async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResult<()> {
     let events =
         serde_json::to_string(&e.events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     sqlx::query(
@@ -119,7 +119,12 @@ pub async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResult<()> {
 }
 
 /// A merchant's endpoints, oldest first.
-pub async fn list_endpoints(conn: &mut Conn, merchant_id: &str) -> StoreResult<Vec<Endpoint>> {
+pub async fn list_endpoints(store: &Store, merchant_id: &str) -> StoreResult<Vec<Endpoint>> {
+    let mut conn = store.reader().await?;
+    list_endpoints_in(&mut *conn, merchant_id).await
+}
+
+pub(crate) async fn list_endpoints_in(conn: &mut Conn, merchant_id: &str) -> StoreResult<Vec<Endpoint>> {
     let rows = sqlx::query(super::dynamic(format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY created_at, endpoint_id"
     )))
@@ -130,7 +135,9 @@ pub async fn list_endpoints(conn: &mut Conn, merchant_id: &str) -> StoreResult<V
 }
 
 /// One endpoint by id, any merchant (delivery worker).
-pub async fn get_endpoint(conn: &mut Conn, endpoint_id: &str) -> StoreResult<Option<Endpoint>> {
+pub async fn get_endpoint(store: &Store, endpoint_id: &str) -> StoreResult<Option<Endpoint>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query(super::dynamic(format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"
     )))
@@ -141,7 +148,7 @@ pub async fn get_endpoint(conn: &mut Conn, endpoint_id: &str) -> StoreResult<Opt
 }
 
 /// Deletes a merchant's endpoint. False when unknown or foreign.
-pub async fn delete_endpoint(
+pub(super) async fn delete_endpoint(
     conn: &mut Conn,
     merchant_id: &str,
     endpoint_id: &str,
@@ -157,7 +164,7 @@ pub async fn delete_endpoint(
 
 /// Replaces the secret, keeping the old one signing until `overlap_until`. False when
 /// unknown or foreign.
-pub async fn rotate_secret(
+pub(super) async fn rotate_secret(
     conn: &mut Conn,
     merchant_id: &str,
     endpoint_id: &str,
@@ -178,7 +185,7 @@ pub async fn rotate_secret(
 }
 
 /// Stops deliveries to an endpoint (the receiver said `410 Gone`).
-pub async fn disable_endpoint(
+pub(super) async fn disable_endpoint(
     conn: &mut Conn,
     endpoint_id: &str,
     reason: &str,
@@ -194,7 +201,7 @@ pub async fn disable_endpoint(
 }
 
 /// Writes an event to the outbox.
-pub async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
+pub(super) async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO events (event_id, merchant_id, payment_id, event_type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -210,7 +217,9 @@ pub async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
 }
 
 /// One event by id.
-pub async fn get_event(conn: &mut Conn, event_id: &str) -> StoreResult<Option<Event>> {
+pub async fn get_event(store: &Store, event_id: &str) -> StoreResult<Option<Event>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query(
         "SELECT event_id, merchant_id, payment_id, event_type, body, created_at FROM events WHERE event_id = $1",
     )
@@ -231,7 +240,7 @@ pub async fn get_event(conn: &mut Conn, event_id: &str) -> StoreResult<Option<Ev
 }
 
 /// Records a delivery attempt.
-pub async fn insert_delivery(conn: &mut Conn, d: &Delivery) -> StoreResult<()> {
+pub(super) async fn insert_delivery(conn: &mut Conn, d: &Delivery) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO webhook_deliveries (delivery_id, event_id, endpoint_id, merchant_id, payment_id, event_type, \
          attempt, status_code, error, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -273,11 +282,13 @@ fn delivery_from_row(r: &AnyRow) -> StoreResult<Delivery> {
 
 /// Delivery attempts of a merchant, for one payment or all, oldest first, bounded.
 pub async fn list_deliveries(
-    conn: &mut Conn,
+    store: &Store,
     merchant_id: &str,
     payment_id: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<Delivery>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let rows = match payment_id {
         Some(p) => {
             sqlx::query(super::dynamic(format!(
@@ -306,10 +317,12 @@ pub async fn list_deliveries(
 
 /// One delivery of a merchant.
 pub async fn find_delivery(
-    conn: &mut Conn,
+    store: &Store,
     merchant_id: &str,
     delivery_id: &str,
 ) -> StoreResult<Option<Delivery>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
     let row = sqlx::query(super::dynamic(format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = $1 AND merchant_id = $2"
     )))
@@ -319,3 +332,32 @@ pub async fn find_delivery(
     .await?;
     row.map(|r| delivery_from_row(&r)).transpose()
 }
+
+/// Writes an event into the outbox and a delivery job per endpoint of the merchant that
+/// wants it, due now.
+pub(super) async fn record_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
+    insert_event(conn, e).await?;
+    for endpoint in list_endpoints_in(conn, &e.merchant_id).await? {
+        if endpoint.wants(&e.event_type) {
+            super::jobs::enqueue(
+                conn,
+                &super::jobs::NewJob::new(
+                    crate::domain::task::Task::DeliverWebhook {
+                        event_id: e.event_id.clone(),
+                        endpoint_id: endpoint.endpoint_id.clone(),
+                        attempt: 0,
+                    },
+                    e.payment_id.clone(),
+                    e.created_at,
+                    DELIVERY_JOB_ATTEMPTS,
+                ),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Attempts the queue allows a delivery job for its own (storage) failures; the delivery
+/// schedule itself is `CORRIDOR_WEBHOOK_RETRY`.
+pub const DELIVERY_JOB_ATTEMPTS: i64 = 20;

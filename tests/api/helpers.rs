@@ -83,7 +83,7 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
         .clone()
         .expect("test config sets an admin key");
     let clock = SystemClock::new();
-    let app = Application::start(cfg, clock.clone())
+    let app = Application::start(cfg, clock.clone(), rand::random())
         .await
         .expect("app starts");
     let boot = app.bootstrap().expect("first start bootstraps").clone();

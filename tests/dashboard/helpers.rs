@@ -22,8 +22,10 @@ pub struct TestApp {
     pub merchant_key: String,
     /// Client that does not follow redirects.
     pub client: reqwest::Client,
-    /// The application (its store is read by some tests).
-    pub app: Application,
+    /// The application.
+    pub _app: Application,
+    /// Its database, for tests that look at what is stored.
+    pub database_url: String,
     _dir: tempfile::TempDir,
     _pg: Option<corridor_testdb::PgDatabase>,
 }
@@ -76,7 +78,8 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
     };
     configure(&mut cfg);
     let admin_key = cfg.admin_key.clone().expect("an admin key is set");
-    let app = Application::start(cfg, SystemClock::new())
+    let database_url = cfg.database_url.clone();
+    let app = Application::start(cfg, SystemClock::new(), rand::random())
         .await
         .expect("app starts");
     let merchant_key = app
@@ -92,7 +95,8 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client builds"),
-        app,
+        _app: app,
+        database_url,
         _dir: dir,
         _pg: pg,
     })

@@ -1,6 +1,6 @@
 //! The dashboard's state-changing forms: retry a payment's step, redrive a dead job, pin and
 //! unpin a rate. Each is a POST with the session's CSRF token, calls the same operator
-//! action as the admin API ([`crate::ops`], audited as [`ACTOR`]) and redirects (303) to a
+//! action as the admin API ([`crate::service::operators`], audited as [`ACTOR`]) and redirects (303) to a
 //! page that shows the outcome, so reloading it does not repeat the action.
 
 use axum::extract::rejection::FormRejection;
@@ -15,7 +15,6 @@ use super::session::{CsrfForm, Session};
 use super::{ACTOR, Dash, DashError, pages};
 use crate::domain::Currency;
 use crate::domain::rates::RATE_DECIMALS;
-use crate::ops;
 
 fn csrf_of(form: Result<Form<CsrfForm>, FormRejection>) -> String {
     form.map(|Form(f)| f.csrf).unwrap_or_default()
@@ -30,15 +29,7 @@ pub async fn retry(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     session.verify(&headers, &csrf_of(form))?;
-    ops::retry_payment(
-        &dash.app.store,
-        &id,
-        ACTOR,
-        dash.app.clock.now(),
-        dash.app.job_max_attempts,
-    )
-    .await?;
-    dash.app.wake.notify_one();
+    dash.app.service.retry_payment(&id, ACTOR).await?;
     Ok(Redirect::to(&format!(
         "/dashboard/payments/{}?done=retried",
         path_segment(&id)
@@ -55,8 +46,7 @@ pub async fn redrive(
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     session.verify(&headers, &csrf_of(form))?;
-    ops::redrive_job(&dash.app.store, &id, ACTOR, dash.app.clock.now()).await?;
-    dash.app.wake.notify_one();
+    dash.app.service.redrive_job(&id, ACTOR).await?;
     Ok(Redirect::to(&format!(
         "/dashboard/jobs?done=redriven&on={}",
         path_segment(&id)
@@ -84,7 +74,7 @@ fn check_pin(dash: &Dash, form: &PinForm) -> Result<(Currency, Currency, Decimal
         .pair
         .split_once('-')
         .and_then(|(f, t)| Some((f.parse::<Currency>().ok()?, t.parse::<Currency>().ok()?)))
-        .filter(|(f, t)| dash.app.corridors.find(*f, *t).is_some())
+        .filter(|(f, t)| dash.app.service.corridors.find(*f, *t).is_some())
         .ok_or_else(|| "Choose one of the corridors offered.".to_owned())?;
     let rate: Decimal = form
         .rate
@@ -118,7 +108,7 @@ pub async fn pin(
             .await;
         }
     };
-    ops::pin_rate(&dash.app.store, from, to, rate, ACTOR, dash.app.clock.now()).await?;
+    dash.app.service.pin_rate(from, to, rate, ACTOR).await?;
     Ok(Redirect::to(&format!("/dashboard/rates?done=pinned&on={from}-{to}")).into_response())
 }
 
@@ -134,6 +124,6 @@ pub async fn unpin(
     let (Ok(from), Ok(to)) = (from.parse::<Currency>(), to.parse::<Currency>()) else {
         return Err(DashError::NotFound("rate pin"));
     };
-    ops::unpin_rate(&dash.app.store, from, to, ACTOR, dash.app.clock.now()).await?;
+    dash.app.service.unpin_rate(from, to, ACTOR).await?;
     Ok(Redirect::to(&format!("/dashboard/rates?done=unpinned&on={from}-{to}")).into_response())
 }

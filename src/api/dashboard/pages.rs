@@ -17,7 +17,7 @@ use super::html::{
 };
 use super::session::{Session, sign_in_page};
 use super::{Dash, DashError};
-use crate::domain::{PaymentState, Timestamp, customer_rate};
+use crate::domain::{PaymentState, Timestamp};
 use crate::store::payments::{self, AdminListQuery, PaymentRecord};
 use crate::store::{jobs, ops as ops_store, webhooks};
 
@@ -78,22 +78,21 @@ pub async fn overview(State(dash): State<Dash>, headers: HeaderMap) -> Result<Re
     let Some(session) = Session::load(&dash, &headers).await? else {
         return Ok(sign_in_page(None, StatusCode::OK));
     };
-    let now = dash.app.clock.now();
-    let mut conn = dash.app.store.reader().await?;
-    let counts = payments::count_by_state(&mut conn).await?;
+    let now = dash.app.now();
+    let store = dash.app.store();
+    let counts = payments::count_by_state(store).await?;
     let mut recent = Vec::new();
     for (label, ms) in [
         ("last 5 minutes", 5 * 60_000),
         ("last hour", 60 * 60_000),
         ("last 24 hours", 24 * 60 * 60_000),
     ] {
-        let n = payments::count_created_since(&mut conn, now.plus_millis(-ms)).await?;
+        let n = payments::count_created_since(store, now.plus_millis(-ms)).await?;
         recent.push((label, n));
     }
-    let queue = jobs::stats(&mut conn, now).await?;
-    let (alerts, open_alerts) = ops_store::open_alerts_page(&mut conn, ALERTS_SHOWN).await?;
-    let audit = ops_store::recent_audit(&mut conn, 10).await?;
-    drop(conn);
+    let queue = jobs::stats(store, now).await?;
+    let (alerts, open_alerts) = ops_store::open_alerts_page(store, ALERTS_SHOWN).await?;
+    let audit = ops_store::recent_audit(store, 10).await?;
 
     let total: i64 = counts.iter().map(|(_, n)| n).sum();
     let mut b = String::new();
@@ -131,7 +130,7 @@ pub async fn overview(State(dash): State<Dash>, headers: HeaderMap) -> Result<Re
     for s in PaymentState::ALL {
         let n = counts
             .iter()
-            .find(|(st, _)| *st == s)
+            .find(|(st, _)| *st == *s)
             .map_or(0, |(_, n)| *n);
         let _ = write!(
             b,
@@ -240,9 +239,9 @@ pub async fn payments(
 ) -> Result<Response, DashError> {
     let params = query(params)?;
     let mut notice = None;
-    let mut conn = dash.app.store.reader().await?;
+    let store = dash.app.store();
     if let Some(q) = params.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        if q.len() <= 100 && payments::get(&mut conn, q).await?.is_some() {
+        if q.len() <= 100 && payments::get(store, q).await?.is_some() {
             return Ok(
                 Redirect::to(&format!("/dashboard/payments/{}", path_segment(q))).into_response(),
             );
@@ -258,7 +257,7 @@ pub async fn payments(
     };
     let after = params.after.as_deref().map(parse_cursor).transpose()?;
     let mut rows = payments::list_all(
-        &mut conn,
+        store,
         &AdminListQuery {
             state,
             after: after.clone(),
@@ -266,7 +265,6 @@ pub async fn payments(
         },
     )
     .await?;
-    drop(conn);
     let more = rows.len() > usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX);
     rows.truncate(usize::try_from(PAGE_SIZE).unwrap_or(usize::MAX));
 
@@ -275,7 +273,7 @@ pub async fn payments(
         r#"<form class="filters" method="get" action="/dashboard/payments"><label>Payment id <input name="q" placeholder="pay_…" size="44" spellcheck="false"></label><label>State <select name="status"><option value="">any</option>"#,
     );
     for s in PaymentState::ALL {
-        let selected = if state == Some(s) { " selected" } else { "" };
+        let selected = if state == Some(*s) { " selected" } else { "" };
         let _ = write!(
             b,
             r#"<option value="{0}"{selected}>{0}</option>"#,
@@ -405,15 +403,14 @@ pub async fn payment(
     outcome: Result<Query<Outcome>, QueryRejection>,
 ) -> Result<Response, DashError> {
     let outcome = query(outcome)?;
-    let mut conn = dash.app.store.reader().await?;
-    let p = payments::get(&mut conn, &id)
+    let store = dash.app.store();
+    let p = payments::get(store, &id)
         .await?
         .ok_or(DashError::NotFound("payment"))?;
-    let history = payments::history(&mut conn, &id).await?;
-    let job_rows = jobs::for_payment(&mut conn, &id, 20).await?;
+    let history = payments::history(store, &id).await?;
+    let job_rows = jobs::for_payment(store, &id, 20).await?;
     let deliveries =
-        webhooks::list_deliveries(&mut conn, &p.merchant_id, Some(&id), DELIVERIES_SHOWN).await?;
-    drop(conn);
+        webhooks::list_deliveries(store, &p.merchant_id, Some(&id), DELIVERIES_SHOWN).await?;
     let view = crate::views::view(&p, &history);
 
     let mut b = String::new();
@@ -621,11 +618,10 @@ pub async fn dead_jobs(
     outcome: Result<Query<Outcome>, QueryRejection>,
 ) -> Result<Response, DashError> {
     let outcome = query(outcome)?;
-    let now = dash.app.clock.now();
-    let mut conn = dash.app.store.reader().await?;
-    let dead = jobs::dead(&mut conn, DEAD_JOBS_SHOWN).await?;
-    let total = jobs::stats(&mut conn, now).await?.dead;
-    drop(conn);
+    let now = dash.app.now();
+    let store = dash.app.store();
+    let dead = jobs::dead(store, DEAD_JOBS_SHOWN).await?;
+    let total = jobs::stats(store, now).await?.dead;
     let mut b = String::new();
     if dead.is_empty() {
         b.push_str(r#"<p class="empty">No dead jobs.</p>"#);
@@ -685,15 +681,15 @@ pub async fn rates_page(
     notice: Option<Notice>,
     status: StatusCode,
 ) -> Result<Response, DashError> {
-    let mut conn = dash.app.store.reader().await?;
-    let pins = ops_store::rate_pins(&mut conn).await?;
-    drop(conn);
+    let store = dash.app.store();
+    let pins = ops_store::rate_pins(store).await?;
     let mut b = String::new();
     b.push_str(r#"<p class="hint">A pin makes new quotes of one direction use exactly that customer rate (spread included) until it is removed. Quotes already given keep their rate.</p>"#);
     b.push_str(r#"<table class="rates"><thead><tr><th>Corridor</th><th class="num">Mid rate</th><th class="num">Quoted without pin</th><th class="num">Pinned rate</th><th>Pinned</th><th></th></tr></thead><tbody>"#);
-    for c in dash.app.corridors.all() {
-        let mid = dash.app.rates.mid(c.from, c.to);
-        let market = mid.map(|m| customer_rate(m, dash.app.spread_bps));
+    for c in dash.app.service.corridors.all() {
+        let rates = dash.app.service.rates.market(c.from, c.to);
+        let mid = rates.map(|r| r.mid);
+        let market = rates.map(|r| r.customer);
         let pin = pins.iter().find(|p| p.from == c.from && p.to == c.to);
         let shown = |d: Option<rust_decimal::Decimal>| {
             d.map_or("—".to_owned(), |d| {
@@ -727,7 +723,7 @@ pub async fn rates_page(
     );
     b.push_str(&csrf_field(session.csrf()));
     b.push_str(r#"<label>Corridor <select name="pair" required>"#);
-    for c in dash.app.corridors.all() {
+    for c in dash.app.service.corridors.all() {
         let _ = write!(
             b,
             r#"<option value="{0}-{1}">{0} → {1}</option>"#,

@@ -68,8 +68,7 @@ impl Session {
             return Ok(None);
         };
         let token_hash = hash_key(token);
-        let mut conn = dash.app.store.reader().await?;
-        if !ops_store::session_valid(&mut conn, &token_hash, dash.app.clock.now()).await? {
+        if !ops_store::session_valid(dash.app.store(), &token_hash, dash.app.now()).await? {
             return Ok(None);
         }
         Ok(Some(Session {
@@ -312,17 +311,10 @@ pub async fn login(
     }
     dash.limiter.clear(client);
     let token = generate_key("");
-    let now = dash.app.clock.now();
-    let mut tx = dash.app.store.begin().await?;
-    ops_store::purge_sessions(&mut tx, now).await?;
-    ops_store::create_session(
-        &mut tx,
-        &hash_key(&token),
-        now,
-        now.plus_millis(SESSION_SECS * 1000),
-    )
-    .await?;
-    tx.commit().await?;
+    dash.app
+        .service
+        .start_dashboard_session(&hash_key(&token), SESSION_SECS * 1000)
+        .await?;
     tracing::info!(client = %client.0, "dashboard session started");
     let mut resp = Redirect::to("/dashboard").into_response();
     resp.headers_mut().insert(
@@ -349,9 +341,10 @@ pub async fn logout(
     if let Some(session) = Session::load(&dash, &headers).await? {
         let csrf = form.map(|Form(f)| f.csrf).unwrap_or_default();
         session.verify(&headers, &csrf)?;
-        let mut tx = dash.app.store.begin().await?;
-        ops_store::delete_session(&mut tx, &session.token_hash).await?;
-        tx.commit().await?;
+        dash.app
+            .service
+            .end_dashboard_session(&session.token_hash)
+            .await?;
         tracing::info!("dashboard session ended");
     }
     let mut resp = Redirect::to("/dashboard").into_response();

@@ -1,0 +1,558 @@
+//! Units of work: everything one use case must commit together, handed to the store whole.
+//!
+//! A use case builds a [`UnitOfWork`] — a list of typed writes, some of them guards (a
+//! compare-and-set, a lease fence, a unique insert) — and calls [`Store::commit`]. The store
+//! applies them in order in one transaction; a guard that does not hold rejects the whole
+//! unit (nothing of it is written) and says which guard it was. Nothing above the store opens
+//! a transaction or names the driver, so the store is free to commit many units at once
+//! (group commit), and another backend (an in-memory model for the simulator) can implement
+//! the same seam.
+//!
+//! After a successful commit the store wakes this process's workers (and, on PostgreSQL,
+//! every node's, by `pg_notify` inside the transaction) when the unit made work due now —
+//! the one place that happens.
+
+use crate::domain::task::Task;
+use crate::domain::{Currency, PaymentRecord, PaymentState, Timestamp};
+
+use super::idempotency::Response;
+use super::jobs::{Lease, NewJob};
+use super::merchants::Merchant;
+use super::ops::{Alert, RatePin};
+use super::payments::Transition;
+use super::quotes::QuoteRecord;
+use super::webhooks::{Delivery, Endpoint, Event};
+use super::{
+    Store, StoreResult, idempotency, jobs, merchants, ops, payments, provider_webhooks, quotes,
+    settings, webhooks,
+};
+
+/// Which guard rejected a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Rejected {
+    /// The job's lease ran out and another worker holds it: this run writes nothing.
+    #[error("the job's lease was lost")]
+    LeaseLost,
+    /// The payment (or job) is no longer in the state the use case decided on.
+    #[error("the record moved on")]
+    Stale,
+    /// The quote already pays for another payment.
+    #[error("the quote is already used")]
+    QuoteUsed,
+    /// Another request stored an answer under this idempotency key first.
+    #[error("the idempotency key is taken")]
+    IdempotencyKeyTaken,
+    /// This provider webhook id was processed before.
+    #[error("the webhook was already processed")]
+    Duplicate,
+    /// The row to change does not exist.
+    #[error("not found")]
+    NotFound,
+    /// The row to create exists already.
+    #[error("already exists")]
+    Exists,
+}
+
+/// One write of a unit.
+#[derive(Debug, Clone)]
+pub enum Write {
+    /// Guard: the running job is still held by this worker (lease fence).
+    HoldLease(Lease),
+    /// Guard: compare-and-set state change with its history row and typed facts.
+    Transition(Transition),
+    /// Guard: facts recorded while the payment stays in `state`.
+    UpdateInState {
+        /// Payment.
+        payment_id: String,
+        /// Expected state.
+        state: PaymentState,
+        /// Facts.
+        changes: Vec<crate::domain::lifecycle::Change>,
+    },
+    /// Guard: a worker is about to initiate the onramp; cancel can no longer win.
+    ClaimOnramp {
+        /// Payment (must be `PENDING`).
+        payment_id: String,
+    },
+    /// A new quote.
+    InsertQuote(QuoteRecord),
+    /// Guard: the quote is unused; it now pays for `payment_id`.
+    MarkQuoteUsed {
+        /// Quote.
+        quote_id: String,
+        /// Payment it pays for.
+        payment_id: String,
+    },
+    /// A new payment with its first history row.
+    InsertPayment(Box<PaymentRecord>),
+    /// Guard: the first answer stored under an idempotency key.
+    SaveResponse(Response),
+    /// Guard: a provider webhook id not seen before.
+    RememberWebhook {
+        /// Provider name.
+        provider: String,
+        /// `webhook-id`.
+        webhook_id: String,
+    },
+    /// An event in the outbox, fanned out into one delivery job per subscribed endpoint.
+    RecordEvent(Event),
+    /// A payment's step job: the running one rescheduled, or the payment's latest revived,
+    /// or a new one.
+    ScheduleStep {
+        /// Payment.
+        payment_id: String,
+        /// The job running this step, if any.
+        running: Option<String>,
+        /// The step.
+        task: Task,
+        /// When it is due.
+        run_at: Timestamp,
+        /// Attempts for a new job.
+        max_attempts: i64,
+    },
+    /// Removes a finished payment's idle step jobs.
+    CompleteSteps {
+        /// Payment.
+        payment_id: String,
+    },
+    /// A new job.
+    Enqueue(NewJob),
+    /// Removes a finished job.
+    CompleteJob {
+        /// Job.
+        job_id: String,
+    },
+    /// Runs a job again later with a new payload.
+    Reschedule {
+        /// Job.
+        job_id: String,
+        /// Its task now.
+        task: Task,
+        /// When.
+        run_at: Timestamp,
+    },
+    /// Guard (lease fence): records a failed run, for a retry at `retry_at` or dead.
+    FailJob {
+        /// The failed run's hold.
+        lease: Lease,
+        /// Whether it is dead now.
+        dead: bool,
+        /// What went wrong.
+        error: String,
+        /// When it is due again (unused when dead).
+        retry_at: Timestamp,
+    },
+    /// Guard: a dead job back in the queue with fresh attempts.
+    Redrive {
+        /// Job.
+        job_id: String,
+    },
+    /// Hands back every lease `owner` holds (a stopping worker).
+    ReleaseLeases {
+        /// Worker id.
+        owner: String,
+    },
+    /// Makes sure a recurring job exists.
+    EnsureRecurring {
+        /// Its fixed id.
+        job_id: String,
+        /// Its task.
+        task: Task,
+        /// First due time if created now.
+        run_at: Timestamp,
+    },
+    /// An operator action in the audit log.
+    Audit {
+        /// Who (`admin-api`, `dashboard`).
+        actor: String,
+        /// What (`payment.retry`).
+        action: String,
+        /// On what.
+        target: String,
+        /// Details.
+        detail: String,
+    },
+    /// Sets (or replaces) a rate pin.
+    PinRate(RatePin),
+    /// Guard: removes an existing rate pin.
+    UnpinRate {
+        /// Source.
+        from: Currency,
+        /// Payout.
+        to: Currency,
+    },
+    /// A new merchant and its first key.
+    InsertMerchant {
+        /// The merchant.
+        merchant: Merchant,
+        /// SHA-256 of its key.
+        key_hash: String,
+        /// Displayable prefix of the key.
+        key_prefix: String,
+    },
+    /// Guard: replaces an existing merchant's keys.
+    RotateMerchantKey {
+        /// Merchant.
+        merchant_id: String,
+        /// SHA-256 of the new key.
+        key_hash: String,
+        /// Its prefix.
+        key_prefix: String,
+    },
+    /// A new webhook endpoint.
+    InsertEndpoint(Endpoint),
+    /// Guard: deletes an endpoint of this merchant.
+    DeleteEndpoint {
+        /// Owner.
+        merchant_id: String,
+        /// Endpoint.
+        endpoint_id: String,
+    },
+    /// Guard: rotates an endpoint's secret (the old one keeps signing until `overlap_until`).
+    RotateEndpointSecret {
+        /// Owner.
+        merchant_id: String,
+        /// Endpoint.
+        endpoint_id: String,
+        /// New `whsec_…`.
+        secret: String,
+        /// End of the overlap.
+        overlap_until: Timestamp,
+    },
+    /// Stops deliveries to an endpoint.
+    DisableEndpoint {
+        /// Endpoint.
+        endpoint_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// One delivery attempt in the log.
+    InsertDelivery(Delivery),
+    /// A dashboard session.
+    CreateSession {
+        /// SHA-256 of the session token.
+        token_hash: String,
+        /// End.
+        expires_at: Timestamp,
+    },
+    /// Ends a dashboard session.
+    DeleteSession {
+        /// SHA-256 of the session token.
+        token_hash: String,
+    },
+    /// A new open alert.
+    RaiseAlert(Alert),
+    /// An alert whose condition is gone.
+    ClearAlert {
+        /// Alert.
+        alert_id: String,
+    },
+    /// Guard (when `required`): a setting inserted unless present.
+    InsertSetting {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Reject the unit with [`Rejected::Exists`] when the key is present.
+        required: bool,
+    },
+    /// Purges what is older than `cutoff` (quotes unused past expiry, idempotency keys,
+    /// provider webhook ids) and expired dashboard sessions.
+    Purge {
+        /// Retention limit.
+        cutoff: Timestamp,
+    },
+}
+
+/// Everything one use case commits together, applied in order at one instant.
+#[derive(Debug, Clone)]
+#[must_use = "a unit of work does nothing until the store commits it"]
+pub struct UnitOfWork {
+    at: Timestamp,
+    writes: Vec<Write>,
+    wakes: bool,
+}
+
+impl UnitOfWork {
+    /// An empty unit whose writes happen at `at`.
+    pub fn at(at: Timestamp) -> UnitOfWork {
+        UnitOfWork {
+            at,
+            writes: Vec::new(),
+            wakes: false,
+        }
+    }
+
+    /// The unit's instant.
+    pub fn now(&self) -> Timestamp {
+        self.at
+    }
+
+    /// Adds a write.
+    pub fn push(&mut self, w: Write) -> &mut Self {
+        let due = |run_at: &Timestamp| *run_at <= self.at;
+        self.wakes |= match &w {
+            Write::ScheduleStep { run_at, .. } | Write::Reschedule { run_at, .. } => due(run_at),
+            Write::Enqueue(j) => due(&j.run_at),
+            Write::Redrive { .. } | Write::RecordEvent(_) => true,
+            _ => false,
+        };
+        self.writes.push(w);
+        self
+    }
+
+    /// Adds writes, in order.
+    pub fn extend(&mut self, writes: impl IntoIterator<Item = Write>) -> &mut Self {
+        for w in writes {
+            self.push(w);
+        }
+        self
+    }
+
+    /// The writes, in order.
+    pub fn writes(&self) -> &[Write] {
+        &self.writes
+    }
+
+    /// Whether committing this unit makes work due now.
+    pub fn wakes_workers(&self) -> bool {
+        self.wakes
+    }
+
+    /// Whether the unit holds no write.
+    pub fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+}
+
+impl Store {
+    /// Commits `unit` in one transaction: all of it, or — when a guard does not hold —
+    /// none of it, with the guard that failed. A unit is acknowledged only once the commit
+    /// returned; any error leaves nothing written.
+    pub async fn commit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
+        let mut tx = self.begin().await?;
+        let at = unit.at;
+        for w in &unit.writes {
+            if let Err(rejected) = apply(&mut tx, w, at).await? {
+                tx.rollback().await?;
+                return Ok(Err(rejected));
+            }
+        }
+        if unit.wakes {
+            jobs::announce(&mut tx).await?;
+        }
+        tx.commit().await?;
+        if unit.wakes {
+            self.wake.notify_one();
+        }
+        Ok(Ok(()))
+    }
+}
+
+fn guard(held: bool, otherwise: Rejected) -> Result<(), Rejected> {
+    if held { Ok(()) } else { Err(otherwise) }
+}
+
+async fn apply(
+    tx: &mut super::Conn,
+    w: &Write,
+    at: Timestamp,
+) -> StoreResult<Result<(), Rejected>> {
+    use Rejected::*;
+    Ok(match w {
+        Write::HoldLease(lease) => guard(jobs::hold(tx, lease).await?, LeaseLost),
+        Write::Transition(t) => guard(payments::transition(tx, t).await?, Stale),
+        Write::UpdateInState {
+            payment_id,
+            state,
+            changes,
+        } => guard(
+            payments::update_in_state(tx, payment_id, *state, at, changes).await?,
+            Stale,
+        ),
+        Write::ClaimOnramp { payment_id } => {
+            guard(payments::claim_onramp(tx, payment_id, at).await?, Stale)
+        }
+        Write::InsertQuote(q) => {
+            quotes::insert(tx, q).await?;
+            Ok(())
+        }
+        Write::MarkQuoteUsed {
+            quote_id,
+            payment_id,
+        } => guard(quotes::mark_used(tx, quote_id, payment_id).await?, QuoteUsed),
+        Write::InsertPayment(p) => {
+            payments::insert(tx, p).await?;
+            Ok(())
+        }
+        Write::SaveResponse(r) => guard(idempotency::save(tx, r, at).await?, IdempotencyKeyTaken),
+        Write::RememberWebhook {
+            provider,
+            webhook_id,
+        } => guard(
+            provider_webhooks::remember(tx, provider, webhook_id, at).await?,
+            Duplicate,
+        ),
+        Write::RecordEvent(e) => {
+            webhooks::record_event(tx, e).await?;
+            Ok(())
+        }
+        Write::ScheduleStep {
+            payment_id,
+            running,
+            task,
+            run_at,
+            max_attempts,
+        } => {
+            jobs::schedule_step(
+                tx,
+                payment_id,
+                running.as_deref(),
+                task,
+                *run_at,
+                *max_attempts,
+            )
+            .await?;
+            Ok(())
+        }
+        Write::CompleteSteps { payment_id } => {
+            jobs::complete_steps(tx, payment_id).await?;
+            Ok(())
+        }
+        Write::Enqueue(j) => {
+            jobs::enqueue(tx, j).await?;
+            Ok(())
+        }
+        Write::CompleteJob { job_id } => {
+            jobs::complete(tx, job_id).await?;
+            Ok(())
+        }
+        Write::Reschedule {
+            job_id,
+            task,
+            run_at,
+        } => {
+            jobs::reschedule(tx, job_id, *run_at, task).await?;
+            Ok(())
+        }
+        Write::FailJob {
+            lease,
+            dead,
+            error,
+            retry_at,
+        } => guard(
+            jobs::fail(tx, lease, *dead, error, at, *retry_at).await?,
+            LeaseLost,
+        ),
+        Write::Redrive { job_id } => guard(jobs::redrive(tx, job_id, at).await?, Stale),
+        Write::ReleaseLeases { owner } => {
+            jobs::release_owner(tx, owner, at).await?;
+            Ok(())
+        }
+        Write::EnsureRecurring {
+            job_id,
+            task,
+            run_at,
+        } => {
+            jobs::ensure_recurring(tx, job_id, task, *run_at).await?;
+            Ok(())
+        }
+        Write::Audit {
+            actor,
+            action,
+            target,
+            detail,
+        } => {
+            ops::audit(tx, actor, action, target, detail, at).await?;
+            Ok(())
+        }
+        Write::PinRate(pin) => {
+            ops::pin_rate(tx, pin).await?;
+            Ok(())
+        }
+        Write::UnpinRate { from, to } => guard(ops::unpin_rate(tx, *from, *to).await?, NotFound),
+        Write::InsertMerchant {
+            merchant,
+            key_hash,
+            key_prefix,
+        } => {
+            merchants::create(tx, merchant, key_hash, key_prefix).await?;
+            Ok(())
+        }
+        Write::RotateMerchantKey {
+            merchant_id,
+            key_hash,
+            key_prefix,
+        } => guard(
+            merchants::rotate_key(tx, merchant_id, key_hash, key_prefix, at.millis()).await?,
+            NotFound,
+        ),
+        Write::InsertEndpoint(e) => {
+            webhooks::create_endpoint(tx, e).await?;
+            Ok(())
+        }
+        Write::DeleteEndpoint {
+            merchant_id,
+            endpoint_id,
+        } => guard(
+            webhooks::delete_endpoint(tx, merchant_id, endpoint_id).await?,
+            NotFound,
+        ),
+        Write::RotateEndpointSecret {
+            merchant_id,
+            endpoint_id,
+            secret,
+            overlap_until,
+        } => guard(
+            webhooks::rotate_secret(tx, merchant_id, endpoint_id, secret, *overlap_until).await?,
+            NotFound,
+        ),
+        Write::DisableEndpoint {
+            endpoint_id,
+            reason,
+        } => {
+            webhooks::disable_endpoint(tx, endpoint_id, reason, at).await?;
+            Ok(())
+        }
+        Write::InsertDelivery(d) => {
+            webhooks::insert_delivery(tx, d).await?;
+            Ok(())
+        }
+        Write::CreateSession {
+            token_hash,
+            expires_at,
+        } => {
+            ops::purge_sessions(tx, at).await?;
+            ops::create_session(tx, token_hash, at, *expires_at).await?;
+            Ok(())
+        }
+        Write::DeleteSession { token_hash } => {
+            ops::delete_session(tx, token_hash).await?;
+            Ok(())
+        }
+        Write::RaiseAlert(a) => {
+            ops::insert_alert(tx, a, at).await?;
+            Ok(())
+        }
+        Write::ClearAlert { alert_id } => {
+            ops::clear_alert(tx, alert_id, at).await?;
+            Ok(())
+        }
+        Write::InsertSetting {
+            key,
+            value,
+            required,
+        } => {
+            let inserted = settings::insert_if_absent(tx, key, value).await?;
+            guard(inserted || !required, Exists)
+        }
+        Write::Purge { cutoff } => {
+            let q = quotes::purge_unused_before(tx, *cutoff).await?;
+            let k = idempotency::purge_before(tx, *cutoff).await?;
+            provider_webhooks::purge_before(tx, *cutoff).await?;
+            ops::purge_sessions(tx, at).await?;
+            tracing::info!(quotes = q, idempotency_keys = k, "housekeeping done");
+            Ok(())
+        }
+    })
+}
