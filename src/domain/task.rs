@@ -9,11 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::PaymentState;
 
 /// One kind of queued work, with what it needs to run.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, strum::IntoStaticStr)]
 #[serde(tag = "kind", content = "payload")]
 pub enum Task {
     /// Advance one payment by one step; the job row names the payment.
     #[serde(rename = "payment.step")]
+    #[strum(serialize = "payment.step")]
     PaymentStep {
         /// The state the step expects the payment in (a moved-on payment makes it a no-op).
         state: PaymentState,
@@ -23,6 +24,7 @@ pub enum Task {
     },
     /// Send one event to one merchant endpoint.
     #[serde(rename = "webhook.deliver")]
+    #[strum(serialize = "webhook.deliver")]
     DeliverWebhook {
         /// Event to send.
         event_id: String,
@@ -34,9 +36,11 @@ pub enum Task {
     },
     /// Recurring housekeeping: purge expired quotes, idempotency keys, webhook ids, sessions.
     #[serde(rename = "janitor")]
+    #[strum(serialize = "janitor")]
     Housekeeping {},
     /// Recurring alert sweep: raise and clear operator alerts.
     #[serde(rename = "alerts.sweep")]
+    #[strum(serialize = "alerts.sweep")]
     SweepAlerts {},
 }
 
@@ -51,14 +55,10 @@ pub struct BadTask {
 }
 
 impl Task {
-    /// The stored kind (`payment.step`).
+    /// The stored kind (`payment.step`): the serde tag, which the round-trip test holds
+    /// equal to this name.
     pub fn kind(&self) -> &'static str {
-        match self {
-            Task::PaymentStep { .. } => "payment.step",
-            Task::DeliverWebhook { .. } => "webhook.deliver",
-            Task::Housekeeping {} => "janitor",
-            Task::SweepAlerts {} => "alerts.sweep",
-        }
+        self.into()
     }
 
     /// The stored payload: the variant's fields as a JSON object.

@@ -1,0 +1,357 @@
+//! The unit-of-work seam, on real SQLite and real PostgreSQL: a unit commits whole, a guard
+//! that does not hold rejects it whole (nothing of it is written), and the guards that keep
+//! payments exact — the quote's single use, the idempotency key, the state compare-and-set,
+//! cancel's unclaimed rule and the lease fence — hold against a second writer.
+
+mod testdb;
+
+use std::collections::BTreeMap;
+
+use corridor::domain::lifecycle::Change;
+use corridor::domain::task::Task;
+use corridor::domain::{
+    Currency, FeeBreakdown, Leg, LegStatus, PaymentRecord, PaymentState, QuoteTerms, Side,
+    Timestamp,
+};
+use corridor::store::idempotency::{self, Response, Stored};
+use corridor::store::jobs;
+use corridor::store::payments::{self, Transition};
+use corridor::store::quotes::{self, QuoteRecord};
+use corridor::store::unit::Write;
+use corridor::store::{PoolConfig, Rejected, Store, UnitOfWork};
+
+const NOW: Timestamp = Timestamp(1_800_000_000_000);
+
+/// The stores under test: a temporary SQLite file, and a fresh PostgreSQL database unless
+/// PostgreSQL tests are skipped on purpose. The guards keep the SQLite directory and the
+/// PostgreSQL database alive.
+struct Backends {
+    stores: Vec<(&'static str, Store)>,
+    _dir: tempfile::TempDir,
+    _pg: Option<testdb::PgDatabase>,
+}
+
+async fn backends() -> Backends {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("corridor.db").display());
+    let mut stores = vec![("sqlite", connect(&sqlite).await)];
+    let pg = testdb::PgDatabase::create().await;
+    if let Some(db) = &pg {
+        stores.push(("postgres", connect(&db.url).await));
+    }
+    Backends {
+        stores,
+        _dir: dir,
+        _pg: pg,
+    }
+}
+
+async fn connect(url: &str) -> Store {
+    let store = Store::connect(
+        url,
+        PoolConfig {
+            max_connections: 3,
+            ..PoolConfig::default()
+        },
+    )
+    .await
+    .expect("store connects");
+    store.migrate().await.expect("migrations apply");
+    store
+}
+
+fn quote(id: &str) -> QuoteRecord {
+    QuoteRecord {
+        quote_id: id.to_owned(),
+        merchant_id: "mer_1".into(),
+        from: Currency::USD,
+        to: "EUR".parse().unwrap(),
+        mid_rate: "0.9251".parse().unwrap(),
+        terms: QuoteTerms {
+            amount: 100_000,
+            fees: FeeBreakdown {
+                platform: 2_100,
+                onramp: 1_050,
+                offramp: 1_575,
+            },
+            total_fees: 4_725,
+            rate: "0.9204745".parse().unwrap(),
+            payout: 87_698,
+            created_at: NOW,
+            expires_at: NOW.plus_millis(60_000),
+        },
+        payment_id: None,
+    }
+}
+
+fn payment(id: &str, quote_id: &str) -> PaymentRecord {
+    PaymentRecord {
+        payment_id: id.to_owned(),
+        merchant_id: "mer_1".into(),
+        quote_id: quote_id.to_owned(),
+        state: PaymentState::Pending,
+        version: 1,
+        amount: 100_000,
+        currency: Currency::USD,
+        payout_amount: 87_698,
+        payout_currency: "EUR".parse().unwrap(),
+        exchange_rate: "0.9204745".parse().unwrap(),
+        mid_rate: "0.9251".parse().unwrap(),
+        fees: FeeBreakdown {
+            platform: 2_100,
+            onramp: 1_050,
+            offramp: 1_575,
+        },
+        total_fees: 4_725,
+        source_account: "src".into(),
+        destination_account: "dst".into(),
+        metadata: BTreeMap::new(),
+        created_at: NOW,
+        updated_at: NOW,
+        state_since: NOW,
+        completed_at: None,
+        onramp_claimed_at: None,
+        failure: None,
+        onramp: None,
+        offramp: None,
+        executed_rate: None,
+        reversal_reference: None,
+        refund_amount: None,
+    }
+}
+
+fn answer(key: &str, body: &str) -> Write {
+    Write::SaveResponse(Response {
+        merchant_id: "mer_1".into(),
+        key: key.to_owned(),
+        request_hash: "h".into(),
+        status: 202,
+        body: body.to_owned(),
+    })
+}
+
+/// The unit payment creation builds: quote used, payment, first step job, idempotent answer.
+fn accept(payment_id: &str, quote_id: &str, key: &str) -> UnitOfWork {
+    let mut unit = UnitOfWork::at(NOW);
+    unit.push(Write::MarkQuoteUsed {
+        quote_id: quote_id.to_owned(),
+        payment_id: payment_id.to_owned(),
+    })
+    .push(Write::InsertPayment(Box::new(payment(payment_id, quote_id))))
+    .push(Write::ScheduleStep {
+        payment_id: payment_id.to_owned(),
+        running: None,
+        task: Task::step(PaymentState::Pending),
+        run_at: NOW,
+        max_attempts: 8,
+    })
+    .push(answer(key, payment_id));
+    unit
+}
+
+async fn commit(store: &Store, unit: UnitOfWork) -> Result<(), Rejected> {
+    store.commit(unit).await.expect("the database answers")
+}
+
+async fn insert_quote(store: &Store, id: &str) {
+    let mut unit = UnitOfWork::at(NOW);
+    unit.push(Write::InsertQuote(quote(id)));
+    commit(store, unit).await.expect("a new quote is inserted");
+}
+
+#[tokio::test]
+async fn a_committed_unit_is_all_there() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_a").await;
+        let unit = accept("pay_a", "quote_a", "key-a");
+        assert!(unit.wakes_workers(), "{name}: a due step job wakes workers");
+        commit(store, unit).await.unwrap();
+
+        let p = payments::get(store, "pay_a").await.unwrap().expect("payment");
+        assert_eq!(p.state, PaymentState::Pending, "{name}");
+        assert_eq!(p.amount, 100_000, "{name}");
+        let h = payments::history(store, "pay_a").await.unwrap();
+        assert_eq!(h.len(), 1, "{name}: the first history row");
+        let q = quotes::find(store, "mer_1", "quote_a").await.unwrap().unwrap();
+        assert_eq!(q.payment_id.as_deref(), Some("pay_a"), "{name}");
+        assert_eq!(jobs::count_for_payment(store, "pay_a").await.unwrap(), 1);
+        assert_eq!(
+            idempotency::lookup(store, "mer_1", "key-a").await.unwrap(),
+            Some(Stored::Response {
+                request_hash: "h".into(),
+                status: 202,
+                body: "pay_a".into()
+            }),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_unit_whose_guard_fails_writes_nothing() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_b").await;
+        commit(store, accept("pay_b1", "quote_b", "key-b1"))
+            .await
+            .unwrap();
+        // A second payment for the same quote: the quote guard fails after nothing else did,
+        // and every write of the unit — even the ones before the guard — is gone.
+        let mut unit = UnitOfWork::at(NOW);
+        unit.push(Write::InsertQuote(quote("quote_c")))
+            .push(Write::InsertPayment(Box::new(payment("pay_b2", "quote_c"))))
+            .push(Write::MarkQuoteUsed {
+                quote_id: "quote_b".into(),
+                payment_id: "pay_b2".into(),
+            });
+        assert_eq!(commit(store, unit).await, Err(Rejected::QuoteUsed), "{name}");
+        assert!(payments::get(store, "pay_b2").await.unwrap().is_none(), "{name}");
+        assert!(
+            quotes::find(store, "mer_1", "quote_c").await.unwrap().is_none(),
+            "{name}"
+        );
+        let q = quotes::find(store, "mer_1", "quote_b").await.unwrap().unwrap();
+        assert_eq!(q.payment_id.as_deref(), Some("pay_b1"), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn of_two_units_with_one_idempotency_key_exactly_one_commits() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_d1").await;
+        insert_quote(store, "quote_d2").await;
+        let (first, second) = tokio::join!(
+            commit(store, accept("pay_d1", "quote_d1", "same-key")),
+            commit(store, accept("pay_d2", "quote_d2", "same-key")),
+        );
+        let mut outcomes = [first, second];
+        outcomes.sort_by_key(|o| o.is_err());
+        assert_eq!(
+            outcomes,
+            [Ok(()), Err(Rejected::IdempotencyKeyTaken)],
+            "{name}"
+        );
+        let d1 = payments::get(store, "pay_d1").await.unwrap().is_some();
+        let d2 = payments::get(store, "pay_d2").await.unwrap().is_some();
+        assert!(d1 ^ d2, "{name}: exactly one payment exists");
+        let loser_quote = if d1 { "quote_d2" } else { "quote_d1" };
+        let q = quotes::find(store, "mer_1", loser_quote).await.unwrap().unwrap();
+        assert_eq!(q.payment_id, None, "{name}: the loser's quote stays unused");
+    }
+}
+
+fn transition(payment_id: &str, from: PaymentState, to: PaymentState) -> Transition {
+    Transition {
+        payment_id: payment_id.to_owned(),
+        from,
+        to,
+        at: NOW.plus_millis(10),
+        reason: "test".into(),
+        changes: vec![Change::LegInitiated(
+            Side::Onramp,
+            Leg {
+                provider: "sim-onramp".into(),
+                reference: "ref_1".into(),
+                status: LegStatus::Pending,
+                amount: 952_750_000,
+            },
+        )],
+        unclaimed_only: false,
+    }
+}
+
+#[tokio::test]
+async fn a_transition_commits_once_and_cancel_loses_to_a_claimed_onramp() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_e").await;
+        commit(store, accept("pay_e", "quote_e", "key-e"))
+            .await
+            .unwrap();
+        // A worker claims the onramp: cancel's compare-and-set can no longer win.
+        let mut claim = UnitOfWork::at(NOW);
+        claim.push(Write::ClaimOnramp {
+            payment_id: "pay_e".into(),
+        });
+        commit(store, claim).await.unwrap();
+        let mut cancel = UnitOfWork::at(NOW);
+        cancel.push(Write::Transition(Transition {
+            unclaimed_only: true,
+            changes: vec![],
+            ..transition("pay_e", PaymentState::Pending, PaymentState::Cancelled)
+        }));
+        assert_eq!(commit(store, cancel).await, Err(Rejected::Stale), "{name}");
+
+        let go = || {
+            let mut unit = UnitOfWork::at(NOW);
+            unit.push(Write::Transition(transition(
+                "pay_e",
+                PaymentState::Pending,
+                PaymentState::OnrampPending,
+            )));
+            unit
+        };
+        commit(store, go()).await.unwrap();
+        assert_eq!(commit(store, go()).await, Err(Rejected::Stale), "{name}");
+        let p = payments::get(store, "pay_e").await.unwrap().unwrap();
+        assert_eq!(p.state, PaymentState::OnrampPending, "{name}");
+        assert_eq!(p.version, 2, "{name}");
+        assert_eq!(p.onramp.unwrap().reference, "ref_1", "{name}");
+        let h = payments::history(store, "pay_e").await.unwrap();
+        assert_eq!(
+            h.iter().map(|e| e.to).collect::<Vec<_>>(),
+            [PaymentState::Pending, PaymentState::OnrampPending],
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_f").await;
+        commit(store, accept("pay_f", "quote_f", "key-f"))
+            .await
+            .unwrap();
+        let lease_end = NOW.plus_millis(30_000);
+        let mut claimed = jobs::claim(store, "worker_a", NOW, lease_end, 10)
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1, "{name}");
+        let job = claimed.remove(0);
+        assert_eq!(job.task, Ok(Task::step(PaymentState::Pending)), "{name}");
+        // The lease runs out and another worker takes the job over.
+        let later = lease_end.plus_millis(1);
+        let taken = jobs::claim(store, "worker_b", later, later.plus_millis(30_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(taken.len(), 1, "{name}");
+
+        let mut stale = UnitOfWork::at(later);
+        stale
+            .push(Write::HoldLease(job.lease.clone()))
+            .push(Write::Transition(transition(
+                "pay_f",
+                PaymentState::Pending,
+                PaymentState::OnrampPending,
+            )))
+            .push(Write::CompleteJob {
+                job_id: job.id.clone(),
+            });
+        assert_eq!(commit(store, stale).await, Err(Rejected::LeaseLost), "{name}");
+        let p = payments::get(store, "pay_f").await.unwrap().unwrap();
+        assert_eq!(p.state, PaymentState::Pending, "{name}: nothing was written");
+        assert_eq!(jobs::count_for_payment(store, "pay_f").await.unwrap(), 1);
+
+        let mut held = UnitOfWork::at(later);
+        held.push(Write::HoldLease(taken[0].lease.clone()))
+            .push(Write::CompleteJob {
+                job_id: taken[0].id.clone(),
+            });
+        commit(store, held).await.unwrap();
+        assert_eq!(jobs::count_for_payment(store, "pay_f").await.unwrap(), 0);
+    }
+}
