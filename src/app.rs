@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -28,13 +29,13 @@ use crate::store::{PoolConfig, Rejected, Store, UnitOfWork, settings};
 #[derive(Debug, Clone, Default)]
 pub struct Bootstrap {
     /// The generated admin key (`None` when configured).
-    pub admin_key: Option<String>,
+    pub admin_key: Option<SecretString>,
     /// The demo merchant's id.
     pub merchant_id: String,
-    /// The demo merchant's key.
-    pub merchant_key: String,
+    /// The demo merchant's key (`None` when not created by this start).
+    pub merchant_key: Option<SecretString>,
     /// The generated provider webhook secret (`None` when configured).
-    pub provider_webhook_secret: Option<String>,
+    pub provider_webhook_secret: Option<SecretString>,
 }
 
 /// A running Corridor: HTTP server and workers.
@@ -44,7 +45,8 @@ pub struct Application {
     bootstrap: Option<Bootstrap>,
     shutdown: watch::Sender<bool>,
     server: JoinHandle<std::io::Result<()>>,
-    engine: Option<JoinHandle<()>>,
+    engine: Arc<Engine>,
+    worker_loop: Option<JoinHandle<()>>,
 }
 
 /// Why start-up failed.
@@ -76,7 +78,7 @@ async fn provider_webhook_secret(
         StartError::Config("CORRIDOR_PROVIDER_WEBHOOK_SECRET must look like whsec_<base64>".into())
     };
     if let Some(s) = &cfg.provider_webhook_secret {
-        return Ok((Secret::parse(s).map_err(|_| bad())?, None));
+        return Ok((Secret::parse(s.expose_secret()).map_err(|_| bad())?, None));
     }
     let candidate = Secret::generate();
     let mut unit = UnitOfWork::at(clock.now());
@@ -143,10 +145,10 @@ async fn bootstrap(
         }
     };
     let admin_hash = match &cfg.admin_key {
-        Some(k) => hash_key(k),
-        None => settings::get(store, ADMIN_HASH_KEY).await?.ok_or_else(|| {
-            StartError::Config("admin key hash missing after bootstrap".into())
-        })?,
+        Some(k) => hash_key(k.expose_secret()),
+        None => settings::get(store, ADMIN_HASH_KEY)
+            .await?
+            .ok_or_else(|| StartError::Config("admin key hash missing after bootstrap".into()))?,
     };
     // Exactly one process's key wins, even when several start at once: ours if the stored
     // hash is its hash.
@@ -154,11 +156,12 @@ async fn bootstrap(
     let boot = match (demo, generated) {
         (None, None) => None,
         (demo, admin_key) => {
-            let (merchant_id, merchant_key) = demo
-                .map(|d| (d.merchant_id, d.api_key))
-                .unwrap_or_default();
+            let (merchant_id, merchant_key) = match demo {
+                Some(d) => (d.merchant_id, Some(d.api_key)),
+                None => (String::new(), None),
+            };
             Some(Bootstrap {
-                admin_key,
+                admin_key: admin_key.map(SecretString::from),
                 merchant_id,
                 merchant_key,
                 provider_webhook_secret: None,
@@ -259,7 +262,7 @@ impl Application {
                 alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
                     (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
                         url: url.clone(),
-                        secret: Secret::parse(secret).map_err(|_| {
+                        secret: Secret::parse(secret.expose_secret()).map_err(|_| {
                             StartError::Config(
                                 "CORRIDOR_ALERT_WEBHOOK_SECRET must look like whsec_<base64>"
                                     .into(),
@@ -278,7 +281,7 @@ impl Application {
         let mut boot = boot;
         if let Some(secret) = new_provider_secret {
             boot.get_or_insert_with(Bootstrap::default)
-                .provider_webhook_secret = Some(secret);
+                .provider_webhook_secret = Some(SecretString::from(secret));
         }
 
         let state = AppState::new(Inner {
@@ -320,7 +323,8 @@ impl Application {
             bootstrap: boot,
             shutdown,
             server,
-            engine: worker_loop,
+            engine,
+            worker_loop,
         })
     }
 
@@ -339,6 +343,13 @@ impl Application {
         &self.store
     }
 
+    /// Runs every job due now, once each (and those they make due at once), without
+    /// waiting on timers; returns how many ran. For tests and tools driving a node whose
+    /// worker loop is off (`CORRIDOR_WORKERS=0`).
+    pub async fn run_due_jobs(&self, limit: usize) -> Result<usize, crate::store::StoreError> {
+        self.engine.run_due(limit).await
+    }
+
     /// Asks everything to stop: the server stops accepting and drains, workers finish their
     /// current jobs and hand back leases.
     pub fn stop(&self) {
@@ -348,7 +359,7 @@ impl Application {
     /// Waits until the server and workers have stopped, then closes the database.
     pub async fn wait(self) {
         let _ = self.server.await;
-        if let Some(e) = self.engine {
+        if let Some(e) = self.worker_loop {
             let _ = e.await;
         }
         self.store.close().await;

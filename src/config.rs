@@ -4,6 +4,7 @@
 //! Precedence: flags > environment > `.env` > `corridor.toml` > defaults. A bad value stops
 //! start-up with a message naming the variable, never echoing a secret.
 
+use secrecy::{ExposeSecret, SecretString};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::str::FromStr;
@@ -151,6 +152,11 @@ pub enum Role {
 }
 
 /// Everything a Corridor process is configured with.
+/// Parses a secret setting into a type whose `Debug` never shows it.
+fn secret(s: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(s.to_owned()))
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
     /// Address to serve on (port 0 picks a free port).
@@ -160,8 +166,8 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL", default_value = "sqlite://corridor.db")]
     pub database_url: String,
     /// Admin API key; generated and printed once on first start when unset.
-    #[arg(long, env = "CORRIDOR_ADMIN_KEY", hide_env_values = true)]
-    pub admin_key: Option<String>,
+    #[arg(long, env = "CORRIDOR_ADMIN_KEY", hide_env_values = true, value_parser = secret)]
+    pub admin_key: Option<SecretString>,
     /// How long a quote's rate is locked (whole seconds, at least 1 s).
     #[arg(long, env = "CORRIDOR_QUOTE_TTL", default_value = "60s")]
     pub quote_ttl: Dur,
@@ -203,8 +209,8 @@ pub struct Config {
     #[arg(long, env = "CORRIDOR_OFFRAMP_NAME", default_value = "http-offramp")]
     pub offramp_name: String,
     /// Secret inbound provider webhooks are signed with (`whsec_…`).
-    #[arg(long, env = "CORRIDOR_PROVIDER_WEBHOOK_SECRET", hide_env_values = true)]
-    pub provider_webhook_secret: Option<String>,
+    #[arg(long, env = "CORRIDOR_PROVIDER_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub provider_webhook_secret: Option<SecretString>,
     /// Timeout of one provider call (the job lease must exceed it).
     #[arg(long, env = "CORRIDOR_PROVIDER_TIMEOUT", default_value = "10s")]
     pub provider_timeout: Dur,
@@ -215,8 +221,8 @@ pub struct Config {
     #[arg(long, env = "CORRIDOR_ALERT_WEBHOOK")]
     pub alert_webhook: Option<String>,
     /// `whsec_…` secret alerts POSTed to `CORRIDOR_ALERT_WEBHOOK` are signed with.
-    #[arg(long, env = "CORRIDOR_ALERT_WEBHOOK_SECRET", hide_env_values = true)]
-    pub alert_webhook_secret: Option<String>,
+    #[arg(long, env = "CORRIDOR_ALERT_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub alert_webhook_secret: Option<SecretString>,
     /// A payment this long in one non-terminal state raises an alert.
     #[arg(long, env = "CORRIDOR_STUCK_AFTER", default_value = "15m")]
     pub stuck_after: Dur,
@@ -284,7 +290,7 @@ impl Config {
         if let Some(url) = &self.alert_webhook {
             crate::egress::parse(url, true).map_err(|e| format!("CORRIDOR_ALERT_WEBHOOK: {e}"))?;
             match &self.alert_webhook_secret {
-                Some(s) if crate::signing::Secret::parse(s).is_ok() => {}
+                Some(s) if crate::signing::Secret::parse(s.expose_secret()).is_ok() => {}
                 Some(_) => {
                     return Err(
                         "CORRIDOR_ALERT_WEBHOOK_SECRET must look like whsec_<base64>".into(),
@@ -324,7 +330,7 @@ impl Config {
             }
         }
         if let Some(k) = &self.admin_key
-            && k.len() < 16
+            && k.expose_secret().len() < 16
         {
             return Err("CORRIDOR_ADMIN_KEY must be at least 16 characters".into());
         }

@@ -32,4 +32,3 @@ pub fn key_prefix(key: &str) -> String {
 pub fn hashes_equal(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
-

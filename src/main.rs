@@ -1,5 +1,6 @@
 //! The `corridor` command: `serve`, `migrate`, `merchant create`, `bench`, `sim-provider`.
 
+use secrecy::ExposeSecret;
 use std::error::Error as _;
 use std::process::ExitCode;
 
@@ -101,7 +102,11 @@ fn main() -> ExitCode {
                     "cli",
                 )
                 .await?;
-                println!("merchant_id: {}\napi_key: {}", m.merchant_id, m.api_key);
+                println!(
+                    "merchant_id: {}\napi_key: {}",
+                    m.merchant_id,
+                    m.api_key.expose_secret()
+                );
                 Ok(())
             }
             Command::Bench(args) => corridor::bench::run(args).await,
@@ -162,14 +167,14 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
         // Keys go to standard output once, never through the log.
         println!("Corridor first start: keys are shown once, store them now.");
         if let Some(admin) = &b.admin_key {
-            println!("  admin key:          {admin}");
+            println!("  admin key:          {}", admin.expose_secret());
         }
-        if !b.merchant_key.is_empty() {
+        if let Some(key) = &b.merchant_key {
             println!("  demo merchant:      {}", b.merchant_id);
-            println!("  demo merchant key:  {}", b.merchant_key);
+            println!("  demo merchant key:  {}", key.expose_secret());
         }
         if let Some(secret) = &b.provider_webhook_secret {
-            println!("  provider webhook secret: {secret}");
+            println!("  provider webhook secret: {}", secret.expose_secret());
         }
     }
     println!("Corridor listening on http://{}", app.addr());

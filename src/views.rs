@@ -7,8 +7,8 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::domain::{PaymentState, Timestamp, ledger};
 use crate::domain::{HistoryEntry, Leg, PaymentRecord};
+use crate::domain::{PaymentState, Timestamp, ledger};
 
 /// Fees of a quote or payment, in source minor units.
 #[derive(Debug, Clone, Serialize, ToSchema)]

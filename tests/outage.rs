@@ -12,6 +12,7 @@
 #[path = "testdb.rs"]
 mod testdb;
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -143,7 +144,7 @@ fn config(database_url: String) -> Config {
     let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.database_url = database_url;
-    cfg.admin_key = Some(format!("ck_admin_test_{}", uuid::Uuid::new_v4().simple()));
+    cfg.admin_key = Some(format!("ck_admin_test_{}", uuid::Uuid::new_v4().simple()).into());
     cfg.poll_interval = Dur(Duration::from_millis(50));
     let slow = DurRange {
         min: Duration::from_secs(1),
@@ -281,14 +282,21 @@ async fn a_database_outage_answers_503_and_loses_no_accepted_payment() {
     // Like the other tests, a temp dir of its own (nothing is written there on PostgreSQL).
     let _dir = tempfile::tempdir().expect("temp dir");
     let cfg = config(proxied_url);
-    let admin_key = cfg.admin_key.clone().expect("admin key set");
+    let admin_key = cfg
+        .admin_key
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned())
+        .expect("admin key set");
     let app = Application::start(cfg, SystemClock::new(), rand::random())
         .await
         .expect("app starts");
     let boot = app.bootstrap().expect("first start bootstraps").clone();
     let api = Api {
         base: format!("http://{}", app.addr()),
-        key: boot.merchant_key,
+        key: boot
+            .merchant_key
+            .map(|k| k.expose_secret().to_owned())
+            .unwrap_or_default(),
         admin_key,
         http: reqwest::Client::builder()
             .timeout(CLIENT_TIMEOUT)

@@ -4,6 +4,7 @@
 //! idempotency is checked over the wire, and its signed status webhooks are caught by a small
 //! receiver that answers 404 first — a receiver that refuses must not break the provider.
 
+use secrecy::ExposeSecret;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -144,7 +145,7 @@ async fn start_corridor(dir: &std::path::Path, sim_url: &str) -> (Application, S
     let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.database_url = format!("sqlite://{}", dir.join("corridor.db").display());
-    cfg.admin_key = Some("ck_admin_provider_http_test_0123".into());
+    cfg.admin_key = Some("ck_admin_provider_http_test_0123".to_owned().into());
     cfg.onramp_url = Some(format!("{sim_url}/onramp"));
     cfg.offramp_url = Some(format!("{sim_url}/offramp"));
     cfg.onramp_name = "http-onramp".into();
@@ -157,7 +158,11 @@ async fn start_corridor(dir: &std::path::Path, sim_url: &str) -> (Application, S
         per: Duration::from_secs(1),
     };
     cfg.workers = 4;
-    let admin = cfg.admin_key.clone().unwrap();
+    let admin = cfg
+        .admin_key
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned())
+        .unwrap();
     let app = Application::start(cfg, SystemClock::new(), rand::random())
         .await
         .expect("corridor starts");
@@ -165,7 +170,9 @@ async fn start_corridor(dir: &std::path::Path, sim_url: &str) -> (Application, S
         .bootstrap()
         .expect("first start bootstraps")
         .merchant_key
-        .clone();
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned())
+        .unwrap_or_default();
     (app, admin, key)
 }
 
@@ -471,12 +478,12 @@ async fn provider_webhooks_from_a_separate_process_settle_payments_and_race_poll
         let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
         cfg.listen = "127.0.0.1:0".parse().unwrap();
         cfg.database_url = format!("sqlite://{}", dir.path().join("corridor.db").display());
-        cfg.admin_key = Some("ck_admin_provider_http_test_0123".into());
+        cfg.admin_key = Some("ck_admin_provider_http_test_0123".to_owned().into());
         cfg.onramp_url = Some(format!("{sim_url}/onramp"));
         cfg.offramp_url = Some(format!("{sim_url}/offramp"));
         cfg.onramp_name = "http-onramp".into();
         cfg.offramp_name = "http-offramp".into();
-        cfg.provider_webhook_secret = Some(secret.clone());
+        cfg.provider_webhook_secret = Some(secret.clone().into());
         cfg.poll_interval = Dur(poll);
         cfg.provider_timeout = Dur(Duration::from_secs(2));
         cfg.job_lease = Dur(Duration::from_secs(5));
@@ -488,7 +495,13 @@ async fn provider_webhooks_from_a_separate_process_settle_payments_and_race_poll
         let app = Application::start(cfg, SystemClock::new(), rand::random())
             .await
             .expect("corridor starts");
-        let key = app.bootstrap().expect("first start").merchant_key.clone();
+        let key = app
+            .bootstrap()
+            .expect("first start")
+            .merchant_key
+            .as_ref()
+            .map(|k| k.expose_secret().to_owned())
+            .unwrap_or_default();
         let base = format!("http://{}", app.addr());
         let _sim = start_sim_provider(dir.path(), &format!("127.0.0.1:{sim_port}"), &base, &secret);
         let client = corridor::providers::http::client(Duration::from_secs(10)).unwrap();

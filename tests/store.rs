@@ -137,7 +137,9 @@ fn accept(payment_id: &str, quote_id: &str, key: &str) -> UnitOfWork {
         quote_id: quote_id.to_owned(),
         payment_id: payment_id.to_owned(),
     })
-    .push(Write::InsertPayment(Box::new(payment(payment_id, quote_id))))
+    .push(Write::InsertPayment(Box::new(payment(
+        payment_id, quote_id,
+    ))))
     .push(Write::ScheduleStep {
         payment_id: payment_id.to_owned(),
         running: None,
@@ -168,12 +170,18 @@ async fn a_committed_unit_is_all_there() {
         assert!(unit.wakes_workers(), "{name}: a due step job wakes workers");
         commit(store, unit).await.unwrap();
 
-        let p = payments::get(store, "pay_a").await.unwrap().expect("payment");
+        let p = payments::get(store, "pay_a")
+            .await
+            .unwrap()
+            .expect("payment");
         assert_eq!(p.state, PaymentState::Pending, "{name}");
         assert_eq!(p.amount, 100_000, "{name}");
         let h = payments::history(store, "pay_a").await.unwrap();
         assert_eq!(h.len(), 1, "{name}: the first history row");
-        let q = quotes::find(store, "mer_1", "quote_a").await.unwrap().unwrap();
+        let q = quotes::find(store, "mer_1", "quote_a")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(q.payment_id.as_deref(), Some("pay_a"), "{name}");
         assert_eq!(jobs::count_for_payment(store, "pay_a").await.unwrap(), 1);
         assert_eq!(
@@ -205,13 +213,26 @@ async fn a_unit_whose_guard_fails_writes_nothing() {
                 quote_id: "quote_b".into(),
                 payment_id: "pay_b2".into(),
             });
-        assert_eq!(commit(store, unit).await, Err(Rejected::QuoteUsed), "{name}");
-        assert!(payments::get(store, "pay_b2").await.unwrap().is_none(), "{name}");
-        assert!(
-            quotes::find(store, "mer_1", "quote_c").await.unwrap().is_none(),
+        assert_eq!(
+            commit(store, unit).await,
+            Err(Rejected::QuoteUsed),
             "{name}"
         );
-        let q = quotes::find(store, "mer_1", "quote_b").await.unwrap().unwrap();
+        assert!(
+            payments::get(store, "pay_b2").await.unwrap().is_none(),
+            "{name}"
+        );
+        assert!(
+            quotes::find(store, "mer_1", "quote_c")
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        let q = quotes::find(store, "mer_1", "quote_b")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(q.payment_id.as_deref(), Some("pay_b1"), "{name}");
     }
 }
@@ -237,7 +258,10 @@ async fn of_two_units_with_one_idempotency_key_exactly_one_commits() {
         let d2 = payments::get(store, "pay_d2").await.unwrap().is_some();
         assert!(d1 ^ d2, "{name}: exactly one payment exists");
         let loser_quote = if d1 { "quote_d2" } else { "quote_d1" };
-        let q = quotes::find(store, "mer_1", loser_quote).await.unwrap().unwrap();
+        let q = quotes::find(store, "mer_1", loser_quote)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(q.payment_id, None, "{name}: the loser's quote stays unused");
     }
 }
@@ -341,9 +365,17 @@ async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
             .push(Write::CompleteJob {
                 job_id: job.id.clone(),
             });
-        assert_eq!(commit(store, stale).await, Err(Rejected::LeaseLost), "{name}");
+        assert_eq!(
+            commit(store, stale).await,
+            Err(Rejected::LeaseLost),
+            "{name}"
+        );
         let p = payments::get(store, "pay_f").await.unwrap().unwrap();
-        assert_eq!(p.state, PaymentState::Pending, "{name}: nothing was written");
+        assert_eq!(
+            p.state,
+            PaymentState::Pending,
+            "{name}: nothing was written"
+        );
         assert_eq!(jobs::count_for_payment(store, "pay_f").await.unwrap(), 1);
 
         let mut held = UnitOfWork::at(later);

@@ -6,6 +6,8 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use secrecy::ExposeSecret;
+
 use super::AppState;
 use super::auth::Admin;
 use super::error::ApiError;
@@ -52,7 +54,7 @@ pub async fn create(
         Json(MerchantCreated {
             merchant_id: created.merchant_id,
             name: created.name,
-            api_key: created.api_key,
+            api_key: created.api_key.expose_secret().to_owned(),
         }),
     ))
 }

@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::auth::Merchant;
 use super::error::ApiError;
-use crate::service::payments::parse_currency;
 use super::extract::ApiQuery;
 use crate::domain::{Corridor, FeeSchedule};
+use crate::service::payments::parse_currency;
 
 /// A corridor as listed.
 #[derive(Debug, Serialize, ToSchema)]

@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -139,7 +140,7 @@ pub async fn create(
             id: view.id,
             url: view.url,
             events: view.events,
-            secret: endpoint.secret,
+            secret: endpoint.secret.expose_secret().to_owned(),
         }),
     ))
 }
@@ -250,9 +251,7 @@ pub async fn deliveries(
 ) -> Result<Json<DeliveryList>, ApiError> {
     let store = state.store();
     if let Some(p) = &q.payment_id
-        && payments::find(store, &m.merchant_id, p)
-            .await?
-            .is_none()
+        && payments::find(store, &m.merchant_id, p).await?.is_none()
     {
         return Err(ApiError::not_found("payment"));
     }

@@ -208,8 +208,8 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
     let failure = |code, msg: &str| Change::Failure(code, msg.to_owned());
     Ok(match (p.state, answer) {
         (Pending, Answer::Initiated(reference)) => {
-            let usdc = ledger::onramp_usdc(p.amount, p.total_fees, p.currency)
-                .map_err(amount_error)?;
+            let usdc =
+                ledger::onramp_usdc(p.amount, p.total_fees, p.currency).map_err(amount_error)?;
             let leg = Leg {
                 provider: ctx.onramp.to_owned(),
                 reference,
@@ -285,8 +285,8 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
             run_now(RefundPending),
         ),
         (RefundPending, Answer::Initiated(reference)) => {
-            let refund = ledger::refund_amount(p.amount, p.fees.onramp, p.currency)
-                .map_err(amount_error)?;
+            let refund =
+                ledger::refund_amount(p.amount, p.fees.onramp, p.currency).map_err(amount_error)?;
             Effects {
                 transition: None,
                 changes: vec![Change::Reversal {
@@ -353,8 +353,8 @@ pub fn applied(p: &PaymentRecord, effects: &Effects, at: super::Timestamp) -> Pa
 mod tests {
     use super::*;
     use crate::domain::{Currency, FeeBreakdown, Timestamp};
-    use std::collections::BTreeMap;
     use PaymentState::*;
+    use std::collections::BTreeMap;
 
     fn payment(state: PaymentState) -> PaymentRecord {
         PaymentRecord {
@@ -426,27 +426,63 @@ mod tests {
     #[test]
     fn the_decision_table() {
         // (state, input, Some((entered, next state job or None for done)))
-        type Row = (PaymentState, Input, Option<(Option<PaymentState>, Option<PaymentState>)>);
+        type Row = (
+            PaymentState,
+            Input,
+            Option<(Option<PaymentState>, Option<PaymentState>)>,
+        );
         let rows: Vec<Row> = vec![
-            (Pending, initiated(), Some((Some(OnrampPending), Some(OnrampPending)))),
+            (
+                Pending,
+                initiated(),
+                Some((Some(OnrampPending), Some(OnrampPending))),
+            ),
             (Pending, refused(), Some((Some(Failed), None))),
             (Pending, pending(), None),
             (Pending, completed(), None),
             (Pending, Input::Cancel, Some((Some(Cancelled), None))),
             (Pending, Input::OperatorRetry, Some((None, Some(Pending)))),
             (OnrampPending, pending(), Some((None, Some(OnrampPending)))),
-            (OnrampPending, completed(), Some((Some(OnrampComplete), Some(OnrampComplete)))),
+            (
+                OnrampPending,
+                completed(),
+                Some((Some(OnrampComplete), Some(OnrampComplete))),
+            ),
             (OnrampPending, failed(), Some((Some(Failed), None))),
             (OnrampPending, initiated(), None),
             (OnrampPending, Input::Cancel, None),
-            (OnrampComplete, initiated(), Some((Some(OfframpPending), Some(OfframpPending)))),
-            (OnrampComplete, refused(), Some((Some(RefundPending), Some(RefundPending)))),
+            (
+                OnrampComplete,
+                initiated(),
+                Some((Some(OfframpPending), Some(OfframpPending))),
+            ),
+            (
+                OnrampComplete,
+                refused(),
+                Some((Some(RefundPending), Some(RefundPending))),
+            ),
             (OnrampComplete, completed(), None),
-            (OfframpPending, pending(), Some((None, Some(OfframpPending)))),
+            (
+                OfframpPending,
+                pending(),
+                Some((None, Some(OfframpPending))),
+            ),
             (OfframpPending, completed(), Some((Some(Completed), None))),
-            (OfframpPending, failed(), Some((Some(RefundPending), Some(RefundPending)))),
-            (OfframpPending, Input::OperatorRetry, Some((None, Some(OfframpPending)))),
-            (RefundPending, initiated(), Some((None, Some(RefundPending)))),
+            (
+                OfframpPending,
+                failed(),
+                Some((Some(RefundPending), Some(RefundPending))),
+            ),
+            (
+                OfframpPending,
+                Input::OperatorRetry,
+                Some((None, Some(OfframpPending))),
+            ),
+            (
+                RefundPending,
+                initiated(),
+                Some((None, Some(RefundPending))),
+            ),
             (RefundPending, pending(), Some((None, Some(RefundPending)))),
             (RefundPending, completed(), Some((Some(Refunded), None))),
             (Completed, completed(), None),
@@ -456,13 +492,15 @@ mod tests {
             (Refunded, completed(), None),
         ];
         for (state, input, want) in rows {
-            let got = decide(&payment(state), input.clone(), &ctx()).ok().map(|e| {
-                let next = match e.next {
-                    Next::Run { state, .. } => Some(state),
-                    Next::Done => None,
-                };
-                (e.transition.map(|m| m.to), next)
-            });
+            let got = decide(&payment(state), input.clone(), &ctx())
+                .ok()
+                .map(|e| {
+                    let next = match e.next {
+                        Next::Run { state, .. } => Some(state),
+                        Next::Done => None,
+                    };
+                    (e.transition.map(|m| m.to), next)
+                });
             assert_eq!(got, want, "{state} × {input:?}");
         }
     }

@@ -79,8 +79,7 @@ impl Task {
             source,
         };
         let payload: serde_json::Value = serde_json::from_str(payload).map_err(bad)?;
-        serde_json::from_value(serde_json::json!({ "kind": kind, "payload": payload }))
-            .map_err(bad)
+        serde_json::from_value(serde_json::json!({ "kind": kind, "payload": payload })).map_err(bad)
     }
 
     /// A step job for a payment expected in `state`, with no polls made yet.

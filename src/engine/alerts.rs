@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{Engine, JobError};
 use crate::domain::Timestamp;
-use crate::signing::Secret;
 use crate::domain::task::Task;
+use crate::signing::Secret;
 use crate::store::jobs::{self, Job};
 use crate::store::ops::{self, Alert, DEAD_JOB, STUCK_PAYMENT, WEBHOOK_ENDPOINT_FAILING};
 use crate::store::unit::Write;
@@ -182,16 +182,10 @@ async fn notify(sink: &AlertSink, a: &Alert, now: Timestamp) {
             return;
         }
     };
-    let sent = crate::signing::signed_post(
-        &client,
-        &sink.url,
-        &[&sink.secret],
-        &a.alert_id,
-        now,
-        body,
-    )
-    .send()
-    .await;
+    let sent =
+        crate::signing::signed_post(&client, &sink.url, &[&sink.secret], &a.alert_id, now, body)
+            .send()
+            .await;
     match sent {
         Ok(r) if r.status().is_success() => {}
         Ok(r) => tracing::warn!(

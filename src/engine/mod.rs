@@ -70,7 +70,11 @@ impl Engine {
     /// An engine with a unique lease owner id; `seed` drives its jitter.
     pub fn new(service: Arc<Service>, cfg: EngineConfig, seed: u64) -> Arc<Engine> {
         let mut rng = StdRng::seed_from_u64(seed);
-        let owner = format!("worker_{:016x}{:016x}", rng.random::<u64>(), rng.random::<u64>());
+        let owner = format!(
+            "worker_{:016x}{:016x}",
+            rng.random::<u64>(),
+            rng.random::<u64>()
+        );
         Arc::new(Engine {
             service,
             cfg,
@@ -267,7 +271,11 @@ impl Engine {
 
     /// Commits `unit` fenced by `job`'s lease; a lost lease writes nothing and is not an
     /// error (the job's new holder runs it).
-    pub(crate) async fn commit_held(&self, job: &Job, writes: Vec<Write>) -> Result<bool, JobError> {
+    pub(crate) async fn commit_held(
+        &self,
+        job: &Job,
+        writes: Vec<Write>,
+    ) -> Result<bool, JobError> {
         let mut unit = UnitOfWork::at(self.now());
         unit.push(Write::HoldLease(job.lease.clone()));
         for w in writes {

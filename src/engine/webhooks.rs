@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use secrecy::ExposeSecret;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Engine, JobError};
@@ -221,12 +222,12 @@ async fn send(engine: &Engine, endpoint: &Endpoint, event: &Event, now: Timestam
         Err(e) => return Answer::NoAnswer(e.to_string()),
     };
     let mut secrets = Vec::with_capacity(2);
-    if let Ok(s) = Secret::parse(&endpoint.secret) {
+    if let Ok(s) = Secret::parse(endpoint.secret.expose_secret()) {
         secrets.push(s);
     }
     if let (Some(prev), Some(until)) = (&endpoint.previous_secret, endpoint.previous_secret_until)
         && now < until
-        && let Ok(s) = Secret::parse(prev)
+        && let Ok(s) = Secret::parse(prev.expose_secret())
     {
         secrets.push(s);
     }

@@ -357,7 +357,7 @@ impl Notifier {
         )
         .send()
         .await
-            .map_err(|e| e.without_url().to_string())?;
+        .map_err(|e| e.without_url().to_string())?;
         if resp.status().is_success() {
             Ok(())
         } else {

@@ -1,5 +1,7 @@
 //! Merchants' webhook endpoints: create, delete, rotate the secret, send an event again.
 
+use secrecy::SecretString;
+
 use super::{Error, Result, Service};
 use crate::domain::task::Task;
 use crate::signing::Secret;
@@ -21,7 +23,11 @@ impl Service {
         url: String,
         events: Vec<String>,
     ) -> Result<Endpoint> {
-        if webhooks::list_endpoints(&self.store, merchant_id).await?.len() >= MAX_ENDPOINTS {
+        if webhooks::list_endpoints(&self.store, merchant_id)
+            .await?
+            .len()
+            >= MAX_ENDPOINTS
+        {
             return Err(Error::invalid(
                 "url",
                 format!("at most {MAX_ENDPOINTS} webhook endpoints per merchant"),
@@ -33,7 +39,7 @@ impl Service {
             merchant_id: merchant_id.to_owned(),
             url,
             events,
-            secret: Secret::generate(),
+            secret: SecretString::from(Secret::generate()),
             previous_secret: None,
             previous_secret_until: None,
             disabled_at: None,
@@ -84,7 +90,11 @@ impl Service {
 
     /// Sends the event of one of the merchant's deliveries to its endpoint again, now, under
     /// the same `webhook-id`. Returns `(event_id, endpoint_id)`.
-    pub async fn redeliver(&self, merchant_id: &str, delivery_id: &str) -> Result<(String, String)> {
+    pub async fn redeliver(
+        &self,
+        merchant_id: &str,
+        delivery_id: &str,
+    ) -> Result<(String, String)> {
         let d = webhooks::find_delivery(&self.store, merchant_id, delivery_id)
             .await?
             .ok_or(Error::NotFound("webhook delivery"))?;

@@ -2,6 +2,7 @@
 //! Each commits its change and its audit row (who, what, when) in one unit of work.
 
 use rust_decimal::Decimal;
+use secrecy::SecretString;
 
 use super::settle::{Applied, Via};
 use super::{Error, Result, Service};
@@ -20,8 +21,8 @@ pub struct NewMerchant {
     pub merchant_id: String,
     /// Display name.
     pub name: String,
-    /// The API key (`sk_…`).
-    pub api_key: String,
+    /// The API key (`sk_…`), never printed by `Debug`.
+    pub api_key: SecretString,
 }
 
 /// The writes creating merchant `name` with a fresh key, audited as `actor`.
@@ -48,7 +49,7 @@ pub(crate) fn merchant_writes(
         NewMerchant {
             merchant_id,
             name: name.to_owned(),
-            api_key,
+            api_key: SecretString::from(api_key),
         },
         writes,
     )
@@ -164,8 +165,12 @@ impl Service {
     /// Removes a pin.
     pub async fn unpin_rate(&self, from: Currency, to: Currency, actor: &str) -> Result<()> {
         let mut unit = UnitOfWork::at(self.clock.now());
-        unit.push(Write::UnpinRate { from, to })
-            .push(audit(actor, "rate.unpin", &format!("{from}/{to}"), ""));
+        unit.push(Write::UnpinRate { from, to }).push(audit(
+            actor,
+            "rate.unpin",
+            &format!("{from}/{to}"),
+            "",
+        ));
         match self.commit(unit).await? {
             Ok(()) => {}
             Err(Rejected::NotFound) => return Err(Error::NotFound("rate pin")),

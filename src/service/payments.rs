@@ -188,10 +188,15 @@ impl Service {
             .await?
             .ok_or(Error::NotFound("payment"))?;
         let cannot = || Error::InvalidState(lifecycle::Refusal::CannotCancel.to_string());
-        let effects =
-            lifecycle::decide(&p, Input::Cancel, &self.step_context(&p, 0)).map_err(|_| cannot())?;
+        let effects = lifecycle::decide(&p, Input::Cancel, &self.step_context(&p, 0))
+            .map_err(|_| cannot())?;
         match self
-            .apply(&p, effects, super::settle::Via::Merchant, UnitOfWork::at(self.clock.now()))
+            .apply(
+                &p,
+                effects,
+                super::settle::Via::Merchant,
+                UnitOfWork::at(self.clock.now()),
+            )
             .await?
         {
             super::settle::Applied::Written(after) => Ok(*after),

@@ -237,7 +237,10 @@ impl Service {
             .map_err(|e| StepError::Transient(e.to_string()))?;
         let mut unit = UnitOfWork::at(self.clock.now());
         unit.push(Write::HoldLease(job.lease.clone()));
-        match self.apply_for(&p, effects, Via::Poll, Some(job), unit).await? {
+        match self
+            .apply_for(&p, effects, Via::Poll, Some(job), unit)
+            .await?
+        {
             Applied::Written(_) | Applied::Rejected(Rejected::LeaseLost) => Ok(()),
             // The payment moved on between the read and the write: the job has nothing to do.
             Applied::Rejected(_) => self.finish(job).await,
@@ -333,15 +336,16 @@ impl Service {
                         .await
                         .map(Answer::Initiated)
                 }
-                Some(reference) => match self.timed(onramp.name(), onramp.status(reference)).await
-                {
-                    // A reversal must not fail for good: keep retrying and let the job
-                    // dead-letter so an operator sees it.
-                    Ok(TransferStatus::Failed(msg)) => {
-                        return Err(StepError::Transient(format!("reversal failed: {msg}")));
+                Some(reference) => {
+                    match self.timed(onramp.name(), onramp.status(reference)).await {
+                        // A reversal must not fail for good: keep retrying and let the job
+                        // dead-letter so an operator sees it.
+                        Ok(TransferStatus::Failed(msg)) => {
+                            return Err(StepError::Transient(format!("reversal failed: {msg}")));
+                        }
+                        other => other.map(Answer::Status),
                     }
-                    other => other.map(Answer::Status),
-                },
+                }
             },
             Completed | Failed | Cancelled | Refunded => return Ok(None),
         };

@@ -28,7 +28,12 @@ pub struct NewJob {
 
 impl NewJob {
     /// A job due at `run_at` with a fresh id.
-    pub fn new(task: Task, payment_id: Option<String>, run_at: Timestamp, max_attempts: i64) -> NewJob {
+    pub fn new(
+        task: Task,
+        payment_id: Option<String>,
+        run_at: Timestamp,
+        max_attempts: i64,
+    ) -> NewJob {
         NewJob {
             id: uuid::Uuid::now_v7().to_string(),
             task,
@@ -146,7 +151,10 @@ pub async fn claim(
         .bind(limit)
         .fetch_all(&mut *tx)
         .await?;
-    let jobs = rows.iter().map(job_from_row).collect::<StoreResult<Vec<_>>>()?;
+    let jobs = rows
+        .iter()
+        .map(job_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
     tx.commit().await?;
     Ok(jobs)
 }
@@ -246,7 +254,11 @@ pub(super) async fn fail(
 }
 
 /// Makes every job leased by `owner` due now (graceful shutdown hands work back).
-pub(super) async fn release_owner(conn: &mut Conn, owner: &str, now: Timestamp) -> StoreResult<u64> {
+pub(super) async fn release_owner(
+    conn: &mut Conn,
+    owner: &str,
+    now: Timestamp,
+) -> StoreResult<u64> {
     let r = sqlx::query("UPDATE jobs SET run_at = $1, lease_owner = NULL WHERE lease_owner = $2 AND state = 'ready'")
         .bind(now.millis())
         .bind(owner)
@@ -401,7 +413,6 @@ pub async fn for_payment(
         .collect()
 }
 
-
 /// Makes sure the recurring job `id` exists (created due at `run_at` if missing).
 pub(super) async fn ensure_recurring(
     conn: &mut Conn,
@@ -459,7 +470,12 @@ pub(super) async fn schedule_step(
         None => {
             enqueue(
                 conn,
-                &NewJob::new(task.clone(), Some(payment_id.to_owned()), run_at, max_attempts),
+                &NewJob::new(
+                    task.clone(),
+                    Some(payment_id.to_owned()),
+                    run_at,
+                    max_attempts,
+                ),
             )
             .await?
         }

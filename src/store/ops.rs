@@ -53,11 +53,7 @@ pub(super) async fn unpin_rate(conn: &mut Conn, from: Currency, to: Currency) ->
 }
 
 /// The pin for one direction, if any.
-pub async fn rate_pin(
-    store: &Store,
-    from: Currency,
-    to: Currency,
-) -> StoreResult<Option<RatePin>> {
+pub async fn rate_pin(store: &Store, from: Currency, to: Currency) -> StoreResult<Option<RatePin>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
     let row = sqlx::query(
@@ -156,7 +152,11 @@ pub(super) async fn insert_alert(conn: &mut Conn, a: &Alert, now: Timestamp) -> 
 }
 
 /// Marks an alert cleared: its condition is gone.
-pub(super) async fn clear_alert(conn: &mut Conn, alert_id: &str, now: Timestamp) -> StoreResult<()> {
+pub(super) async fn clear_alert(
+    conn: &mut Conn,
+    alert_id: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
     sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE alert_id = $2")
         .bind(now.millis())
         .bind(alert_id)

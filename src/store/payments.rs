@@ -54,7 +54,10 @@ fn fields(changes: &[Change]) -> Vec<Field> {
                 ]);
             }
             Change::LegStatus(side, status) => {
-                out.push(Field::Text(columns(*side)[2], Some(status.as_str().to_owned())));
+                out.push(Field::Text(
+                    columns(*side)[2],
+                    Some(status.as_str().to_owned()),
+                ));
             }
             Change::Failure(code, message) => out.extend([
                 Field::Text("failure_code", Some(code.as_str().to_owned())),
@@ -260,7 +263,11 @@ pub(crate) async fn update_in_state(
 
 /// Marks a `PENDING` payment as being initiated, so cancel can no longer win. Returns true
 /// if the payment is (now or already) claimed and still `PENDING`.
-pub(crate) async fn claim_onramp(conn: &mut Conn, payment_id: &str, at: Timestamp) -> StoreResult<bool> {
+pub(crate) async fn claim_onramp(
+    conn: &mut Conn,
+    payment_id: &str,
+    at: Timestamp,
+) -> StoreResult<bool> {
     let r = sqlx::query(
         "UPDATE payments SET onramp_claimed_at = COALESCE(onramp_claimed_at, $1) WHERE payment_id = $2 AND state = 'PENDING'",
     )

@@ -74,7 +74,11 @@ pub async fn find(
 }
 
 /// Marks the quote used by `payment_id`. False when another payment took it first.
-pub(super) async fn mark_used(conn: &mut Conn, quote_id: &str, payment_id: &str) -> StoreResult<bool> {
+pub(super) async fn mark_used(
+    conn: &mut Conn,
+    quote_id: &str,
+    payment_id: &str,
+) -> StoreResult<bool> {
     let r =
         sqlx::query("UPDATE quotes SET payment_id = $1 WHERE quote_id = $2 AND payment_id IS NULL")
             .bind(payment_id)

@@ -17,7 +17,6 @@ pub(super) async fn insert_if_absent(conn: &mut Conn, key: &str, value: &str) ->
     Ok(r.rows_affected() == 1)
 }
 
-
 /// The value of `key`, if set.
 pub async fn get(store: &Store, key: &str) -> StoreResult<Option<String>> {
     let mut conn = store.reader().await?;

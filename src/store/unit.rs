@@ -380,7 +380,10 @@ async fn apply(
         Write::MarkQuoteUsed {
             quote_id,
             payment_id,
-        } => guard(quotes::mark_used(tx, quote_id, payment_id).await?, QuoteUsed),
+        } => guard(
+            quotes::mark_used(tx, quote_id, payment_id).await?,
+            QuoteUsed,
+        ),
         Write::InsertPayment(p) => {
             payments::insert(tx, p).await?;
             Ok(())

@@ -1,5 +1,6 @@
 //! Merchant webhook endpoints, the event outbox, and the delivery log.
 
+use secrecy::{ExposeSecret, SecretString};
 use sqlx::any::AnyRow;
 
 use super::{Conn, Store, StoreError, StoreResult, col};
@@ -17,9 +18,9 @@ pub struct Endpoint {
     /// Subscribed event types; empty = all.
     pub events: Vec<String>,
     /// Current signing secret (`whsec_…`).
-    pub secret: String,
+    pub secret: SecretString,
     /// The secret before the last rotation, still signing until `previous_secret_until`.
-    pub previous_secret: Option<String>,
+    pub previous_secret: Option<SecretString>,
     /// End of the rotation overlap.
     pub previous_secret_until: Option<Timestamp>,
     /// Set when the receiver answered `410 Gone`.
@@ -91,8 +92,8 @@ fn endpoint_from_row(r: &AnyRow) -> StoreResult<Endpoint> {
         url: col(r, "url")?,
         events: serde_json::from_str(&events)
             .map_err(|e| StoreError::Corrupt(format!("events: {e}")))?,
-        secret: col(r, "secret")?,
-        previous_secret: col(r, "previous_secret")?,
+        secret: SecretString::from(col::<String>(r, "secret")?),
+        previous_secret: col::<Option<String>>(r, "previous_secret")?.map(SecretString::from),
         previous_secret_until: col::<Option<i64>>(r, "previous_secret_until")?.map(Timestamp),
         disabled_at: col::<Option<i64>>(r, "disabled_at")?.map(Timestamp),
         created_at: Timestamp(col(r, "created_at")?),
@@ -111,7 +112,7 @@ pub(super) async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResul
     .bind(&e.merchant_id)
     .bind(&e.url)
     .bind(events)
-    .bind(&e.secret)
+    .bind(e.secret.expose_secret())
     .bind(e.created_at.millis())
     .execute(&mut *conn)
     .await?;
@@ -121,10 +122,13 @@ pub(super) async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResul
 /// A merchant's endpoints, oldest first.
 pub async fn list_endpoints(store: &Store, merchant_id: &str) -> StoreResult<Vec<Endpoint>> {
     let mut conn = store.reader().await?;
-    list_endpoints_in(&mut *conn, merchant_id).await
+    list_endpoints_in(&mut conn, merchant_id).await
 }
 
-pub(crate) async fn list_endpoints_in(conn: &mut Conn, merchant_id: &str) -> StoreResult<Vec<Endpoint>> {
+pub(crate) async fn list_endpoints_in(
+    conn: &mut Conn,
+    merchant_id: &str,
+) -> StoreResult<Vec<Endpoint>> {
     let rows = sqlx::query(super::dynamic(format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY created_at, endpoint_id"
     )))

@@ -1,5 +1,6 @@
 //! Spawning a fresh Corridor per test, with fast simulated providers, on either backend.
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,7 +24,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The app's clock.
     pub clock: Arc<SystemClock>,
-    _app: Application,
+    /// The running application (tests may run its due jobs by hand).
+    pub app: Application,
     _dir: tempfile::TempDir,
     _pg: Option<corridor_testdb::PgDatabase>,
 }
@@ -33,7 +35,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.database_url = format!("sqlite://{}", dir.join("corridor.db").display());
-    cfg.admin_key = Some(format!("ck_admin_test_{}", uuid::Uuid::new_v4().simple()));
+    cfg.admin_key = Some(format!("ck_admin_test_{}", uuid::Uuid::new_v4().simple()).into());
     cfg.poll_interval = Dur(Duration::from_millis(50));
     let fast = DurRange {
         min: Duration::from_millis(20),
@@ -48,7 +50,7 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         per: Duration::from_secs(1),
     };
     cfg.workers = 4;
-    cfg.provider_webhook_secret = Some(PROVIDER_SECRET.to_owned());
+    cfg.provider_webhook_secret = Some(PROVIDER_SECRET.to_owned().into());
     cfg
 }
 
@@ -80,7 +82,8 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
     configure(&mut cfg);
     let admin_key = cfg
         .admin_key
-        .clone()
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned())
         .expect("test config sets an admin key");
     let clock = SystemClock::new();
     let app = Application::start(cfg, clock.clone(), rand::random())
@@ -90,10 +93,13 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
     Some(TestApp {
         address: format!("http://{}", app.addr()),
         admin_key,
-        merchant_key: boot.merchant_key,
+        merchant_key: boot
+            .merchant_key
+            .map(|k| k.expose_secret().to_owned())
+            .unwrap_or_default(),
         client: reqwest::Client::new(),
         clock,
-        _app: app,
+        app,
         _dir: dir,
         _pg: pg,
     })

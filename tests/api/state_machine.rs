@@ -266,3 +266,54 @@ async fn the_sandbox_is_forbidden_to_merchants() {
         .await;
     expect_error(resp, 403, "FORBIDDEN", "merchant key on the sandbox").await;
 }
+
+/// With the worker loop off, running the due jobs by hand drives a payment to the end: the
+/// entry point tests and the simulator use instead of waiting on timers.
+#[tokio::test]
+async fn running_due_jobs_by_hand_drives_a_payment_to_completed() {
+    let zero = corridor::config::DurRange {
+        min: std::time::Duration::ZERO,
+        max: std::time::Duration::ZERO,
+    };
+    let Some(app) = spawn_app_with(|c| {
+        c.workers = 0;
+        c.sim_onramp_delay = zero;
+        c.sim_offramp_delay = zero;
+        c.poll_interval = corridor::config::Dur(std::time::Duration::from_millis(1));
+    })
+    .await
+    else {
+        return;
+    };
+    let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
+    let created = app
+        .pay(&app.merchant_key, body(&quote, "user123", "merchant456"))
+        .await;
+    let id = created["payment_id"].as_str().expect("payment_id");
+    let mut status = String::new();
+    for _ in 0..200 {
+        app.app.run_due_jobs(100).await.expect("jobs run");
+        let p = expect_status(
+            app.get(&format!("/v1/payments/{id}"), &app.merchant_key).await,
+            200,
+        )
+        .await;
+        status = p["status"].as_str().unwrap_or_default().to_owned();
+        if status == "COMPLETED" {
+            assert_eq!(
+                states(&p),
+                [
+                    "PENDING",
+                    "ONRAMP_PENDING",
+                    "ONRAMP_COMPLETE",
+                    "OFFRAMP_PENDING",
+                    "COMPLETED"
+                ]
+            );
+            return;
+        }
+        // Polls are scheduled a millisecond ahead: let them come due.
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("payment did not complete by running due jobs; last status {status}");
+}

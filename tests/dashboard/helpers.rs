@@ -1,6 +1,7 @@
 //! A fresh in-process Corridor per test, and a browser-like client for its dashboard:
 //! redirects are not followed (tests look at them) and the session cookie is kept by hand.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use corridor::app::Application;
@@ -54,7 +55,7 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
     let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.database_url = format!("sqlite://{}", dir.path().join("corridor.db").display());
-    cfg.admin_key = Some(format!("ck_admin_test_{}", uuid::Uuid::new_v4().simple()));
+    cfg.admin_key = Some(format!("ck_admin_test_{}", uuid::Uuid::new_v4().simple()).into());
     cfg.poll_interval = Dur(Duration::from_millis(50));
     let fast = DurRange {
         min: Duration::from_millis(20),
@@ -77,7 +78,11 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
         }
     };
     configure(&mut cfg);
-    let admin_key = cfg.admin_key.clone().expect("an admin key is set");
+    let admin_key = cfg
+        .admin_key
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned())
+        .expect("an admin key is set");
     let database_url = cfg.database_url.clone();
     let app = Application::start(cfg, SystemClock::new(), rand::random())
         .await
@@ -86,7 +91,9 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
         .bootstrap()
         .expect("first start bootstraps")
         .merchant_key
-        .clone();
+        .as_ref()
+        .map(|k| k.expose_secret().to_owned())
+        .unwrap_or_default();
     Some(TestApp {
         address: format!("http://{}", app.addr()),
         admin_key,
