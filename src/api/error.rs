@@ -171,7 +171,7 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(inner) => {
+            StoreError::Unavailable(inner) | StoreError::Storage(inner) => {
                 tracing::warn!(error = %inner, "database unavailable");
                 ApiError::new(
                     Code::Unavailable,

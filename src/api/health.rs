@@ -14,10 +14,18 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers and accepts writes.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Database reachable"), (status = 503, description = "Database unreachable")))]
+    responses((status = 200, description = "Database reachable and writable"), (status = 503, description = "Database unreachable, or its writes fail (disk full, I/O error)")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+    if state.store().writes_failing_since().is_some() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(
+                json!({"error": "UNAVAILABLE", "message": "database writes fail (disk full or I/O error)"}),
+            ),
+        );
+    }
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.store().ping()).await {
         Ok(Ok(())) => (StatusCode::OK, Json(json!({"status": "ready"}))),
         _ => (

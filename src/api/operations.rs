@@ -252,18 +252,32 @@ pub struct AlertList {
 #[utoipa::path(get, path = "/v1/admin/alerts", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = AlertList)))]
 pub async fn alerts(State(state): State<AppState>, _a: Admin) -> Result<Json<AlertList>, ApiError> {
-    let data = ops_store::open_alerts(state.store())
-        .await?
+    // A failing disk cannot be written down as an alert row: it is shown from memory.
+    let storage = state.store().writes_failing_since().map(|since| AlertView {
+        id: "alert_storage".to_owned(),
+        kind: "STORAGE_FAILING".to_owned(),
+        payment_id: None,
+        endpoint_id: None,
+        job_id: None,
+        message: "database writes fail (disk full or I/O error); new work answers 503".to_owned(),
+        since: since.to_rfc3339(),
+    });
+    let data = storage
         .into_iter()
-        .map(|a| AlertView {
-            id: a.alert_id,
-            kind: a.kind,
-            payment_id: a.payment_id,
-            endpoint_id: a.endpoint_id,
-            job_id: a.job_id,
-            message: a.message,
-            since: a.since.to_rfc3339(),
-        })
+        .chain(
+            ops_store::open_alerts(state.store())
+                .await?
+                .into_iter()
+                .map(|a| AlertView {
+                    id: a.alert_id,
+                    kind: a.kind,
+                    payment_id: a.payment_id,
+                    endpoint_id: a.endpoint_id,
+                    job_id: a.job_id,
+                    message: a.message,
+                    since: a.since.to_rfc3339(),
+                }),
+        )
         .collect();
     Ok(Json(AlertList { data }))
 }

@@ -132,6 +132,16 @@ pub async fn claim(
     lease_until: Timestamp,
     limit: i64,
 ) -> StoreResult<Vec<Job>> {
+    store.note_write(now, claim_in(store, owner, now, lease_until, limit).await)
+}
+
+async fn claim_in(
+    store: &Store,
+    owner: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64,
+) -> StoreResult<Vec<Job>> {
     // SQLite serialises writers, so the sub-select cannot race; PostgreSQL needs row locks
     // that concurrent claimers skip rather than wait on.
     let mut tx = store.begin().await?;

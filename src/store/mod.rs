@@ -45,6 +45,10 @@ pub enum StoreError {
     /// The database cannot be reached right now (pool timeout, I/O): answer 503, retry later.
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),
+    /// The database cannot write (disk full, I/O error, out of memory): nothing was written;
+    /// answer 503 and retry once the operator has made room.
+    #[error("database cannot write: {0}")]
+    Storage(sqlx::Error),
     /// A row read back does not make sense (a bug or manual edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),
@@ -64,6 +68,9 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(db) if is_transient_code(db.code().as_deref()) => {
                 StoreError::Unavailable(e)
             }
+            sqlx::Error::Database(db) if is_storage_code(db.code().as_deref()) => {
+                StoreError::Storage(e)
+            }
             _ => StoreError::Db(e),
         }
     }
@@ -73,6 +80,25 @@ impl From<sqlx::Error> for StoreError {
 fn is_transient_code(code: Option<&str>) -> bool {
     matches!(code, Some("5" | "6" | "261" | "517"))
         || code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+}
+
+/// SQLite `NOMEM` (7), `IOERR` (10, with its extended codes), `FULL` (13); PostgreSQL
+/// class 53 (insufficient resources: disk full, out of memory) and `58030` (I/O error).
+fn is_storage_code(code: Option<&str>) -> bool {
+    let Some(code) = code else { return false };
+    // A SQLSTATE is always five characters; SQLite's (extended) codes are shorter numbers.
+    if code.len() == 5 {
+        return code.starts_with("53") || code == "58030";
+    }
+    code.parse::<i64>()
+        .is_ok_and(|n| matches!(n & 0xff, 7 | 10 | 13))
+}
+
+impl StoreError {
+    /// Whether retrying later may succeed (the caller answers 503, not 500).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Storage(_))
+    }
 }
 
 /// Result of store operations.
@@ -87,6 +113,21 @@ pub struct Store {
     url: String,
     /// Notified after a commit that made work due now (and by `LISTEN` on PostgreSQL).
     wake: std::sync::Arc<tokio::sync::Notify>,
+    /// Health of the write path: poisoned connections, a failing disk.
+    writes: std::sync::Arc<WriteHealth>,
+}
+
+/// What the store knows about its write path.
+#[derive(Debug, Default)]
+struct WriteHealth {
+    /// The SQLite write connection saw an error inside a transaction: SQLite may have rolled
+    /// the transaction back by itself (a full disk does), leaving the driver's idea of the
+    /// connection's transaction state wrong — every later "commit" would commit nothing. The
+    /// next acquire closes it and opens a fresh one.
+    poisoned: std::sync::atomic::AtomicBool,
+    /// When writes began failing for lack of space or an I/O error, as Unix ms (0: they
+    /// do not); cleared by the next commit that succeeds. Readiness answers 503 meanwhile.
+    failing_since: std::sync::atomic::AtomicI64,
 }
 
 /// Pool sizing and timeouts.
@@ -121,6 +162,7 @@ impl Store {
             _ => url.to_owned(),
         };
         let opts = AnyConnectOptions::from_str(&url)?;
+        let writes = std::sync::Arc::new(WriteHealth::default());
         let build = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
@@ -144,7 +186,19 @@ impl Store {
         };
         let (write, read) = match backend {
             Backend::Sqlite => {
-                let write = build(1).connect_with(opts.clone()).await?;
+                let health = writes.clone();
+                let write = build(1)
+                    .before_acquire(move |_conn, _meta| {
+                        let health = health.clone();
+                        Box::pin(async move {
+                            // `false` closes the connection; the pool opens a fresh one.
+                            Ok(!health
+                                .poisoned
+                                .swap(false, std::sync::atomic::Ordering::SeqCst))
+                        })
+                    })
+                    .connect_with(opts.clone())
+                    .await?;
                 let read = build(cfg.max_connections.max(2)).connect_lazy_with(opts);
                 (write, read)
             }
@@ -159,6 +213,7 @@ impl Store {
             backend,
             url,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
+            writes,
         })
     }
 
@@ -191,6 +246,53 @@ impl Store {
         &self,
     ) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.read.acquire().await?)
+    }
+
+    /// Records how a write transaction ended: after an error the SQLite write connection is
+    /// replaced before its next use (its transaction state can no longer be trusted), and a
+    /// storage failure marks the write path failing until a write succeeds again.
+    pub(in crate::store) fn note_write<T>(
+        &self,
+        at: crate::domain::Timestamp,
+        result: StoreResult<T>,
+    ) -> StoreResult<T> {
+        use std::sync::atomic::Ordering::SeqCst;
+        match &result {
+            Ok(_) => {
+                if self.writes.failing_since.swap(0, SeqCst) != 0 {
+                    metrics::gauge!("corridor_storage_failing").set(0.0);
+                    tracing::warn!("database writes succeed again");
+                }
+            }
+            Err(e) => {
+                if self.backend == Backend::Sqlite {
+                    self.writes.poisoned.store(true, SeqCst);
+                }
+                if matches!(e, StoreError::Storage(_))
+                    && self
+                        .writes
+                        .failing_since
+                        .compare_exchange(0, at.millis().max(1), SeqCst, SeqCst)
+                        .is_ok()
+                {
+                    metrics::gauge!("corridor_storage_failing").set(1.0);
+                    tracing::error!(error = %e, "database cannot write (disk full or I/O error): writes answer 503 until it can");
+                }
+            }
+        }
+        result
+    }
+
+    /// Since when writes fail for lack of space or an I/O error, if they do.
+    pub fn writes_failing_since(&self) -> Option<crate::domain::Timestamp> {
+        match self
+            .writes
+            .failing_since
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            0 => None,
+            ms => Some(crate::domain::Timestamp(ms)),
+        }
     }
 
     /// The notify this process's workers wait on: signalled after every commit that made
@@ -262,4 +364,26 @@ pub(crate) fn parse_col<T: FromStr>(row: &sqlx::any::AnyRow, name: &str) -> Stor
 /// as safe: no caller-supplied text is ever formatted into a statement, only bound.
 pub(crate) fn dynamic(sql: String) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(sql)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_or_io_error_is_a_storage_failure_on_both_engines() {
+        // SQLite primary and extended result codes: FULL, IOERR_WRITE, IOERR_FSYNC, NOMEM.
+        for code in ["13", "778", "1034", "7", "10"] {
+            assert!(is_storage_code(Some(code)), "{code}");
+        }
+        // PostgreSQL: disk_full, out_of_memory, configuration_limit_exceeded, io_error.
+        for code in ["53100", "53200", "53400", "58030"] {
+            assert!(is_storage_code(Some(code)), "{code}");
+        }
+        // Constraint violations and busy/locked are not.
+        for code in ["2067", "1555", "5", "23505", "40001"] {
+            assert!(!is_storage_code(Some(code)), "{code}");
+        }
+        assert!(!is_storage_code(None));
+    }
 }

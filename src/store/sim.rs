@@ -37,10 +37,16 @@ const COLUMNS: &str = "reference, provider, payment_id, leg, amount, currency, o
 /// Creates the transfer for `(payment_id, leg)`, or — when it exists — counts the repeated
 /// ask and returns the existing transfer unchanged.
 pub async fn initiate(store: &Store, t: &SimTransfer) -> StoreResult<SimTransfer> {
-    let mut tx = store.begin().await?;
-    let out = initiate_in(&mut tx, t).await?;
-    tx.commit().await?;
-    Ok(out)
+    store.note_write(
+        crate::domain::Timestamp(0),
+        async {
+            let mut tx = store.begin().await?;
+            let out = initiate_in(&mut tx, t).await?;
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await,
+    )
 }
 
 async fn initiate_in(conn: &mut Conn, t: &SimTransfer) -> StoreResult<SimTransfer> {
@@ -88,10 +94,16 @@ pub async fn settle(
     outcome: &str,
     at: Timestamp,
 ) -> StoreResult<bool> {
-    let mut tx = store.begin().await?;
-    let out = settle_in(&mut tx, reference, outcome, at).await?;
-    tx.commit().await?;
-    Ok(out)
+    store.note_write(
+        crate::domain::Timestamp(0),
+        async {
+            let mut tx = store.begin().await?;
+            let out = settle_in(&mut tx, reference, outcome, at).await?;
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await,
+    )
 }
 
 async fn settle_in(
@@ -133,10 +145,16 @@ pub async fn due_notifications(
 /// Records that a transfer's status webhook is done with (delivered, or given up), so it is
 /// never sent again. False if unknown or already recorded.
 pub async fn mark_notified(store: &Store, reference: &str, at: Timestamp) -> StoreResult<bool> {
-    let mut tx = store.begin().await?;
-    let out = mark_notified_in(&mut tx, reference, at).await?;
-    tx.commit().await?;
-    Ok(out)
+    store.note_write(
+        crate::domain::Timestamp(0),
+        async {
+            let mut tx = store.begin().await?;
+            let out = mark_notified_in(&mut tx, reference, at).await?;
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await,
+    )
 }
 
 async fn mark_notified_in(conn: &mut Conn, reference: &str, at: Timestamp) -> StoreResult<bool> {

@@ -330,6 +330,14 @@ impl Store {
     /// none of it, with the guard that failed. A unit is acknowledged only once the commit
     /// returned; any error leaves nothing written.
     pub async fn commit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
+        let outcome = self.note_write(unit.at, self.commit_once(&unit).await);
+        if matches!(outcome, Ok(Ok(()))) && unit.wakes {
+            self.wake.notify_one();
+        }
+        outcome
+    }
+
+    async fn commit_once(&self, unit: &UnitOfWork) -> StoreResult<Result<(), Rejected>> {
         let mut tx = self.begin().await?;
         let at = unit.at;
         for w in &unit.writes {
@@ -342,9 +350,6 @@ impl Store {
             jobs::announce(&mut tx).await?;
         }
         tx.commit().await?;
-        if unit.wakes {
-            self.wake.notify_one();
-        }
         Ok(Ok(()))
     }
 }
