@@ -189,6 +189,7 @@ impl Application {
             max_connections: cfg.db_pool,
             // Well below the request timeout, so an outage answers 503 before the request times out.
             acquire_timeout: (cfg.request_timeout.0 / 2).min(Duration::from_secs(3)),
+            group_commit: cfg.group_commit,
         };
         let store = Store::connect(&cfg.database_url, pool).await?;
         store.migrate().await?;

@@ -251,6 +251,10 @@ pub struct Config {
     /// readers). Keep nodes × pool under the server's `max_connections`.
     #[arg(long, env = "CORRIDOR_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,
+    /// SQLite: commit the units of work that arrive together in one transaction (one fsync),
+    /// each in its own savepoint. `false` commits each unit alone (for comparison).
+    #[arg(long, env = "CORRIDOR_GROUP_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
+    pub group_commit: bool,
     /// Which parts this process runs.
     #[arg(long, value_enum, default_value = "all")]
     pub role: Role,

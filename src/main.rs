@@ -36,6 +36,13 @@ enum Command {
     },
     /// Load-test a running Corridor and print latency and throughput figures.
     Bench(corridor::bench::BenchArgs),
+    /// Serve a trivial axum JSON POST endpoint: the machine's ceiling, measured beside
+    /// Corridor by `scripts/bench` so results are ratios, not noisy absolutes.
+    Ceiling {
+        /// Address to serve on.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: std::net::SocketAddr,
+    },
     /// Serve the simulated onramp and offramp over the provider protocol, in their own
     /// process and database (point `CORRIDOR_ONRAMP_URL`/`CORRIDOR_OFFRAMP_URL` at it).
     SimProvider(corridor::providers::sim_server::SimProviderArgs),
@@ -110,6 +117,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Bench(args) => corridor::bench::run(args).await,
+            Command::Ceiling { listen } => corridor::bench::ceiling(listen).await,
             Command::SimProvider(args) => sim_provider(args).await,
         }
     });

@@ -152,7 +152,7 @@ impl IntoResponse for DashError {
             DashError::Csrf => (StatusCode::FORBIDDEN, "Refused"),
             DashError::NotFound(_) => (StatusCode::NOT_FOUND, "Not found"),
             DashError::InvalidState(_) => (StatusCode::CONFLICT, "Not possible now"),
-            DashError::Store(StoreError::Unavailable(_) | StoreError::Storage(_)) => {
+            DashError::Store(e) if e.is_unavailable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "Database unavailable")
             }
             DashError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "Internal error"),

@@ -178,6 +178,16 @@ impl From<StoreError> for ApiError {
                     "the service is temporarily unavailable, please retry",
                 )
             }
+            StoreError::Batch {
+                unavailable: true,
+                reason,
+            } => {
+                tracing::warn!(error = %reason, "database unavailable");
+                ApiError::new(
+                    Code::Unavailable,
+                    "the service is temporarily unavailable, please retry",
+                )
+            }
             other => {
                 tracing::error!(error = %other, "storage error");
                 ApiError::new(Code::Internal, "internal error")

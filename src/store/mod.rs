@@ -7,6 +7,7 @@
 //! single place to batch), while reads — typed query functions taking `&Store` — use a
 //! separate pool.
 
+mod group;
 pub mod idempotency;
 pub mod jobs;
 pub mod merchants;
@@ -55,6 +56,15 @@ pub enum StoreError {
     /// Any other database error.
     #[error("database error: {0}")]
     Db(sqlx::Error),
+    /// The group-commit batch this unit was in failed as a whole (for the error of
+    /// another unit, or the commit): nothing of it was written.
+    #[error("commit failed, nothing was written: {reason}")]
+    Batch {
+        /// Whether retrying later may succeed.
+        unavailable: bool,
+        /// What failed.
+        reason: String,
+    },
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -97,7 +107,15 @@ fn is_storage_code(code: Option<&str>) -> bool {
 impl StoreError {
     /// Whether retrying later may succeed (the caller answers 503, not 500).
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Storage(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_)
+                | StoreError::Storage(_)
+                | StoreError::Batch {
+                    unavailable: true,
+                    ..
+                }
+        )
     }
 }
 
@@ -115,6 +133,8 @@ pub struct Store {
     wake: std::sync::Arc<tokio::sync::Notify>,
     /// Health of the write path: poisoned connections, a failing disk.
     writes: std::sync::Arc<WriteHealth>,
+    /// The group-commit writer units go through (SQLite); `None`: each unit commits alone.
+    group: Option<group::GroupCommit>,
 }
 
 /// What the store knows about its write path.
@@ -137,6 +157,8 @@ pub struct PoolConfig {
     pub max_connections: u32,
     /// How long a caller waits for a connection before the database counts as unavailable.
     pub acquire_timeout: Duration,
+    /// SQLite: commit concurrent units together through one writer (see `group.rs`).
+    pub group_commit: bool,
 }
 
 impl Default for PoolConfig {
@@ -144,6 +166,7 @@ impl Default for PoolConfig {
         PoolConfig {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(3),
+            group_commit: true,
         }
     }
 }
@@ -207,14 +230,19 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
-        Ok(Store {
+        let mut store = Store {
             write,
             read,
             backend,
             url,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             writes,
-        })
+            group: None,
+        };
+        if backend == Backend::Sqlite && cfg.group_commit {
+            store.group = Some(group::GroupCommit::start(store.clone()));
+        }
+        Ok(store)
     }
 
     /// Applies pending migrations (idempotent; safe with several processes starting at once).

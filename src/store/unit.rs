@@ -330,6 +330,9 @@ impl Store {
     /// none of it, with the guard that failed. A unit is acknowledged only once the commit
     /// returned; any error leaves nothing written.
     pub async fn commit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
+        if let Some(group) = &self.group {
+            return group.commit(unit).await;
+        }
         let outcome = self.note_write(unit.at, self.commit_once(&unit).await);
         if matches!(outcome, Ok(Ok(()))) && unit.wakes {
             self.wake.notify_one();
@@ -358,7 +361,7 @@ fn guard(held: bool, otherwise: Rejected) -> Result<(), Rejected> {
     if held { Ok(()) } else { Err(otherwise) }
 }
 
-async fn apply(
+pub(super) async fn apply(
     tx: &mut super::Conn,
     w: &Write,
     at: Timestamp,
