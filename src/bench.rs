@@ -1120,7 +1120,9 @@ mod tests {
 pub async fn ceiling(listen: std::net::SocketAddr) -> anyhow::Result<()> {
     use axum::Json;
     use axum::routing::post;
-    async fn accept(Json(body): Json<serde_json::Value>) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+    async fn accept(
+        Json(body): Json<serde_json::Value>,
+    ) -> (axum::http::StatusCode, Json<serde_json::Value>) {
         let id = body.get("source_account").cloned().unwrap_or_default();
         (
             axum::http::StatusCode::ACCEPTED,

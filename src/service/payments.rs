@@ -8,6 +8,7 @@ use crate::domain::quote::is_expired;
 use crate::domain::task::Task;
 use crate::domain::{Currency, HistoryEntry, PaymentRecord, PaymentState};
 use crate::store::idempotency::Response;
+use crate::store::jobs::NewJob;
 use crate::store::quotes::QuoteRecord;
 use crate::store::unit::Write;
 use crate::store::{Rejected, UnitOfWork, payments, quotes};
@@ -119,13 +120,12 @@ impl Service {
         let event = views::payment_event(&payment, &history, "payment.created", now);
         unit.push(Write::InsertPayment(Box::new(payment.clone())))
             .push(Write::RecordEvent(event))
-            .push(Write::ScheduleStep {
-                payment_id: payment.payment_id.clone(),
-                running: None,
-                task: Task::step(PaymentState::Pending),
-                run_at: now,
-                max_attempts: self.settings.job_max_attempts,
-            });
+            .push(Write::Enqueue(NewJob::new(
+                Task::step(PaymentState::Pending),
+                Some(payment.payment_id.clone()),
+                now,
+                self.settings.job_max_attempts,
+            )));
         if let Some(slot) = idem {
             unit.push(Write::SaveResponse(Response {
                 merchant_id: payment.merchant_id.clone(),

@@ -15,8 +15,9 @@
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::jobs::{self, Claim, Job};
 use super::unit::{Rejected, UnitOfWork, apply};
-use super::{Store, StoreError, StoreResult, jobs};
+use super::{Store, StoreError, StoreResult};
 
 /// Units one batch takes at most (bounds a batch's transaction and its latency).
 const MAX_BATCH: usize = 512;
@@ -26,9 +27,32 @@ const QUEUE: usize = 8_192;
 /// What a caller is told about its unit.
 pub(super) type Outcome = StoreResult<Result<(), Rejected>>;
 
-struct Request {
-    unit: UnitOfWork,
-    answer: oneshot::Sender<Outcome>,
+enum Request {
+    /// A unit of work.
+    Unit {
+        unit: UnitOfWork,
+        answer: oneshot::Sender<Outcome>,
+    },
+    /// A claim of due jobs (it writes leases, so it is a write like any other).
+    Claim {
+        claim: Claim,
+        answer: oneshot::Sender<StoreResult<Vec<Job>>>,
+    },
+}
+
+impl Request {
+    fn at(&self) -> crate::domain::Timestamp {
+        match self {
+            Request::Unit { unit, .. } => unit.now(),
+            Request::Claim { claim, .. } => claim.now,
+        }
+    }
+}
+
+/// What one request of a batch produced.
+enum Produced {
+    Unit(Outcome),
+    Claim(StoreResult<Vec<Job>>),
 }
 
 /// The handle [`Store::commit`] sends units through.
@@ -55,18 +79,25 @@ impl GroupCommit {
     /// Commits `unit` with whatever else is waiting; answers once the batch's commit returned.
     pub(super) async fn commit(&self, unit: UnitOfWork) -> Outcome {
         let (answer, told) = oneshot::channel();
-        if self.queue.send(Request { unit, answer }).await.is_err() {
-            return Err(StoreError::Batch {
-                unavailable: true,
-                reason: "the database writer has stopped".into(),
-            });
+        self.send(Request::Unit { unit, answer }, told).await?
+    }
+
+    /// Claims due jobs in the next batch.
+    pub(super) async fn claim(&self, claim: Claim) -> StoreResult<Vec<Job>> {
+        let (answer, told) = oneshot::channel();
+        self.send(Request::Claim { claim, answer }, told).await?
+    }
+
+    async fn send<T>(&self, request: Request, told: oneshot::Receiver<T>) -> StoreResult<T> {
+        let stopped = |reason: &str| StoreError::Batch {
+            unavailable: true,
+            reason: reason.to_owned(),
+        };
+        if self.queue.send(request).await.is_err() {
+            return Err(stopped("the database writer has stopped"));
         }
-        told.await.unwrap_or_else(|_| {
-            Err(StoreError::Batch {
-                unavailable: true,
-                reason: "the database writer stopped before answering".into(),
-            })
-        })
+        told.await
+            .map_err(|_| stopped("the database writer stopped before answering"))
     }
 }
 
@@ -82,19 +113,23 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
         }
         let at = batch
             .iter()
-            .map(|r| r.unit.now())
+            .map(Request::at)
             .max()
             .unwrap_or(crate::domain::Timestamp(0));
-        let outcomes = store.note_write(at, commit_batch(&store, &batch).await);
+        let produced = store.note_write(at, commit_batch(&store, &batch).await);
         metrics::histogram!("corridor_commit_batch_units").record(batch.len() as f64);
-        match outcomes {
-            Ok(outcomes) => {
-                let wakes = batch
-                    .iter()
-                    .zip(&outcomes)
-                    .any(|(r, o)| r.unit.wakes_workers() && matches!(o, Ok(Ok(()))));
-                for (r, o) in batch.drain(..).zip(outcomes) {
-                    let _ = r.answer.send(o);
+        match produced {
+            Ok((produced, wakes)) => {
+                for (r, p) in batch.drain(..).zip(produced) {
+                    match (r, p) {
+                        (Request::Unit { answer, .. }, Produced::Unit(o)) => {
+                            let _ = answer.send(o);
+                        }
+                        (Request::Claim { answer, .. }, Produced::Claim(o)) => {
+                            let _ = answer.send(o);
+                        }
+                        _ => unreachable!("results are produced in request order and kind"),
+                    }
                 }
                 if wakes {
                     store.wake.notify_one();
@@ -103,11 +138,19 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
             Err(e) => {
                 let unavailable = e.is_unavailable();
                 let reason = e.to_string();
+                let failed = || StoreError::Batch {
+                    unavailable,
+                    reason: reason.clone(),
+                };
                 for r in batch.drain(..) {
-                    let _ = r.answer.send(Err(StoreError::Batch {
-                        unavailable,
-                        reason: reason.clone(),
-                    }));
+                    match r {
+                        Request::Unit { answer, .. } => {
+                            let _ = answer.send(Err(failed()));
+                        }
+                        Request::Claim { answer, .. } => {
+                            let _ = answer.send(Err(failed()));
+                        }
+                    }
                 }
             }
         }
@@ -128,16 +171,26 @@ fn unit_level(e: &StoreError) -> bool {
 }
 
 /// One transaction for the whole batch; per unit a savepoint. `Err` means nothing of the
-/// batch committed.
-async fn commit_batch(store: &Store, batch: &[Request]) -> StoreResult<Vec<Outcome>> {
+/// batch committed; otherwise one result per request, in order, and whether workers should
+/// wake.
+async fn commit_batch(store: &Store, batch: &[Request]) -> StoreResult<(Vec<Produced>, bool)> {
     let mut tx = store.begin().await?;
-    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut produced = Vec::with_capacity(batch.len());
     let mut wakes = false;
     for r in batch {
+        let r = match r {
+            Request::Claim { claim, .. } => {
+                // Leases only: nothing in it can fail on its own.
+                let jobs = jobs::claim_in(&mut tx, store.backend(), claim).await?;
+                produced.push(Produced::Claim(Ok(jobs)));
+                continue;
+            }
+            Request::Unit { unit, .. } => unit,
+        };
         sqlx::query("SAVEPOINT unit").execute(&mut *tx).await?;
         let mut outcome = Ok(Ok(()));
-        for w in r.unit.writes() {
-            match apply(&mut tx, w, r.unit.now()).await {
+        for w in r.writes() {
+            match apply(&mut tx, w, r.now()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(rejected)) => {
                     outcome = Ok(Err(rejected));
@@ -152,16 +205,16 @@ async fn commit_batch(store: &Store, batch: &[Request]) -> StoreResult<Vec<Outco
         }
         if matches!(outcome, Ok(Ok(()))) {
             sqlx::query("RELEASE unit").execute(&mut *tx).await?;
-            wakes |= r.unit.wakes_workers();
+            wakes |= r.wakes_workers();
         } else {
             sqlx::query("ROLLBACK TO unit").execute(&mut *tx).await?;
             sqlx::query("RELEASE unit").execute(&mut *tx).await?;
         }
-        outcomes.push(outcome);
+        produced.push(Produced::Unit(outcome));
     }
     if wakes {
         jobs::announce(&mut tx).await?;
     }
     tx.commit().await?;
-    Ok(outcomes)
+    Ok((produced, wakes))
 }

@@ -132,20 +132,52 @@ pub async fn claim(
     lease_until: Timestamp,
     limit: i64,
 ) -> StoreResult<Vec<Job>> {
-    store.note_write(now, claim_in(store, owner, now, lease_until, limit).await)
+    let claim = Claim {
+        owner: owner.to_owned(),
+        now,
+        lease_until,
+        limit,
+    };
+    // On SQLite the claim rides in the writer's next batch (no transaction of its own, and
+    // the API cannot starve the workers of the one write connection).
+    if let Some(group) = &store.group {
+        return group.claim(claim).await;
+    }
+    store.note_write(
+        now,
+        async {
+            let mut tx = store.begin().await?;
+            let jobs = claim_in(&mut tx, store.backend(), &claim).await?;
+            tx.commit().await?;
+            Ok(jobs)
+        }
+        .await,
+    )
 }
 
-async fn claim_in(
-    store: &Store,
-    owner: &str,
-    now: Timestamp,
-    lease_until: Timestamp,
-    limit: i64,
+/// A claim of due jobs.
+#[derive(Debug, Clone)]
+pub(super) struct Claim {
+    pub(super) owner: String,
+    pub(super) now: Timestamp,
+    pub(super) lease_until: Timestamp,
+    pub(super) limit: i64,
+}
+
+pub(super) async fn claim_in(
+    conn: &mut Conn,
+    backend: Backend,
+    claim: &Claim,
 ) -> StoreResult<Vec<Job>> {
+    let Claim {
+        owner,
+        now,
+        lease_until,
+        limit,
+    } = claim;
     // SQLite serialises writers, so the sub-select cannot race; PostgreSQL needs row locks
     // that concurrent claimers skip rather than wait on.
-    let mut tx = store.begin().await?;
-    let lock = match store.backend() {
+    let lock = match backend {
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
     };
@@ -158,15 +190,10 @@ async fn claim_in(
         .bind(owner)
         .bind(lease_until.millis())
         .bind(now.millis())
-        .bind(limit)
-        .fetch_all(&mut *tx)
+        .bind(*limit)
+        .fetch_all(&mut *conn)
         .await?;
-    let jobs = rows
-        .iter()
-        .map(job_from_row)
-        .collect::<StoreResult<Vec<_>>>()?;
-    tx.commit().await?;
-    Ok(jobs)
+    rows.iter().map(job_from_row).collect()
 }
 
 fn job_from_row(r: &AnyRow) -> StoreResult<Job> {

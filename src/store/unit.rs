@@ -264,6 +264,9 @@ pub enum Write {
     },
 }
 
+/// How far ahead a scheduled job still wakes idle workers (their fallback poll is 250 ms).
+const WAKE_AHEAD_MS: i64 = 250;
+
 /// Everything one use case commits together, applied in order at one instant.
 #[derive(Debug, Clone)]
 #[must_use = "a unit of work does nothing until the store commits it"]
@@ -290,7 +293,9 @@ impl UnitOfWork {
 
     /// Adds a write.
     pub fn push(&mut self, w: Write) -> &mut Self {
-        let due = |run_at: &Timestamp| *run_at <= self.at;
+        // Work due now, or soon enough that an idle worker sleeping its fallback poll would
+        // oversleep it: the worker wakes, finds it not yet due and sleeps until it is.
+        let due = |run_at: &Timestamp| *run_at <= self.at.plus_millis(WAKE_AHEAD_MS);
         self.wakes |= match &w {
             Write::ScheduleStep { run_at, .. } | Write::Reschedule { run_at, .. } => due(run_at),
             Write::Enqueue(j) => due(&j.run_at),
@@ -314,7 +319,7 @@ impl UnitOfWork {
         &self.writes
     }
 
-    /// Whether committing this unit makes work due now.
+    /// Whether committing this unit makes work due now or within the idle poll.
     pub fn wakes_workers(&self) -> bool {
         self.wakes
     }

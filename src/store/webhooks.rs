@@ -338,11 +338,20 @@ pub async fn find_delivery(
 }
 
 /// Writes an event into the outbox and a delivery job per endpoint of the merchant that
-/// wants it, due now.
+/// wants it, due now. An event no endpoint wants is not stored: nothing would ever read it
+/// (deliveries are the only readers), and most of a database's growth was such rows.
 pub(super) async fn record_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
+    let endpoints: Vec<Endpoint> = list_endpoints_in(conn, &e.merchant_id)
+        .await?
+        .into_iter()
+        .filter(|endpoint| endpoint.wants(&e.event_type))
+        .collect();
+    if endpoints.is_empty() {
+        return Ok(());
+    }
     insert_event(conn, e).await?;
-    for endpoint in list_endpoints_in(conn, &e.merchant_id).await? {
-        if endpoint.wants(&e.event_type) {
+    for endpoint in endpoints {
+        {
             super::jobs::enqueue(
                 conn,
                 &super::jobs::NewJob::new(
