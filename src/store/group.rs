@@ -16,6 +16,7 @@
 use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::{self, Claim, Job};
+use super::sim::{self, SimTransfer};
 use super::unit::{Rejected, UnitOfWork, apply};
 use super::{Store, StoreError, StoreResult};
 
@@ -38,6 +39,11 @@ enum Request {
         claim: Claim,
         answer: oneshot::Sender<StoreResult<Vec<Job>>>,
     },
+    /// The in-process simulator recording a transfer (insert, or count a repeated ask).
+    SimInitiate {
+        transfer: SimTransfer,
+        answer: oneshot::Sender<StoreResult<SimTransfer>>,
+    },
 }
 
 impl Request {
@@ -45,6 +51,7 @@ impl Request {
         match self {
             Request::Unit { unit, .. } => unit.now(),
             Request::Claim { claim, .. } => claim.now,
+            Request::SimInitiate { transfer, .. } => transfer.created_at,
         }
     }
 }
@@ -53,6 +60,7 @@ impl Request {
 enum Produced {
     Unit(Outcome),
     Claim(StoreResult<Vec<Job>>),
+    Sim(StoreResult<SimTransfer>),
 }
 
 /// The handle [`Store::commit`] sends units through.
@@ -86,6 +94,13 @@ impl GroupCommit {
     pub(super) async fn claim(&self, claim: Claim) -> StoreResult<Vec<Job>> {
         let (answer, told) = oneshot::channel();
         self.send(Request::Claim { claim, answer }, told).await?
+    }
+
+    /// Records a simulated transfer in the next batch.
+    pub(super) async fn sim_initiate(&self, transfer: SimTransfer) -> StoreResult<SimTransfer> {
+        let (answer, told) = oneshot::channel();
+        self.send(Request::SimInitiate { transfer, answer }, told)
+            .await?
     }
 
     async fn send<T>(&self, request: Request, told: oneshot::Receiver<T>) -> StoreResult<T> {
@@ -128,6 +143,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
                         (Request::Claim { answer, .. }, Produced::Claim(o)) => {
                             let _ = answer.send(o);
                         }
+                        (Request::SimInitiate { answer, .. }, Produced::Sim(o)) => {
+                            let _ = answer.send(o);
+                        }
                         _ => unreachable!("results are produced in request order and kind"),
                     }
                 }
@@ -148,6 +166,9 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
                             let _ = answer.send(Err(failed()));
                         }
                         Request::Claim { answer, .. } => {
+                            let _ = answer.send(Err(failed()));
+                        }
+                        Request::SimInitiate { answer, .. } => {
                             let _ = answer.send(Err(failed()));
                         }
                     }
@@ -183,6 +204,12 @@ async fn commit_batch(store: &Store, batch: &[Request]) -> StoreResult<(Vec<Prod
                 // Leases only: nothing in it can fail on its own.
                 let jobs = jobs::claim_in(&mut tx, store.backend(), claim).await?;
                 produced.push(Produced::Claim(Ok(jobs)));
+                continue;
+            }
+            Request::SimInitiate { transfer, .. } => {
+                // An upsert: a repeated ask counts, it never violates a constraint.
+                let stored = sim::initiate_in(&mut tx, transfer).await?;
+                produced.push(Produced::Sim(Ok(stored)));
                 continue;
             }
             Request::Unit { unit, .. } => unit,

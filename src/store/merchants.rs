@@ -88,21 +88,7 @@ pub async fn by_key_hash(store: &Store, key_hash: &str) -> StoreResult<Option<St
 
 /// One merchant by id.
 pub async fn find(store: &Store, merchant_id: &str) -> StoreResult<Option<Merchant>> {
-    let mut conn = store.reader().await?;
-    let conn = &mut *conn;
-    let row =
-        sqlx::query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
-            .bind(merchant_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    row.map(|r| {
-        Ok(Merchant {
-            merchant_id: col(&r, "merchant_id")?,
-            name: col(&r, "name")?,
-            created_at: col(&r, "created_at")?,
-        })
-    })
-    .transpose()
+    find_in(&mut *store.reader().await?, merchant_id).await
 }
 
 async fn find_in(conn: &mut Conn, merchant_id: &str) -> StoreResult<Option<Merchant>> {
