@@ -133,6 +133,11 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
             .unwrap_or(crate::domain::Timestamp(0));
         let produced = store.note_write(at, commit_batch(&store, &batch).await);
         metrics::histogram!("corridor_commit_batch_units").record(batch.len() as f64);
+        for r in &batch {
+            if let Request::Unit { unit, .. } = r {
+                store.invalidate_caches(unit);
+            }
+        }
         match produced {
             Ok((produced, wakes)) => {
                 for (r, p) in batch.drain(..).zip(produced) {

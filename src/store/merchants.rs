@@ -77,13 +77,19 @@ pub(super) async fn rotate_key(
 
 /// The merchant owning the key with this hash.
 pub async fn by_key_hash(store: &Store, key_hash: &str) -> StoreResult<Option<String>> {
+    if let Some(merchant_id) = store.caches.keys.get(&key_hash.to_owned()) {
+        return Ok(Some(merchant_id));
+    }
     let mut conn = store.reader().await?;
-    let conn = &mut *conn;
     let row = sqlx::query("SELECT merchant_id FROM api_keys WHERE key_hash = $1")
         .bind(key_hash)
         .fetch_optional(&mut *conn)
         .await?;
-    row.map(|r| col(&r, "merchant_id")).transpose()
+    let merchant_id: Option<String> = row.map(|r| col(&r, "merchant_id")).transpose()?;
+    if let Some(m) = &merchant_id {
+        store.caches.keys.put(key_hash.to_owned(), m.clone());
+    }
+    Ok(merchant_id)
 }
 
 /// One merchant by id.

@@ -7,6 +7,7 @@
 //! single place to batch), while reads — typed query functions taking `&Store` — use a
 //! separate pool.
 
+mod cache;
 mod group;
 pub mod idempotency;
 pub mod jobs;
@@ -135,6 +136,8 @@ pub struct Store {
     writes: std::sync::Arc<WriteHealth>,
     /// The group-commit writer units go through (SQLite); `None`: each unit commits alone.
     group: Option<group::GroupCommit>,
+    /// API keys and rate pins, cleared by the units that change them.
+    caches: std::sync::Arc<cache::Caches>,
 }
 
 /// What the store knows about its write path.
@@ -238,6 +241,7 @@ impl Store {
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             writes,
             group: None,
+            caches: std::sync::Arc::default(),
         };
         if backend == Backend::Sqlite && cfg.group_commit {
             store.group = Some(group::GroupCommit::start(store.clone()));

@@ -54,6 +54,9 @@ pub(super) async fn unpin_rate(conn: &mut Conn, from: Currency, to: Currency) ->
 
 /// The pin for one direction, if any.
 pub async fn rate_pin(store: &Store, from: Currency, to: Currency) -> StoreResult<Option<RatePin>> {
+    if let Some(pin) = store.caches.pins.get(&(from, to)) {
+        return Ok(pin);
+    }
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
     let row = sqlx::query(
@@ -63,7 +66,9 @@ pub async fn rate_pin(store: &Store, from: Currency, to: Currency) -> StoreResul
     .bind(to.code())
     .fetch_optional(&mut *conn)
     .await?;
-    row.map(|r| pin_from_row(&r)).transpose()
+    let pin = row.map(|r| pin_from_row(&r)).transpose()?;
+    store.caches.pins.put((from, to), pin.clone());
+    Ok(pin)
 }
 
 /// Every pin.

@@ -331,6 +331,18 @@ impl UnitOfWork {
 }
 
 impl Store {
+    /// Clears the caches a unit's writes change (after it committed, and — harmless — after
+    /// it failed).
+    pub(super) fn invalidate_caches(&self, unit: &UnitOfWork) {
+        for w in &unit.writes {
+            match w {
+                Write::RotateMerchantKey { .. } => self.caches.keys.clear(),
+                Write::PinRate(_) | Write::UnpinRate { .. } => self.caches.pins.clear(),
+                _ => {}
+            }
+        }
+    }
+
     /// Commits `unit` in one transaction: all of it, or — when a guard does not hold —
     /// none of it, with the guard that failed. A unit is acknowledged only once the commit
     /// returned; any error leaves nothing written.
@@ -339,6 +351,7 @@ impl Store {
             return group.commit(unit).await;
         }
         let outcome = self.note_write(unit.at, self.commit_once(&unit).await);
+        self.invalidate_caches(&unit);
         if matches!(outcome, Ok(Ok(()))) && unit.wakes {
             self.wake.notify_one();
         }

@@ -1,0 +1,70 @@
+//! Read-through caches of rows read on every request — API keys and rate pins — so a request
+//! does not pay a database round trip for data that changes a few times a day.
+//!
+//! Every write to them goes through this store's units of work, which clear the cache when
+//! they commit, so a change made through this process is seen at once. A change made by
+//! another process (PostgreSQL scale-out) is seen within [`TTL`], when the entry expires.
+//! Only positive answers are kept for keys (unknown keys are not cached: a stream of made-up
+//! keys cannot grow it), and the cache is cleared whole when it reaches [`CAPACITY`].
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long an entry is trusted without a local write clearing it.
+pub const TTL: Duration = Duration::from_secs(1);
+/// Entries kept at most.
+const CAPACITY: usize = 100_000;
+
+/// A small TTL cache.
+#[derive(Debug)]
+pub(super) struct Cache<K, V> {
+    entries: Mutex<HashMap<K, (V, Instant)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> Default for Cache<K, V> {
+    fn default() -> Self {
+        Cache {
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Cache<K, V> {
+    /// A fresh entry for `key`, if any.
+    pub(super) fn get(&self, key: &K) -> Option<V> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(key)
+            .filter(|(_, at)| at.elapsed() < TTL)
+            .map(|(v, _)| v.clone())
+    }
+
+    /// Remembers `value` for `key`.
+    pub(super) fn put(&self, key: K, value: V) {
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key, (value, Instant::now()));
+    }
+
+    /// Forgets everything (a write changed what it holds).
+    pub(super) fn clear(&self) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+/// The caches of one store.
+#[derive(Debug, Default)]
+pub(super) struct Caches {
+    /// Key hash → merchant id.
+    pub(super) keys: Cache<String, String>,
+    /// Direction → pin (or none).
+    pub(super) pins:
+        Cache<(crate::domain::Currency, crate::domain::Currency), Option<super::ops::RatePin>>,
+}
