@@ -79,6 +79,12 @@ pub struct BenchArgs {
     /// Skip polling to terminal (measure the create path only)
     #[arg(long)]
     pub no_poll: bool,
+    /// Fixed-rate mode: start this many payments per second in total, evenly paced across
+    /// the clients (a client whose payment takes longer than its slot skips the missed
+    /// slots), instead of each client starting the next payment as soon as one ends. For
+    /// latency at a steady load, e.g. `--rate 333` ≈ 1,000 requests/s of quote → pay → get.
+    #[arg(long)]
+    pub rate: Option<f64>,
 }
 
 /// Runs the benchmark described by `args`, prints the report, and writes the JSON file if
@@ -138,7 +144,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         poll: !args.no_poll,
         run_id: format!("{:016x}", rand::random::<u64>()),
         deadline: run_for.map(|d| started + d),
+        pace: match args.rate {
+            Some(r) if r > 0.0 && r.is_finite() => {
+                Some(Duration::from_secs_f64(args.concurrency as f64 / r))
+            }
+            Some(_) => anyhow::bail!("--rate must be a positive number of payments per second"),
+            None => None,
+        },
         count: args.count,
+        concurrency: args.concurrency,
         claimed: AtomicU64::new(0),
         created: AtomicU64::new(0),
         errors: AtomicU64::new(0),
@@ -311,6 +325,10 @@ struct Shared {
     run_id: String,
     deadline: Option<Instant>,
     count: Option<u64>,
+    /// Fixed-rate mode: the interval between one client's payment starts.
+    pace: Option<Duration>,
+    /// Clients.
+    concurrency: usize,
     /// Count mode: payments created plus attempts in flight, so clients never overshoot.
     claimed: AtomicU64,
     created: AtomicU64,
@@ -608,7 +626,20 @@ impl Shared {
 async fn worker(shared: Arc<Shared>, task: usize) -> Samples {
     let mut samples = Samples::default();
     let mut seq: u64 = 0;
+    // Fixed-rate mode: each client owns every n-th slot, staggered so the load is even.
+    let mut slots = shared.pace.map(|pace| {
+        let offset = pace.mul_f64(task as f64 / shared.concurrency.max(1) as f64);
+        let mut t = tokio::time::interval_at(tokio::time::Instant::now() + offset, pace);
+        t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        t
+    });
     while !shared.stopping() {
+        if let Some(slots) = &mut slots {
+            slots.tick().await;
+            if shared.stopping() {
+                break;
+            }
+        }
         match shared.claim() {
             Claim::Done => break,
             Claim::Wait => {
@@ -881,6 +912,7 @@ impl Report<'_> {
             "count": self.args.count,
             "to_currency": self.args.to,
             "poll": !self.args.no_poll,
+            "rate": self.args.rate,
             "wall_seconds": round3(self.wall.as_secs_f64()),
             "interrupted": self.interrupted,
             "aborted": self.aborted,

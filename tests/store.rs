@@ -387,3 +387,53 @@ async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
         assert_eq!(jobs::count_for_payment(store, "pay_f").await.unwrap(), 0);
     }
 }
+
+/// Many units committed at once (on SQLite they share one group commit): each rejected or
+/// failing unit is undone alone, every other one is written — and exactly those.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_crowd_of_units_each_one_commits_or_fails_alone() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_dup").await;
+        let units = (0..60).map(|i| {
+            let mut unit = UnitOfWork::at(NOW);
+            match i % 3 {
+                // A fresh quote: commits.
+                0 => unit.push(Write::InsertQuote(quote(&format!("quote_g{i}")))),
+                // A guard that fails: the quote it inserted first goes with it.
+                1 => unit
+                    .push(Write::InsertQuote(quote(&format!("quote_g{i}"))))
+                    .push(Write::UnpinRate {
+                        from: Currency::USD,
+                        to: "EUR".parse().unwrap(),
+                    }),
+                // A constraint violation (the quote id exists): an error for this unit only.
+                _ => unit
+                    .push(Write::InsertQuote(quote(&format!("quote_g{i}"))))
+                    .push(Write::InsertQuote(quote("quote_dup"))),
+            };
+            let store = store.clone();
+            tokio::spawn(async move { store.commit(unit).await })
+        });
+        let outcomes = futures::future::join_all(units).await;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let outcome = outcome.expect("task");
+            match i % 3 {
+                0 => assert!(
+                    matches!(outcome, Ok(Ok(()))),
+                    "{name} unit {i}: {outcome:?}"
+                ),
+                1 => assert!(
+                    matches!(outcome, Ok(Err(Rejected::NotFound))),
+                    "{name} unit {i}: {outcome:?}"
+                ),
+                _ => assert!(outcome.is_err(), "{name} unit {i}: {outcome:?}"),
+            }
+            let exists = quotes::find(store, "mer_1", &format!("quote_g{i}"))
+                .await
+                .unwrap()
+                .is_some();
+            assert_eq!(exists, i % 3 == 0, "{name}: quote of unit {i}");
+        }
+    }
+}
