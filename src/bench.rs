@@ -1066,6 +1066,28 @@ fn fmt_duration(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
+/// Serves `POST /v1/payments` that parses the JSON body like Corridor's handler does and
+/// answers `202` with a small JSON body, and nothing else: the ceiling a real endpoint is
+/// compared against in the same run.
+pub async fn ceiling(listen: std::net::SocketAddr) -> anyhow::Result<()> {
+    use axum::Json;
+    use axum::routing::post;
+    async fn accept(
+        Json(body): Json<serde_json::Value>,
+    ) -> (axum::http::StatusCode, Json<serde_json::Value>) {
+        let id = body.get("source_account").cloned().unwrap_or_default();
+        (
+            axum::http::StatusCode::ACCEPTED,
+            Json(serde_json::json!({"payment_id": id, "status": "PENDING"})),
+        )
+    }
+    let app = axum::Router::new().route("/v1/payments", post(accept));
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    println!("ceiling listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1144,26 +1166,4 @@ mod tests {
         let header = HeaderValue::from_static("3600");
         assert_eq!(retry_after(Some(&header)), MAX_RETRY_AFTER);
     }
-}
-
-/// Serves `POST /v1/payments` that parses the JSON body like Corridor's handler does and
-/// answers `202` with a small JSON body, and nothing else: the ceiling a real endpoint is
-/// compared against in the same run.
-pub async fn ceiling(listen: std::net::SocketAddr) -> anyhow::Result<()> {
-    use axum::Json;
-    use axum::routing::post;
-    async fn accept(
-        Json(body): Json<serde_json::Value>,
-    ) -> (axum::http::StatusCode, Json<serde_json::Value>) {
-        let id = body.get("source_account").cloned().unwrap_or_default();
-        (
-            axum::http::StatusCode::ACCEPTED,
-            Json(serde_json::json!({"payment_id": id, "status": "PENDING"})),
-        )
-    }
-    let app = axum::Router::new().route("/v1/payments", post(accept));
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!("ceiling listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app).await?;
-    Ok(())
 }
