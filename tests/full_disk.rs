@@ -66,7 +66,8 @@ fn config(db: &Path) -> Config {
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.database_url = format!("sqlite://{}", db.display());
     cfg.admin_key = Some("ck_admin_full_disk_test_0123456789".to_owned().into());
-    cfg.workers = 0;
+    // Workers run: their claims must not make a full disk look healthy again.
+    cfg.workers = 2;
     cfg.rate_limit = RateLimit {
         requests: 0,
         per: Duration::from_secs(1),
@@ -191,7 +192,12 @@ async fn no_acknowledged_payment_is_lost_when_the_disk_fills() {
         n += 1;
     }
     assert!(refused >= 30, "the disk never filled");
-    assert_eq!(client.ready().await, 503, "/readyz while writes fail");
+    // For as long as the disk is full — workers keep claiming (and finding nothing they can
+    // write) meanwhile — readiness stays down.
+    for _ in 0..10 {
+        assert_eq!(client.ready().await, 503, "/readyz while writes fail");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_all_readable(&client, &accepted, "while the disk is full").await;
 
     // Space returns: writes succeed again by themselves.

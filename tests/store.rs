@@ -27,6 +27,7 @@ const NOW: Timestamp = Timestamp(1_800_000_000_000);
 /// PostgreSQL database alive.
 struct Backends {
     stores: Vec<(&'static str, Store)>,
+    urls: Vec<String>,
     _dir: tempfile::TempDir,
     _pg: Option<testdb::PgDatabase>,
 }
@@ -35,12 +36,15 @@ async fn backends() -> Backends {
     let dir = tempfile::tempdir().expect("temp dir");
     let sqlite = format!("sqlite://{}", dir.path().join("corridor.db").display());
     let mut stores = vec![("sqlite", connect(&sqlite).await)];
+    let mut urls = vec![sqlite];
     let pg = testdb::PgDatabase::create().await;
     if let Some(db) = &pg {
         stores.push(("postgres", connect(&db.url).await));
+        urls.push(db.url.clone());
     }
     Backends {
         stores,
+        urls,
         _dir: dir,
         _pg: pg,
     }
@@ -397,7 +401,7 @@ async fn in_a_crowd_of_units_each_one_commits_or_fails_alone() {
         insert_quote(store, "quote_dup").await;
         let units = (0..60).map(|i| {
             let mut unit = UnitOfWork::at(NOW);
-            match i % 3 {
+            match i % 4 {
                 // A fresh quote: commits.
                 0 => unit.push(Write::InsertQuote(quote(&format!("quote_g{i}")))),
                 // A guard that fails: the quote it inserted first goes with it.
@@ -408,9 +412,18 @@ async fn in_a_crowd_of_units_each_one_commits_or_fails_alone() {
                         to: "EUR".parse().unwrap(),
                     }),
                 // A constraint violation (the quote id exists): an error for this unit only.
-                _ => unit
+                2 => unit
                     .push(Write::InsertQuote(quote(&format!("quote_g{i}"))))
                     .push(Write::InsertQuote(quote("quote_dup"))),
+                // A write the store refuses outright (a transition the table forbids): the
+                // unit fails alone, the rest of its batch commits without it.
+                _ => unit
+                    .push(Write::InsertQuote(quote(&format!("quote_g{i}"))))
+                    .push(Write::Transition(transition(
+                        "pay_nope",
+                        PaymentState::Completed,
+                        PaymentState::Pending,
+                    ))),
             };
             let store = store.clone();
             tokio::spawn(async move { store.commit(unit).await })
@@ -418,7 +431,7 @@ async fn in_a_crowd_of_units_each_one_commits_or_fails_alone() {
         let outcomes = futures::future::join_all(units).await;
         for (i, outcome) in outcomes.into_iter().enumerate() {
             let outcome = outcome.expect("task");
-            match i % 3 {
+            match i % 4 {
                 0 => assert!(
                     matches!(outcome, Ok(Ok(()))),
                     "{name} unit {i}: {outcome:?}"
@@ -433,7 +446,95 @@ async fn in_a_crowd_of_units_each_one_commits_or_fails_alone() {
                 .await
                 .unwrap()
                 .is_some();
-            assert_eq!(exists, i % 3 == 0, "{name}: quote of unit {i}");
+            assert_eq!(exists, i % 4 == 0, "{name}: quote of unit {i}");
         }
+    }
+}
+
+/// A decision that changes nothing on the payment (an operator's retry) holds only while the
+/// payment is in the state it was decided on.
+#[tokio::test]
+async fn a_unit_expecting_a_state_the_payment_left_is_rejected() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_h").await;
+        commit(store, accept("pay_h", "quote_h", "key-h"))
+            .await
+            .unwrap();
+        let expect = |state| {
+            let mut unit = UnitOfWork::at(NOW);
+            unit.push(Write::ExpectState {
+                payment_id: "pay_h".into(),
+                state,
+            })
+            .push(Write::ScheduleStep {
+                payment_id: "pay_h".into(),
+                running: None,
+                task: Task::step(state),
+                run_at: NOW,
+                max_attempts: 8,
+            });
+            unit
+        };
+        assert_eq!(
+            commit(store, expect(PaymentState::OnrampPending)).await,
+            Err(Rejected::Stale),
+            "{name}"
+        );
+        let claimed = jobs::claim(store, "w", NOW, NOW.plus_millis(1_000), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            claimed[0].task,
+            Ok(Task::step(PaymentState::Pending)),
+            "{name}: the step job was left as it was"
+        );
+        assert_eq!(
+            commit(store, expect(PaymentState::Pending)).await,
+            Ok(()),
+            "{name}"
+        );
+    }
+}
+
+/// A key claimed by the previous version and never answered (its holder crashed) blocks
+/// retries only until its lock runs out; then the next request's answer takes it over.
+#[tokio::test]
+async fn an_unanswered_claim_left_by_the_previous_version_is_taken_over_after_its_lock() {
+    let b = backends().await;
+    for ((name, store), url) in b.stores.iter().zip(&b.urls) {
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        for (key, locked_until) in [("stale", NOW.millis() - 1), ("live", NOW.millis() + 60_000)] {
+            sqlx::query(
+                "INSERT INTO idempotency_keys (merchant_id, idem_key, request_hash, locked_until, created_at) \
+                 VALUES ('mer_1', $1, 'h', $2, $3)",
+            )
+            .bind(key)
+            .bind(locked_until)
+            .bind(NOW.millis())
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        }
+        let save = |key: &str| {
+            let mut unit = UnitOfWork::at(NOW);
+            unit.push(answer(key, "taken over"));
+            unit
+        };
+        assert_eq!(commit(store, save("stale")).await, Ok(()), "{name}");
+        assert!(
+            matches!(
+                idempotency::lookup(store, "mer_1", "stale").await.unwrap(),
+                Some(Stored::Response { status: 202, .. })
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            commit(store, save("live")).await,
+            Err(Rejected::IdempotencyKeyTaken),
+            "{name}"
+        );
     }
 }

@@ -162,15 +162,18 @@ async fn replay(
     Ok(
         match idempotency::lookup(state.store(), merchant_id, &slot.key).await? {
             None => None,
-            Some(Stored::Response { request_hash, .. } | Stored::Unanswered { request_hash })
-                if request_hash != slot.request_hash =>
-            {
-                Some(Err(mismatch()))
-            }
+            Some(
+                Stored::Response { request_hash, .. } | Stored::Unanswered { request_hash, .. },
+            ) if request_hash != slot.request_hash => Some(Err(mismatch())),
             Some(Stored::Response { status, body, .. }) => {
                 Some(Ok(raw_response(status, body, true)))
             }
-            Some(Stored::Unanswered { .. }) => Some(Err(in_use())),
+            // Its holder may still be at work; once the lock ran out, this request runs and
+            // its answer takes the row over.
+            Some(Stored::Unanswered { locked_until, .. }) if locked_until > state.now() => {
+                Some(Err(in_use()))
+            }
+            Some(Stored::Unanswered { .. }) => None,
         },
     )
 }

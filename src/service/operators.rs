@@ -107,6 +107,11 @@ impl Service {
         ));
         match self.apply(&p, effects, Via::Operator, unit).await? {
             Applied::Written(_) => {}
+            Applied::Rejected(Rejected::Stale) => {
+                return Err(Error::InvalidState(
+                    "the payment moved on while the retry was being made; look again".into(),
+                ));
+            }
             Applied::Rejected(r) => return Err(unexpected(r)),
         }
         tracing::info!(payment_id, actor, state = %p.state, "operator retried payment step");

@@ -174,6 +174,13 @@ impl Service {
                 state: p.state,
                 changes: effects.changes.clone(),
             });
+        } else {
+            // Nothing changes on the payment, but what follows (the step job's next run) was
+            // decided on its state: the unit holds only while that state does.
+            unit.push(Write::ExpectState {
+                payment_id: p.payment_id.clone(),
+                state: p.state,
+            });
         }
         match effects.next {
             Next::Run {

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long an entry is trusted without a local write clearing it.
@@ -21,12 +22,16 @@ const CAPACITY: usize = 100_000;
 #[derive(Debug)]
 pub(super) struct Cache<K, V> {
     entries: Mutex<HashMap<K, (V, Instant)>>,
+    /// Bumped by every clear: a read that began before a clear must not store its
+    /// (possibly stale) answer after it.
+    generation: AtomicU64,
 }
 
 impl<K: Eq + Hash, V: Clone> Default for Cache<K, V> {
     fn default() -> Self {
         Cache {
             entries: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -41,9 +46,18 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
             .map(|(v, _)| v.clone())
     }
 
-    /// Remembers `value` for `key`.
-    pub(super) fn put(&self, key: K, value: V) {
+    /// The generation to pass to [`Cache::put`], taken before reading the database.
+    pub(super) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Remembers `value` for `key`, read from the database at `generation` — unless a write
+    /// cleared the cache since (the value may predate it).
+    pub(super) fn put(&self, generation: u64, key: K, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return;
+        }
         if entries.len() >= CAPACITY {
             entries.clear();
         }
@@ -52,10 +66,9 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
 
     /// Forgets everything (a write changed what it holds).
     pub(super) fn clear(&self) {
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
     }
 }
 

@@ -116,6 +116,60 @@ impl GroupCommit {
     }
 }
 
+impl Request {
+    /// The caller stopped waiting (its request timed out or its client went away): its unit
+    /// is not applied, so nothing commits behind the back of an answer already sent.
+    fn abandoned(&self) -> bool {
+        match self {
+            Request::Unit { answer, .. } => answer.is_closed(),
+            Request::Claim { answer, .. } => answer.is_closed(),
+            Request::SimInitiate { answer, .. } => answer.is_closed(),
+        }
+    }
+
+    fn fail(self, e: StoreError) {
+        match self {
+            Request::Unit { answer, .. } => {
+                let _ = answer.send(Err(e));
+            }
+            Request::Claim { answer, .. } => {
+                let _ = answer.send(Err(e));
+            }
+            Request::SimInitiate { answer, .. } => {
+                let _ = answer.send(Err(e));
+            }
+        }
+    }
+
+    fn answer(self, p: Produced) {
+        match (self, p) {
+            (Request::Unit { answer, .. }, Produced::Unit(o)) => {
+                let _ = answer.send(o);
+            }
+            (Request::Claim { answer, .. }, Produced::Claim(o)) => {
+                let _ = answer.send(o);
+            }
+            (Request::SimInitiate { answer, .. }, Produced::Sim(o)) => {
+                let _ = answer.send(o);
+            }
+            (r, _) => r.fail(StoreError::Corrupt(
+                "group commit produced a result of another kind".into(),
+            )),
+        }
+    }
+}
+
+impl Produced {
+    /// Whether this result wrote something (a no-op commit proves nothing about the disk).
+    fn wrote(&self) -> bool {
+        match self {
+            Produced::Unit(o) => matches!(o, Ok(Ok(()))),
+            Produced::Claim(o) => o.as_ref().is_ok_and(|jobs| !jobs.is_empty()),
+            Produced::Sim(o) => o.is_ok(),
+        }
+    }
+}
+
 async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
@@ -126,60 +180,74 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
                 Err(_) => break,
             }
         }
-        let at = batch
-            .iter()
-            .map(Request::at)
-            .max()
-            .unwrap_or(crate::domain::Timestamp(0));
-        let produced = store.note_write(at, commit_batch(&store, &batch).await);
+        batch.retain(|r| !r.abandoned());
         metrics::histogram!("corridor_commit_batch_units").record(batch.len() as f64);
-        for r in &batch {
-            if let Request::Unit { unit, .. } = r {
-                store.invalidate_caches(unit);
+        // A unit whose own error broke the transaction is answered with it and the rest of
+        // the batch is tried again without it, so one bad unit cannot fail its neighbours.
+        while !batch.is_empty() {
+            let at = batch
+                .iter()
+                .map(Request::at)
+                .max()
+                .unwrap_or(crate::domain::Timestamp(0));
+            let result = commit_batch(&store, &batch).await;
+            for r in &batch {
+                if let Request::Unit { unit, .. } = r {
+                    store.invalidate_caches(unit);
+                }
             }
-        }
-        match produced {
-            Ok((produced, wakes)) => {
-                for (r, p) in batch.drain(..).zip(produced) {
-                    match (r, p) {
-                        (Request::Unit { answer, .. }, Produced::Unit(o)) => {
-                            let _ = answer.send(o);
-                        }
-                        (Request::Claim { answer, .. }, Produced::Claim(o)) => {
-                            let _ = answer.send(o);
-                        }
-                        (Request::SimInitiate { answer, .. }, Produced::Sim(o)) => {
-                            let _ = answer.send(o);
-                        }
-                        _ => unreachable!("results are produced in request order and kind"),
+            match result {
+                Ok((produced, wakes)) => {
+                    if produced.iter().any(Produced::wrote) {
+                        store.note_success();
+                    }
+                    for (r, p) in batch.drain(..).zip(produced) {
+                        r.answer(p);
+                    }
+                    if wakes {
+                        store.wake.notify_one();
                     }
                 }
-                if wakes {
-                    store.wake.notify_one();
-                }
-            }
-            Err(e) => {
-                let unavailable = e.is_unavailable();
-                let reason = e.to_string();
-                let failed = || StoreError::Batch {
-                    unavailable,
-                    reason: reason.clone(),
-                };
-                for r in batch.drain(..) {
-                    match r {
-                        Request::Unit { answer, .. } => {
-                            let _ = answer.send(Err(failed()));
+                Err(Failed { culprit, error }) => {
+                    store.note_failure(at, &error);
+                    match culprit {
+                        Some(i) if !error.is_unavailable() => {
+                            batch.remove(i).fail(error);
                         }
-                        Request::Claim { answer, .. } => {
-                            let _ = answer.send(Err(failed()));
-                        }
-                        Request::SimInitiate { answer, .. } => {
-                            let _ = answer.send(Err(failed()));
+                        _ => {
+                            let reason = error.to_string();
+                            for r in batch.drain(..) {
+                                r.fail(StoreError::Batch {
+                                    unavailable: true,
+                                    reason: reason.clone(),
+                                });
+                            }
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// A batch that could not commit, and the request at fault when one was.
+struct Failed {
+    culprit: Option<usize>,
+    error: StoreError,
+}
+
+impl From<StoreError> for Failed {
+    fn from(error: StoreError) -> Self {
+        Failed {
+            culprit: None,
+            error,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Failed {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::from(error).into()
     }
 }
 
@@ -199,24 +267,31 @@ fn unit_level(e: &StoreError) -> bool {
 /// One transaction for the whole batch; per unit a savepoint. `Err` means nothing of the
 /// batch committed; otherwise one result per request, in order, and whether workers should
 /// wake.
-async fn commit_batch(store: &Store, batch: &[Request]) -> StoreResult<(Vec<Produced>, bool)> {
+async fn commit_batch(store: &Store, batch: &[Request]) -> Result<(Vec<Produced>, bool), Failed> {
     let mut tx = store.begin().await?;
     let mut produced = Vec::with_capacity(batch.len());
     let mut wakes = false;
     // The savepoint of the last unit that succeeded is released together with opening the
     // next one (one round trip instead of two); COMMIT releases the last.
     let mut open = false;
-    for r in batch {
+    for (i, r) in batch.iter().enumerate() {
+        let at_fault = |error| Failed {
+            culprit: Some(i),
+            error,
+        };
         let r = match r {
             Request::Claim { claim, .. } => {
-                // Leases only: nothing in it can fail on its own.
-                let jobs = jobs::claim_in(&mut tx, store.backend(), claim).await?;
+                let jobs = jobs::claim_in(&mut tx, store.backend(), claim)
+                    .await
+                    .map_err(at_fault)?;
                 produced.push(Produced::Claim(Ok(jobs)));
                 continue;
             }
             Request::SimInitiate { transfer, .. } => {
                 // An upsert: a repeated ask counts, it never violates a constraint.
-                let stored = sim::initiate_in(&mut tx, transfer).await?;
+                let stored = sim::initiate_in(&mut tx, transfer)
+                    .await
+                    .map_err(at_fault)?;
                 produced.push(Produced::Sim(Ok(stored)));
                 continue;
             }
@@ -241,7 +316,7 @@ async fn commit_batch(store: &Store, batch: &[Request]) -> StoreResult<(Vec<Prod
                     outcome = Err(e);
                     break;
                 }
-                Err(e) => return Err(e),
+                Err(e) => return Err(at_fault(e)),
             }
         }
         if matches!(outcome, Ok(Ok(()))) {

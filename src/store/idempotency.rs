@@ -19,10 +19,12 @@ pub enum Stored {
         body: String,
     },
     /// A claim without an answer (left by an earlier version that claimed before working):
-    /// treated as still running until it is purged.
+    /// still running until its lock (60 s) runs out; then the next request takes it over.
     Unanswered {
         /// SHA-256 of the request's body.
         request_hash: String,
+        /// Until when its holder is presumed alive.
+        locked_until: Timestamp,
     },
 }
 
@@ -45,7 +47,7 @@ pub struct Response {
 pub async fn lookup(store: &Store, merchant_id: &str, key: &str) -> StoreResult<Option<Stored>> {
     let mut conn = store.reader().await?;
     let row = sqlx::query(
-        "SELECT request_hash, response_status, response_body FROM idempotency_keys \
+        "SELECT request_hash, response_status, response_body, locked_until FROM idempotency_keys \
          WHERE merchant_id = $1 AND idem_key = $2",
     )
     .bind(merchant_id)
@@ -61,16 +63,23 @@ pub async fn lookup(store: &Store, merchant_id: &str, key: &str) -> StoreResult<
             status: u16::try_from(status).unwrap_or(500),
             body: col::<Option<String>>(&row, "response_body")?.unwrap_or_default(),
         },
-        None => Stored::Unanswered { request_hash },
+        None => Stored::Unanswered {
+            request_hash,
+            locked_until: Timestamp(col::<Option<i64>>(&row, "locked_until")?.unwrap_or(0)),
+        },
     }))
 }
 
-/// Inserts the answer; false when the key is taken (the unit is then rejected).
+/// Inserts the answer (or takes over a claim an earlier version left unanswered and whose
+/// lock ran out); false when the key is taken (the unit is then rejected).
 pub(super) async fn save(conn: &mut Conn, r: &Response, now: Timestamp) -> StoreResult<bool> {
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (merchant_id, idem_key, request_hash, locked_until, created_at, \
          response_status, response_body) VALUES ($1, $2, $3, NULL, $4, $5, $6) \
-         ON CONFLICT (merchant_id, idem_key) DO NOTHING",
+         ON CONFLICT (merchant_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash, \
+         locked_until = NULL, response_status = excluded.response_status, \
+         response_body = excluded.response_body \
+         WHERE idempotency_keys.response_status IS NULL AND idempotency_keys.locked_until < $4",
     )
     .bind(&r.merchant_id)
     .bind(&r.key)

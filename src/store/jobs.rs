@@ -152,6 +152,7 @@ pub async fn claim(
             Ok(jobs)
         }
         .await,
+        |jobs| !jobs.is_empty(),
     )
 }
 

@@ -80,6 +80,7 @@ pub async fn by_key_hash(store: &Store, key_hash: &str) -> StoreResult<Option<St
     if let Some(merchant_id) = store.caches.keys.get(&key_hash.to_owned()) {
         return Ok(Some(merchant_id));
     }
+    let generation = store.caches.keys.generation();
     let mut conn = store.reader().await?;
     let row = sqlx::query("SELECT merchant_id FROM api_keys WHERE key_hash = $1")
         .bind(key_hash)
@@ -87,7 +88,10 @@ pub async fn by_key_hash(store: &Store, key_hash: &str) -> StoreResult<Option<St
         .await?;
     let merchant_id: Option<String> = row.map(|r| col(&r, "merchant_id")).transpose()?;
     if let Some(m) = &merchant_id {
-        store.caches.keys.put(key_hash.to_owned(), m.clone());
+        store
+            .caches
+            .keys
+            .put(generation, key_hash.to_owned(), m.clone());
     }
     Ok(merchant_id)
 }

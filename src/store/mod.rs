@@ -59,7 +59,7 @@ pub enum StoreError {
     Db(sqlx::Error),
     /// The group-commit batch this unit was in failed as a whole (for the error of
     /// another unit, or the commit): nothing of it was written.
-    #[error("commit failed, nothing was written: {reason}")]
+    #[error("the batch did not commit: {reason}")]
     Batch {
         /// Whether retrying later may succeed.
         unavailable: bool,
@@ -87,10 +87,18 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
-/// SQLite busy/locked and PostgreSQL connection/shutdown classes: retryable, not bugs.
+/// Retryable, not bugs: SQLite `BUSY`/`LOCKED` (5, 6, with their extended codes);
+/// PostgreSQL connection and shutdown classes (`08…`, `57P…`), serialization failure and
+/// deadlock (`40001`, `40P01`), lock not available (`55P03`), statement timeout (`57014`),
+/// too many connections (`53300`).
 fn is_transient_code(code: Option<&str>) -> bool {
-    matches!(code, Some("5" | "6" | "261" | "517"))
-        || code.is_some_and(|c| c.starts_with("08") || c.starts_with("57P"))
+    let Some(code) = code else { return false };
+    if code.len() == 5 {
+        return code.starts_with("08")
+            || code.starts_with("57P")
+            || matches!(code, "40001" | "40P01" | "55P03" | "57014" | "53300");
+    }
+    code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
 /// SQLite `NOMEM` (7), `IOERR` (10, with its extended codes), `FULL` (13); PostgreSQL
@@ -280,39 +288,54 @@ impl Store {
         Ok(self.read.acquire().await?)
     }
 
-    /// Records how a write transaction ended: after an error the SQLite write connection is
-    /// replaced before its next use (its transaction state can no longer be trusted), and a
-    /// storage failure marks the write path failing until a write succeeds again.
+    /// Records how a write transaction ended (see [`Store::note_success`] and
+    /// [`Store::note_failure`]); `wrote` tells whether a success actually wrote something.
     pub(in crate::store) fn note_write<T>(
         &self,
         at: crate::domain::Timestamp,
         result: StoreResult<T>,
+        wrote: impl FnOnce(&T) -> bool,
     ) -> StoreResult<T> {
-        use std::sync::atomic::Ordering::SeqCst;
         match &result {
-            Ok(_) => {
-                if self.writes.failing_since.swap(0, SeqCst) != 0 {
-                    metrics::gauge!("corridor_storage_failing").set(0.0);
-                    tracing::warn!("database writes succeed again");
-                }
-            }
-            Err(e) => {
-                if self.backend == Backend::Sqlite {
-                    self.writes.poisoned.store(true, SeqCst);
-                }
-                if matches!(e, StoreError::Storage(_))
-                    && self
-                        .writes
-                        .failing_since
-                        .compare_exchange(0, at.millis().max(1), SeqCst, SeqCst)
-                        .is_ok()
-                {
-                    metrics::gauge!("corridor_storage_failing").set(1.0);
-                    tracing::error!(error = %e, "database cannot write (disk full or I/O error): writes answer 503 until it can");
-                }
-            }
+            Ok(v) if wrote(v) => self.note_success(),
+            Ok(_) => {}
+            Err(e) => self.note_failure(at, e),
         }
         result
+    }
+
+    /// A transaction that wrote something committed: the write path works (again). Only a
+    /// commit that wrote proves it — a claim that leased nothing commits on a full disk too.
+    pub(in crate::store) fn note_success(&self) {
+        if self
+            .writes
+            .failing_since
+            .swap(0, std::sync::atomic::Ordering::SeqCst)
+            != 0
+        {
+            metrics::gauge!("corridor_storage_failing").set(0.0);
+            tracing::warn!("database writes succeed again");
+        }
+    }
+
+    /// A write transaction failed: on SQLite the write connection is replaced before its
+    /// next use (its transaction state can no longer be trusted), and a storage failure marks
+    /// the write path failing until a write succeeds again.
+    pub(in crate::store) fn note_failure(&self, at: crate::domain::Timestamp, e: &StoreError) {
+        use std::sync::atomic::Ordering::SeqCst;
+        if self.backend == Backend::Sqlite {
+            self.writes.poisoned.store(true, SeqCst);
+        }
+        if matches!(e, StoreError::Storage(_))
+            && self
+                .writes
+                .failing_since
+                .compare_exchange(0, at.millis().max(1), SeqCst, SeqCst)
+                .is_ok()
+        {
+            metrics::gauge!("corridor_storage_failing").set(1.0);
+            tracing::error!(error = %e, "database cannot write (disk full or I/O error): writes answer 503 until it can");
+        }
     }
 
     /// Since when writes fail for lack of space or an I/O error, if they do.
@@ -409,13 +432,25 @@ mod tests {
             assert!(is_storage_code(Some(code)), "{code}");
         }
         // PostgreSQL: disk_full, out_of_memory, configuration_limit_exceeded, io_error.
-        for code in ["53100", "53200", "53400", "58030"] {
+        for code in ["53100", "53200", "53400", "58030", "8", "14"] {
             assert!(is_storage_code(Some(code)), "{code}");
         }
         // Constraint violations and busy/locked are not.
-        for code in ["2067", "1555", "5", "23505", "40001"] {
+        for code in ["2067", "1555", "5", "23505", "40001", "53300"] {
             assert!(!is_storage_code(Some(code)), "{code}");
         }
         assert!(!is_storage_code(None));
+    }
+
+    #[test]
+    fn busy_locked_deadlocks_and_timeouts_are_transient() {
+        for code in [
+            "5", "6", "261", "517", "773", "40001", "40P01", "55P03", "57014", "08006",
+        ] {
+            assert!(is_transient_code(Some(code)), "{code}");
+        }
+        for code in ["13", "19", "2067", "23505", "42P01"] {
+            assert!(!is_transient_code(Some(code)), "{code}");
+        }
     }
 }

@@ -57,6 +57,7 @@ pub async fn rate_pin(store: &Store, from: Currency, to: Currency) -> StoreResul
     if let Some(pin) = store.caches.pins.get(&(from, to)) {
         return Ok(pin);
     }
+    let generation = store.caches.pins.generation();
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
     let row = sqlx::query(
@@ -67,7 +68,7 @@ pub async fn rate_pin(store: &Store, from: Currency, to: Currency) -> StoreResul
     .fetch_optional(&mut *conn)
     .await?;
     let pin = row.map(|r| pin_from_row(&r)).transpose()?;
-    store.caches.pins.put((from, to), pin.clone());
+    store.caches.pins.put(generation, (from, to), pin.clone());
     Ok(pin)
 }
 

@@ -261,6 +261,21 @@ pub(crate) async fn update_in_state(
     Ok(r.rows_affected() == 1)
 }
 
+/// Whether the payment is in `state`, row-locked until the transaction ends (PostgreSQL), so
+/// a concurrent transition waits and then finds the state moved.
+pub(crate) async fn is_in(
+    conn: &mut Conn,
+    payment_id: &str,
+    state: PaymentState,
+) -> StoreResult<bool> {
+    let r = sqlx::query("UPDATE payments SET state = state WHERE payment_id = $1 AND state = $2")
+        .bind(payment_id)
+        .bind(state.as_str())
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Marks a `PENDING` payment as being initiated, so cancel can no longer win. Returns true
 /// if the payment is (now or already) claimed and still `PENDING`.
 pub(crate) async fn claim_onramp(

@@ -43,7 +43,7 @@ pub async fn initiate(store: &Store, t: &SimTransfer) -> StoreResult<SimTransfer
         return group.sim_initiate(t.clone()).await;
     }
     store.note_write(
-        crate::domain::Timestamp(0),
+        t.created_at,
         async {
             let mut tx = store.begin().await?;
             let out = initiate_in(&mut tx, t).await?;
@@ -51,6 +51,7 @@ pub async fn initiate(store: &Store, t: &SimTransfer) -> StoreResult<SimTransfer
             Ok(out)
         }
         .await,
+        |_| true,
     )
 }
 
@@ -100,7 +101,7 @@ pub async fn settle(
     at: Timestamp,
 ) -> StoreResult<bool> {
     store.note_write(
-        crate::domain::Timestamp(0),
+        at,
         async {
             let mut tx = store.begin().await?;
             let out = settle_in(&mut tx, reference, outcome, at).await?;
@@ -108,6 +109,7 @@ pub async fn settle(
             Ok(out)
         }
         .await,
+        |_| true,
     )
 }
 
@@ -151,7 +153,7 @@ pub async fn due_notifications(
 /// never sent again. False if unknown or already recorded.
 pub async fn mark_notified(store: &Store, reference: &str, at: Timestamp) -> StoreResult<bool> {
     store.note_write(
-        crate::domain::Timestamp(0),
+        at,
         async {
             let mut tx = store.begin().await?;
             let out = mark_notified_in(&mut tx, reference, at).await?;
@@ -159,6 +161,7 @@ pub async fn mark_notified(store: &Store, reference: &str, at: Timestamp) -> Sto
             Ok(out)
         }
         .await,
+        |_| true,
     )
 }
 

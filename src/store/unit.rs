@@ -69,6 +69,14 @@ pub enum Write {
         /// Facts.
         changes: Vec<crate::domain::lifecycle::Change>,
     },
+    /// Guard: the payment is still in `state` (decisions that change nothing on the payment
+    /// itself — an operator's retry — are fenced by it like every other).
+    ExpectState {
+        /// Payment.
+        payment_id: String,
+        /// Expected state.
+        state: PaymentState,
+    },
     /// Guard: a worker is about to initiate the onramp; cancel can no longer win.
     ClaimOnramp {
         /// Payment (must be `PENDING`).
@@ -350,7 +358,7 @@ impl Store {
         if let Some(group) = &self.group {
             return group.commit(unit).await;
         }
-        let outcome = self.note_write(unit.at, self.commit_once(&unit).await);
+        let outcome = self.note_write(unit.at, self.commit_once(&unit).await, |o| o.is_ok());
         self.invalidate_caches(&unit);
         if matches!(outcome, Ok(Ok(()))) && unit.wakes {
             self.wake.notify_one();
@@ -396,6 +404,9 @@ pub(super) async fn apply(
             payments::update_in_state(tx, payment_id, *state, at, changes).await?,
             Stale,
         ),
+        Write::ExpectState { payment_id, state } => {
+            guard(payments::is_in(tx, payment_id, *state).await?, Stale)
+        }
         Write::ClaimOnramp { payment_id } => {
             guard(payments::claim_onramp(tx, payment_id, at).await?, Stale)
         }
