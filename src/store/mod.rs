@@ -101,16 +101,18 @@ fn is_transient_code(code: Option<&str>) -> bool {
     code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
-/// SQLite `NOMEM` (7), `IOERR` (10, with its extended codes), `FULL` (13); PostgreSQL
-/// class 53 (insufficient resources: disk full, out of memory) and `58030` (I/O error).
+/// SQLite `NOMEM` (7), `READONLY` (8: e.g. a filesystem remounted read-only after I/O
+/// errors), `IOERR` (10, with its extended codes), `FULL` (13), `CANTOPEN` (14); PostgreSQL
+/// class 53 (insufficient resources: disk full, out of memory) except too many connections
+/// (transient), and `58030` (I/O error).
 fn is_storage_code(code: Option<&str>) -> bool {
     let Some(code) = code else { return false };
     // A SQLSTATE is always five characters; SQLite's (extended) codes are shorter numbers.
     if code.len() == 5 {
-        return code.starts_with("53") || code == "58030";
+        return (code.starts_with("53") && code != "53300") || code == "58030";
     }
     code.parse::<i64>()
-        .is_ok_and(|n| matches!(n & 0xff, 7 | 10 | 13))
+        .is_ok_and(|n| matches!(n & 0xff, 7 | 8 | 10 | 13 | 14))
 }
 
 impl StoreError {
@@ -431,7 +433,8 @@ mod tests {
         for code in ["13", "778", "1034", "7", "10"] {
             assert!(is_storage_code(Some(code)), "{code}");
         }
-        // PostgreSQL: disk_full, out_of_memory, configuration_limit_exceeded, io_error.
+        // PostgreSQL disk_full, out_of_memory, configuration_limit_exceeded, io_error;
+        // SQLite READONLY and CANTOPEN.
         for code in ["53100", "53200", "53400", "58030", "8", "14"] {
             assert!(is_storage_code(Some(code)), "{code}");
         }
