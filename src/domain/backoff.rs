@@ -8,19 +8,23 @@ pub const MAX_RETRY_MS: i64 = 300_000;
 
 /// Delay before settlement poll number `polls` (0 = the first poll after initiation).
 pub fn poll_delay_ms(base_ms: i64, polls: u32) -> i64 {
-    let mut d = base_ms.max(1) as f64;
+    let cap = MAX_POLL_MS.max(base_ms);
+    let mut d = base_ms.max(1);
     for _ in 0..polls.min(20) {
-        d *= 1.5;
+        d = d.saturating_mul(3) / 2;
+        if d >= cap {
+            break;
+        }
     }
-    (d as i64).clamp(base_ms.max(1), MAX_POLL_MS.max(base_ms))
+    d.clamp(base_ms.max(1), cap)
 }
 
-/// Delay before retrying a job that failed `attempts` times, scaled by `jitter` in
-/// `[0.8, 1.2]` (drawn by the caller, so this stays deterministic).
-pub fn retry_delay_ms(attempts: i64, jitter: f64) -> i64 {
+/// Delay before retrying a job that failed `attempts` times, scaled by `jitter_permille` in
+/// `[800, 1200]` (drawn by the caller, so this stays deterministic).
+pub fn retry_delay_ms(attempts: i64, jitter_permille: i64) -> i64 {
     let exp = attempts.clamp(1, 20) - 1;
     let base = (1_000i64 << exp.min(19)).min(MAX_RETRY_MS);
-    ((base as f64) * jitter.clamp(0.8, 1.2)) as i64
+    base * jitter_permille.clamp(800, 1_200) / 1_000
 }
 
 #[cfg(test)]
@@ -38,11 +42,11 @@ mod tests {
 
     #[test]
     fn retries_grow_exponentially_within_jitter() {
-        assert_eq!(retry_delay_ms(1, 1.0), 1_000);
-        assert_eq!(retry_delay_ms(2, 1.0), 2_000);
-        assert_eq!(retry_delay_ms(4, 1.0), 8_000);
-        assert_eq!(retry_delay_ms(30, 1.0), MAX_RETRY_MS);
-        assert_eq!(retry_delay_ms(1, 0.8), 800);
-        assert_eq!(retry_delay_ms(1, 5.0), 1_200);
+        assert_eq!(retry_delay_ms(1, 1_000), 1_000);
+        assert_eq!(retry_delay_ms(2, 1_000), 2_000);
+        assert_eq!(retry_delay_ms(4, 1_000), 8_000);
+        assert_eq!(retry_delay_ms(30, 1_000), MAX_RETRY_MS);
+        assert_eq!(retry_delay_ms(1, 800), 800);
+        assert_eq!(retry_delay_ms(1, 5_000), 1_200);
     }
 }

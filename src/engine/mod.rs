@@ -93,12 +93,12 @@ impl Engine {
         self.service.clock.now()
     }
 
-    /// A jitter factor in `[0.8, 1.2]` from the engine's seeded RNG.
-    fn jitter(&self) -> f64 {
+    /// A jitter factor in `[800, 1200]` per mille, from the engine's seeded RNG.
+    fn jitter_permille(&self) -> i64 {
         self.rng
             .lock()
-            .map(|mut r| r.random_range(0.8..=1.2))
-            .unwrap_or(1.0)
+            .map(|mut r| r.random_range(800..=1_200))
+            .unwrap_or(1_000)
     }
 
     /// Claims and runs jobs until `shutdown` turns true, then waits for running handlers and
@@ -244,7 +244,7 @@ impl Engine {
             job.attempts
         };
         let dead = attempts >= job.max_attempts;
-        let retry_at = now.plus_millis(backoff::retry_delay_ms(attempts, self.jitter()));
+        let retry_at = now.plus_millis(backoff::retry_delay_ms(attempts, self.jitter_permille()));
         let mut unit = UnitOfWork::at(now);
         unit.push(Write::FailJob {
             lease: job.lease.clone(),

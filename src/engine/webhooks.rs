@@ -213,7 +213,8 @@ fn retry_delay(engine: &Engine, attempts: u32, answer: &Answer) -> Option<Durati
             Duration::from_secs(*secs).clamp(base.min(Duration::from_secs(1)), MAX_RETRY_AFTER),
         );
     }
-    Some(base.mul_f64(engine.jitter()))
+    let permille = u32::try_from(engine.jitter_permille()).unwrap_or(1_000);
+    Some(base * permille / 1_000)
 }
 
 async fn send(engine: &Engine, endpoint: &Endpoint, event: &Event, now: Timestamp) -> Answer {

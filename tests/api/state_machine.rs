@@ -11,6 +11,15 @@ use super::quotes::instant;
 
 const TERMINAL: &[&str] = &["COMPLETED", "FAILED", "CANCELLED", "REFUNDED"];
 
+/// The states a payment that completes enters, in order.
+const HAPPY_PATH: [&str; 5] = [
+    "PENDING",
+    "ONRAMP_PENDING",
+    "ONRAMP_COMPLETE",
+    "OFFRAMP_PENDING",
+    "COMPLETED",
+];
+
 fn body(quote: &Value, source: &str, destination: &str) -> Value {
     json!({
         "quote_id": quote["quote_id"],
@@ -92,16 +101,7 @@ async fn a_payment_completes_through_every_state_in_order() {
     let Some(app) = spawn_app().await else { return };
     let (quote, p) = run_payment(&app, "EUR", "user123", "merchant456").await;
     assert_eq!(p["status"], "COMPLETED", "{p}");
-    assert_eq!(
-        states(&p),
-        [
-            "PENDING",
-            "ONRAMP_PENDING",
-            "ONRAMP_COMPLETE",
-            "OFFRAMP_PENDING",
-            "COMPLETED"
-        ]
-    );
+    assert_eq!(states(&p), HAPPY_PATH);
     assert_history_is_a_chain(&p);
     instant(&p["completed_at"]);
     assert_eq!(p.get("failure"), Some(&Value::Null), "{p}");
@@ -300,16 +300,7 @@ async fn running_due_jobs_by_hand_drives_a_payment_to_completed() {
         .await;
         status = p["status"].as_str().unwrap_or_default().to_owned();
         if status == "COMPLETED" {
-            assert_eq!(
-                states(&p),
-                [
-                    "PENDING",
-                    "ONRAMP_PENDING",
-                    "ONRAMP_COMPLETE",
-                    "OFFRAMP_PENDING",
-                    "COMPLETED"
-                ]
-            );
+            assert_eq!(states(&p), HAPPY_PATH);
             return;
         }
         // Polls are scheduled a millisecond ahead: let them come due.
