@@ -294,6 +294,11 @@ impl Application {
             webhook_allow_private: cfg.webhook_allow_private,
             provider_secret,
             rate_limiter: api::rate_limit::Limiter::new(cfg.rate_limit),
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            auth_failures: api::client::FailureLimiter::new(
+                cfg.auth_failure_limit.requests as usize,
+                cfg.auth_failure_limit.per,
+            ),
         });
         let router = match cfg.role {
             Role::Worker => api::ops_router(state),

@@ -229,6 +229,14 @@ pub struct Config {
     /// Requests per API key and process (`N/s`, `N/m`, `0` = no limit).
     #[arg(long, env = "CORRIDOR_RATE_LIMIT", default_value = "100/s")]
     pub rate_limit: RateLimit,
+    /// Unknown API keys one client address may present (`N/s`, `N/m`, `0` = no limit);
+    /// past it the client gets 429 until the window passes, whatever key it sends.
+    #[arg(long, env = "CORRIDOR_AUTH_FAILURE_LIMIT", default_value = "30/m")]
+    pub auth_failure_limit: RateLimit,
+    /// Proxies (addresses or CIDR blocks, comma-separated) whose `X-Forwarded-For` names the
+    /// client; from anyone else the header is ignored. Empty: the TCP peer is the client.
+    #[arg(long, env = "CORRIDOR_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: crate::api::client::TrustedProxies,
     /// How long a claimed job is held before another worker may take it.
     #[arg(long, env = "CORRIDOR_JOB_LEASE", default_value = "30s")]
     pub job_lease: Dur,

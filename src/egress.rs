@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use ipnet::{Ipv4Net, Ipv6Net};
+
 /// Longest accepted webhook URL.
 pub const MAX_URL_LEN: usize = 2048;
 
@@ -22,8 +24,55 @@ pub enum EgressError {
     Unresolvable,
 }
 
-/// Whether an address is publicly routable (not loopback, private, link-local, CGNAT,
-/// unique-local, unspecified, multicast, or an IPv4-mapped form of those).
+/// IPv4 blocks of IANA's special-purpose address registry (and multicast), none of which a
+/// webhook may reach. Refused whole, including the few entries the registry marks globally
+/// reachable (AS112, AMT, 192.0.0.9/10): no merchant's webhook receiver lives there.
+const SPECIAL_V4: &[Ipv4Net] = &[
+    v4(Ipv4Addr::new(0, 0, 0, 0), 8),        // "this network"
+    v4(Ipv4Addr::new(10, 0, 0, 0), 8),       // private
+    v4(Ipv4Addr::new(100, 64, 0, 0), 10),    // shared address space (CGNAT)
+    v4(Ipv4Addr::new(127, 0, 0, 0), 8),      // loopback
+    v4(Ipv4Addr::new(169, 254, 0, 0), 16),   // link-local (cloud metadata)
+    v4(Ipv4Addr::new(172, 16, 0, 0), 12),    // private
+    v4(Ipv4Addr::new(192, 0, 0, 0), 24),     // IETF protocol assignments
+    v4(Ipv4Addr::new(192, 0, 2, 0), 24),     // TEST-NET-1
+    v4(Ipv4Addr::new(192, 31, 196, 0), 24),  // AS112-v4
+    v4(Ipv4Addr::new(192, 52, 193, 0), 24),  // AMT
+    v4(Ipv4Addr::new(192, 88, 99, 0), 24),   // deprecated 6to4 relay anycast
+    v4(Ipv4Addr::new(192, 168, 0, 0), 16),   // private
+    v4(Ipv4Addr::new(192, 175, 48, 0), 24),  // AS112 direct delegation
+    v4(Ipv4Addr::new(198, 18, 0, 0), 15),    // benchmarking
+    v4(Ipv4Addr::new(198, 51, 100, 0), 24),  // TEST-NET-2
+    v4(Ipv4Addr::new(203, 0, 113, 0), 24),   // TEST-NET-3
+    v4(Ipv4Addr::new(224, 0, 0, 0), 4),      // multicast
+    v4(Ipv4Addr::new(240, 0, 0, 0), 4),      // reserved, and broadcast
+];
+
+/// IPv6 blocks inside global unicast (`2000::/3`) that IANA's special-purpose registry sets
+/// aside; everything outside `2000::/3` (loopback, `::/96` IPv4-compatible, `64:ff9b::/96`
+/// NAT64, discard, unique-local, link-local, multicast, SRv6) is refused by that rule alone.
+const SPECIAL_V6: &[Ipv6Net] = &[
+    v6(Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments (Teredo, ORCHID, …)
+    v6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
+    v6(Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0), 16), // 6to4: embeds an IPv4 address
+    v6(Ipv6Addr::new(0x2620, 0x4f, 0x8000, 0, 0, 0, 0, 0), 48), // AS112 direct delegation
+    v6(Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation
+];
+
+const fn v4(addr: Ipv4Addr, len: u8) -> Ipv4Net {
+    Ipv4Net::new_assert(addr, len)
+}
+
+const fn v6(addr: Ipv6Addr, len: u8) -> Ipv6Net {
+    Ipv6Net::new_assert(addr, len)
+}
+
+/// Global unicast, the only IPv6 space a public host can be in.
+const GLOBAL_V6: Ipv6Net = v6(Ipv6Addr::new(0x2000, 0, 0, 0, 0, 0, 0, 0), 3);
+
+/// Whether an address is publicly routable: outside every special-purpose block of IANA's
+/// IPv4 and IPv6 registries. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is judged as
+/// the IPv4 address it is; every other form that embeds IPv4 is refused.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_public_v4(v4),
@@ -31,28 +80,13 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public_v4(v4);
             }
-            let seg0 = v6.segments()[0];
-            !(v6.is_unspecified()
-                || v6.is_loopback()
-                || v6.is_multicast()
-                || (seg0 & 0xfe00) == 0xfc00 // unique local fc00::/7
-                || (seg0 & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6 == Ipv6Addr::new(0, 0, 0, 0, 0, 0xffff, 0, 0))
+            GLOBAL_V6.contains(&v6) && !SPECIAL_V6.iter().any(|b| b.contains(&v6))
         }
     }
 }
 
 fn is_public_v4(v4: Ipv4Addr) -> bool {
-    let [a, b, ..] = v4.octets();
-    !(a == 0 // 0.0.0.0/8
-        || v4.is_loopback()
-        || v4.is_private()
-        || v4.is_link_local()
-        || (a == 100 && (64..128).contains(&b)) // CGNAT 100.64/10
-        || v4.is_broadcast()
-        || v4.is_multicast()
-        || v4.is_documentation()
-        || a >= 240)
+    !SPECIAL_V4.iter().any(|b| b.contains(&v4))
 }
 
 /// A URL that passed the checks, with the address to connect to.
@@ -82,6 +116,9 @@ pub fn parse(url: &str, allow_private: bool) -> Result<reqwest::Url, EgressError
     }
     if parsed.host_str().is_none_or(str::is_empty) {
         return Err(EgressError::Invalid("url must have a host".into()));
+    }
+    if parsed.port() == Some(0) {
+        return Err(EgressError::Invalid("url must not use port 0".into()));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(EgressError::Invalid(
@@ -143,6 +180,26 @@ mod tests {
             "::ffff:10.0.0.1",
             "255.255.255.255",
             "224.0.0.1",
+            // Forms that embed IPv4, and the rest of the special-purpose registries.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b:1::1",
+            "2002:7f00:1::",
+            "2001::1",
+            "2001:db8::1",
+            "3fff::1",
+            "100::1",
+            "5f00::1",
+            "ff02::1",
+            "198.18.0.1",
+            "198.19.255.255",
+            "192.0.0.1",
+            "192.0.2.1",
+            "198.51.100.1",
+            "203.0.113.1",
+            "192.88.99.1",
+            "240.0.0.1",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -152,6 +209,9 @@ mod tests {
             "100.128.0.1",
             "2606:4700::1111",
             "::ffff:1.1.1.1",
+            "198.20.0.1",
+            "192.0.1.1",
+            "2a00:1450:4001::1",
         ] {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -178,6 +238,10 @@ mod tests {
             EgressError::NotPublic
         );
         assert!(resolve("https://1.1.1.1/hook", false).await.is_ok());
+        assert!(matches!(
+            resolve("https://1.1.1.1:0/hook", false).await,
+            Err(EgressError::Invalid(_))
+        ));
         assert!(resolve("http://127.0.0.1:9/hook", true).await.is_ok());
         assert!(matches!(
             resolve("https://user:pw@1.1.1.1/", false).await,

@@ -7,7 +7,10 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 
+use std::time::Instant;
+
 use super::AppState;
+use super::client::ClientKey;
 use super::error::{ApiError, Code};
 use super::rate_limit;
 use crate::store::merchants;
@@ -19,8 +22,10 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` is `Bearer`.
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, key)| key.trim())
         .filter(|k| !k.is_empty() && k.len() <= 256)
         .ok_or_else(|| {
             ApiError::new(
@@ -43,16 +48,46 @@ enum Caller {
 /// Authenticates the bearer key (`401` when missing or unknown), then spends one request of
 /// that key's rate-limit budget (`429` with `Retry-After` when spent). The limiter is keyed by
 /// the hash of an authenticated key only, so unknown keys cannot grow its state.
+///
+/// Unknown keys are counted per client address: past `CORRIDOR_AUTH_FAILURE_LIMIT` the client
+/// is answered 429 before its key is even looked up, so guessing keys costs a guesser the
+/// window and costs the database nothing.
 async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Response> {
     let hash = hash_key(bearer(parts).map_err(IntoResponse::into_response)?);
-    let caller = identify(state, &hash)
-        .await
-        .map_err(IntoResponse::into_response)?;
+    let client = ClientKey::from_parts(parts, &state.trusted_proxies);
+    if let Some(wait) = state.auth_failures.blocked_for(client, Instant::now()) {
+        let secs = wait.as_secs().max(1);
+        tracing::warn!(%client, retry_after = secs, "too many unknown API keys");
+        return Err(too_many_failures(secs));
+    }
+    let caller = match identify(state, &hash).await {
+        Ok(caller) => caller,
+        Err(e) => {
+            if e.code == Code::Unauthorized {
+                state.auth_failures.record_failure(client, Instant::now());
+            }
+            return Err(e.into_response());
+        }
+    };
     if let Err(secs) = state.rate_limiter.check(&hash) {
         tracing::debug!(retry_after = secs, "rate limited");
         return Err(rate_limit::too_many_requests(secs));
     }
     Ok(caller)
+}
+
+/// `429 RATE_LIMITED` for a client that sent too many unknown keys.
+fn too_many_failures(secs: u64) -> Response {
+    let mut resp = ApiError::new(
+        Code::RateLimited,
+        format!("too many requests with unknown API keys from this address, retry in {secs} s"),
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from(secs),
+    );
+    resp
 }
 
 async fn identify(state: &AppState, hash: &str) -> Result<Caller, ApiError> {

@@ -26,7 +26,7 @@ use super::AppState;
 use crate::service::Error as ServiceError;
 use crate::store::StoreError;
 use html::{Nav, Notice, Page};
-use session::LoginLimiter;
+use super::client::FailureLimiter;
 
 /// Who the audit log names for actions taken in the dashboard.
 pub const ACTOR: &str = "dashboard";
@@ -41,7 +41,13 @@ pub struct Dash {
     /// The application state shared with the JSON API.
     pub app: AppState,
     /// Failed sign-ins per client.
-    pub limiter: Arc<LoginLimiter>,
+    pub limiter: Arc<FailureLimiter>,
+}
+
+impl axum::extract::FromRef<Dash> for AppState {
+    fn from_ref(dash: &Dash) -> AppState {
+        dash.app.clone()
+    }
 }
 
 /// The dashboard's routes, with their own request id and metrics layers. Merge it into the
@@ -49,7 +55,7 @@ pub struct Dash {
 pub fn router(state: AppState) -> Router {
     let dash = Dash {
         app: state,
-        limiter: Arc::new(LoginLimiter::new(
+        limiter: Arc::new(FailureLimiter::new(
             session::MAX_FAILURES,
             session::FAILURE_WINDOW,
         )),
@@ -71,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route("/dashboard/assets/style.css", get(style))
         .route("/dashboard/assets/dashboard.js", get(script))
         .route("/dashboard/assets/icon.svg", get(icon))
+        .layer(middleware::from_fn(super::edge::refuse_control_characters))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(middleware::from_fn(super::metrics::track))
         .layer(middleware::from_fn(super::request_id::middleware))

@@ -43,6 +43,8 @@ pub enum Code {
     QuoteNotFound,
     /// 405: the route exists with other methods.
     MethodNotAllowed,
+    /// 408: the client stopped sending its request body.
+    RequestTimeout,
     /// 409: the quote already paid for a payment.
     QuoteAlreadyUsed,
     /// 409: the action does not apply in the resource's current state.
@@ -78,6 +80,7 @@ impl Code {
             NotFound => (StatusCode::NOT_FOUND, "NOT_FOUND"),
             QuoteNotFound => (StatusCode::NOT_FOUND, "QUOTE_NOT_FOUND"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED"),
+            RequestTimeout => (StatusCode::REQUEST_TIMEOUT, "REQUEST_TIMEOUT"),
             QuoteAlreadyUsed => (StatusCode::CONFLICT, "QUOTE_ALREADY_USED"),
             InvalidState => (StatusCode::CONFLICT, "INVALID_STATE"),
             IdempotencyKeyInUse => (StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE"),
@@ -137,6 +140,22 @@ impl ApiError {
     /// `404 NOT_FOUND` for a resource kind.
     pub fn not_found(what: &str) -> ApiError {
         ApiError::new(Code::NotFound, format!("{what} not found"))
+    }
+
+    /// `id` from a path, refused as not found (without a lookup) unless it has `kind`'s shape.
+    pub fn check_id(kind: crate::domain::ids::IdKind, id: &str) -> Result<(), ApiError> {
+        use crate::domain::ids::IdKind::*;
+        if kind.matches(id) {
+            return Ok(());
+        }
+        Err(ApiError::not_found(match kind {
+            Payment => "payment",
+            Quote => "quote",
+            Merchant => "merchant",
+            Endpoint => "webhook endpoint",
+            Delivery => "webhook delivery",
+            Job => "job",
+        }))
     }
 
     /// HTTP status of this error.
@@ -253,6 +272,7 @@ mod tests {
             NotFound,
             QuoteNotFound,
             MethodNotAllowed,
+            RequestTimeout,
             QuoteAlreadyUsed,
             InvalidState,
             IdempotencyKeyInUse,

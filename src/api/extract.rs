@@ -2,12 +2,13 @@
 //! unknown fields refused, the offending field named) and query strings.
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
 
+use super::AppState;
 use super::error::{ApiError, Code};
 
 /// Largest accepted request body.
@@ -28,7 +29,10 @@ fn is_json(headers: &HeaderMap) -> bool {
         })
 }
 
-impl<S: Send + Sync> FromRequest<S> for JsonBytes {
+impl<S: Send + Sync> FromRequest<S> for JsonBytes
+where
+    AppState: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -38,7 +42,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBytes {
                 "request bodies must be sent with Content-Type: application/json",
             ));
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        // A body that stops arriving is the client's fault (408), told apart from the whole
+        // request running out of time (503) by giving the body half of that time.
+        let patience = AppState::from_ref(state).request_timeout / 2;
+        let read = tokio::time::timeout(patience, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    Code::RequestTimeout,
+                    "the request body did not arrive in time",
+                )
+            })?;
+        let bytes = read.map_err(|rej| {
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(Code::PayloadTooLarge, "request body exceeds 64 KiB")
             } else {
@@ -58,6 +73,12 @@ impl JsonBytes {
 
 /// Parses JSON into `T`, naming the field at fault in the error.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if super::edge::json_has_nul(bytes) {
+        return Err(ApiError::new(
+            Code::InvalidRequest,
+            "request body contains a NUL character (\\u0000), which no field accepts",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -82,7 +103,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// A JSON body parsed into `T` (deny unknown fields on `T` to refuse them).
 pub struct ApiJson<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T>
+where
+    AppState: FromRef<S>,
+{
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {

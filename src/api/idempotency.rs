@@ -31,9 +31,17 @@ pub struct IdempotencyKey(String);
 impl IdempotencyKey {
     /// Reads the optional header.
     pub fn from_headers(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
-        let Some(v) = headers.get(HEADER) else {
+        let mut all = headers.get_all(HEADER).iter();
+        let Some(v) = all.next() else {
             return Ok(None);
         };
+        // Two keys on one request: which one is meant cannot be known, so neither is used.
+        if all.next().is_some() {
+            return Err(ApiError::invalid(
+                "Idempotency-Key",
+                "send one Idempotency-Key header, not several",
+            ));
+        }
         let b = v.as_bytes();
         if b.is_empty() || b.len() > 255 || !b.iter().all(|c| (0x20..=0x7e).contains(c)) {
             return Err(ApiError::invalid(

@@ -41,7 +41,7 @@ pub fn handle() -> PrometheusHandle {
 /// Middleware: counts requests and records latency by method, route template and status.
 pub async fn track(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -54,6 +54,28 @@ pub async fn track(req: Request, next: Next) -> Response {
     metrics::histogram!("corridor_http_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
     resp
+}
+
+/// A method as a label: the standard ones by name, any other as `OTHER`. A client chooses the
+/// method, and an unbounded label is an unbounded number of series (memory and scrape size).
+fn method_label(method: &axum::http::Method) -> String {
+    use axum::http::Method;
+    let known = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    if known.contains(method) {
+        method.as_str().to_owned()
+    } else {
+        "OTHER".to_owned()
+    }
 }
 
 /// `GET /metrics`: Prometheus text format.

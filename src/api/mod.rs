@@ -6,8 +6,10 @@
 
 pub mod admin;
 pub mod auth;
+pub mod client;
 pub mod corridors;
 pub mod dashboard;
+pub mod edge;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -62,6 +64,11 @@ pub struct Inner {
     pub provider_secret: crate::signing::Secret,
     /// Per-key request budget (`CORRIDOR_RATE_LIMIT`), checked once a key has authenticated.
     pub rate_limiter: rate_limit::Limiter,
+    /// Proxies whose `X-Forwarded-For` names the client (`CORRIDOR_TRUSTED_PROXIES`).
+    pub trusted_proxies: client::TrustedProxies,
+    /// Unknown API keys per client (`CORRIDOR_AUTH_FAILURE_LIMIT`): a guesser is stopped
+    /// before its guesses reach the database.
+    pub auth_failures: client::FailureLimiter,
 }
 
 impl std::ops::Deref for AppState {
@@ -167,6 +174,9 @@ fn with_common_layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(edge::refuse_control_characters))
+        // A declared length over the limit is refused at once, before any of the body is read.
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(extract::BODY_LIMIT))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(error_format))
         .layer(middleware::from_fn(metrics::track))
@@ -213,6 +223,7 @@ async fn error_format(req: Request, next: Next) -> Response {
         403 => Code::Forbidden,
         404 => Code::NotFound,
         405 => Code::MethodNotAllowed,
+        408 => Code::RequestTimeout,
         413 => Code::PayloadTooLarge,
         415 => Code::UnsupportedMediaType,
         429 => Code::RateLimited,

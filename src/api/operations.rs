@@ -2,6 +2,7 @@
 //! The actions themselves are use cases of [`crate::service::operators`] (shared with the
 //! dashboard).
 
+use crate::domain::ids::IdKind;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -36,6 +37,7 @@ pub async fn rotate_key(
     _a: Admin,
     Path(merchant_id): Path<String>,
 ) -> Result<Json<RotatedKey>, ApiError> {
+    ApiError::check_id(IdKind::Merchant, &merchant_id)?;
     let api_key = state
         .service
         .rotate_merchant_key(&merchant_id, ADMIN_ACTOR)
@@ -147,6 +149,7 @@ pub async fn retry_payment(
     _a: Admin,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    ApiError::check_id(IdKind::Payment, &id)?;
     let s = state.service.retry_payment(&id, ADMIN_ACTOR).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -212,6 +215,7 @@ pub async fn redrive(
     _a: Admin,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    ApiError::check_id(IdKind::Job, &id)?;
     state.service.redrive_job(&id, ADMIN_ACTOR).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -1,5 +1,6 @@
 //! Payments: accept (202, idempotent), read, list with a cursor, cancel.
 
+use crate::domain::ids::IdKind;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -136,6 +137,7 @@ pub async fn get(
     m: Merchant,
     Path(payment_id): Path<String>,
 ) -> Result<Json<PaymentView>, ApiError> {
+    ApiError::check_id(IdKind::Payment, &payment_id)?;
     tracing::Span::current().record("payment_id", payment_id.as_str());
     load_view(&state, &m.merchant_id, &payment_id)
         .await
@@ -247,6 +249,7 @@ pub async fn cancel(
     m: Merchant,
     Path(payment_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    ApiError::check_id(IdKind::Payment, &payment_id)?;
     tracing::Span::current().record("payment_id", payment_id.as_str());
     state
         .service

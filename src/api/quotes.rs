@@ -1,5 +1,6 @@
 //! Quotes: price an amount on a corridor and lock the rate.
 
+use crate::domain::ids::IdKind;
 use axum::Json;
 use axum::extract::{Path, State};
 use rust_decimal::Decimal;
@@ -119,6 +120,7 @@ pub async fn get(
     m: Merchant,
     Path(quote_id): Path<String>,
 ) -> Result<Json<QuoteView>, ApiError> {
+    ApiError::check_id(IdKind::Quote, &quote_id)?;
     let q = quotes::find(state.store(), &m.merchant_id, &quote_id)
         .await?
         .ok_or_else(|| ApiError::not_found("quote"))?;

@@ -1,5 +1,6 @@
 //! Merchant webhook endpoints and the delivery log.
 
+use crate::domain::ids::IdKind;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -169,6 +170,7 @@ pub async fn delete(
     m: Merchant,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
+    ApiError::check_id(IdKind::Endpoint, &id)?;
     state.service.delete_endpoint(&m.merchant_id, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -182,6 +184,7 @@ pub async fn rotate_secret(
     m: Merchant,
     Path(id): Path<String>,
 ) -> Result<Json<SecretView>, ApiError> {
+    ApiError::check_id(IdKind::Endpoint, &id)?;
     let secret = state
         .service
         .rotate_endpoint_secret(&m.merchant_id, &id)
@@ -272,6 +275,7 @@ pub async fn retry(
     m: Merchant,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    ApiError::check_id(IdKind::Delivery, &id)?;
     let (event_id, endpoint_id) = state.service.redeliver(&m.merchant_id, &id).await?;
     Ok((
         StatusCode::ACCEPTED,

@@ -8,6 +8,7 @@ pub mod backoff;
 pub mod corridor;
 pub mod currency;
 pub mod fees;
+pub mod ids;
 pub mod ledger;
 pub mod lifecycle;
 pub mod money;

@@ -52,6 +52,9 @@ impl Engine {
             .redirect(reqwest::redirect::Policy::none())
             .timeout(self.cfg.webhook_timeout)
             .resolve(&target.host, target.addr)
+            // A proxy from the environment would resolve the host again, itself, and so
+            // undo the address check: deliveries go direct.
+            .no_proxy()
             .user_agent(concat!("Corridor-Webhooks/", env!("CARGO_PKG_VERSION")))
             .build()?;
         if cache.len() >= 1_000 {

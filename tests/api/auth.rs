@@ -238,3 +238,73 @@ async fn health_metrics_and_docs_need_no_key() {
         assert_eq!(resp.status().as_u16(), 200, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let Some(app) = spawn_app().await else { return };
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        let auth = format!("{scheme} {}", app.merchant_key);
+        let resp = send(&app, Method::GET, "/v1/payments", Some(&auth), None).await;
+        expect_status(resp, 200).await;
+    }
+}
+
+/// `GET /v1/payments` with `key`, claiming to come from `forwarded_for`.
+async fn get_as(app: &TestApp, key: &str, forwarded_for: &str) -> reqwest::Response {
+    app.client
+        .get(format!("{}/v1/payments", app.address))
+        .bearer_auth(key)
+        .header("x-forwarded-for", forwarded_for)
+        .send()
+        .await
+        .expect("request is sent")
+}
+
+#[tokio::test]
+async fn guessing_keys_is_stopped_per_client_and_a_forged_forwarded_for_does_not_escape() {
+    let Some(app) = spawn_app_with(|cfg| cfg.auth_failure_limit = "5/m".parse().unwrap()).await
+    else {
+        return;
+    };
+    for i in 0..5 {
+        // Each guess claims another client: no proxy is trusted, so the header is ignored.
+        let resp = get_as(&app, &format!("sk_guess_{i:040}"), &format!("198.51.100.{i}")).await;
+        expect_error(resp, 401, "UNAUTHORIZED", "a guess").await;
+    }
+    let resp = get_as(&app, "sk_guess_6", "203.0.113.50").await;
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "Retry-After {retry}");
+    expect_error(resp, 429, "RATE_LIMITED", "the guesser is stopped").await;
+    // While it is stopped, no key is looked up from that client, not even a right one.
+    let resp = get_as(&app, &app.merchant_key, "203.0.113.51").await;
+    expect_error(resp, 429, "RATE_LIMITED", "right key, same client").await;
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_failure_budget() {
+    let Some(app) = spawn_app_with(|cfg| {
+        cfg.auth_failure_limit = "3/m".parse().unwrap();
+        cfg.trusted_proxies = "127.0.0.1".parse().unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    for _ in 0..3 {
+        let resp = get_as(&app, "sk_guess_x", "198.51.100.7").await;
+        expect_error(resp, 401, "UNAUTHORIZED", "a guess").await;
+    }
+    let resp = get_as(&app, "sk_guess_x", "198.51.100.7").await;
+    expect_error(resp, 429, "RATE_LIMITED", "the guesser").await;
+    // Another client behind the same proxy is not locked out by the guesser.
+    let resp = get_as(&app, &app.merchant_key, "198.51.100.8").await;
+    expect_status(resp, 200).await;
+    // The right-most entry is the one the proxy wrote; what the client wrote before it counts
+    // for nothing.
+    let resp = get_as(&app, &app.merchant_key, "198.51.100.8, 198.51.100.7").await;
+    expect_error(resp, 429, "RATE_LIMITED", "the guesser, forging a prefix").await;
+}

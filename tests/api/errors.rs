@@ -369,3 +369,111 @@ async fn requests_with_a_bad_key_are_401_and_spend_no_budget() {
     let resp = app.get("/v1/corridors", &app.merchant_key).await;
     expect_error(resp, 429, "RATE_LIMITED", "second request in a minute").await;
 }
+
+/// A NUL (or any control character) anywhere a client can put text never reaches the
+/// database: PostgreSQL refuses NUL in text, which used to surface as a 500 on many routes.
+#[tokio::test]
+async fn control_characters_in_paths_queries_and_bodies_are_refused_not_a_500() {
+    let Some(app) = spawn_app().await else { return };
+    let key = app.merchant_key.clone();
+    let admin = app.admin_key.clone();
+    let uuid = "0192f0a0-0000-7000-8000-000000000000";
+    let gets = [
+        (format!("/v1/payments/pay_{uuid}%00"), &key),
+        (format!("/v1/quotes/quote_%00{uuid}"), &key),
+        ("/v1/payments?status=PENDING%00".to_owned(), &key),
+        ("/v1/payments?starting_after=pay_%00".to_owned(), &key),
+        ("/v1/rates?from=USD%00&to=EUR".to_owned(), &key),
+        ("/v1/webhook-deliveries?payment_id=pay_%00".to_owned(), &key),
+        ("/v1/sandbox/transfers?payment_id=%00".to_owned(), &admin),
+    ];
+    for (path, key) in gets {
+        let resp = app.get(&path, key).await;
+        expect_error(resp, 400, "INVALID_REQUEST", &path).await;
+    }
+    // A well-formed URI with an id of the wrong shape is a 404 without a lookup.
+    for path in ["/v1/payments/pay_nothing", "/v1/quotes/abc", "/v1/payments/%E2%82%AC"] {
+        let resp = app.get(path, &key).await;
+        expect_error(resp, 404, "NOT_FOUND", path).await;
+    }
+    let posts = [
+        (format!("/v1/payments/pay_{uuid}%00/cancel"), &key, json!({})),
+        (format!("/v1/admin/payments/pay_%00{uuid}/retry"), &admin, json!({})),
+        ("/v1/admin/jobs/%00/redrive".to_owned(), &admin, json!({})),
+        ("/v1/admin/merchants/mer_%00/rotate-key".to_owned(), &admin, json!({})),
+        ("/v1/provider-webhooks/sim%00".to_owned(), &key, json!({})),
+    ];
+    for (path, key, body) in posts {
+        let resp = app.post(&path, key, body).await;
+        expect_error(resp, 400, "INVALID_REQUEST", &path).await;
+    }
+    for body in [
+        json!({"amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+               "source_account": "src\u{0}", "destination_account": "dst"}),
+        json!({"amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+               "source_account": "src", "destination_account": "dst",
+               "metadata": {"order\u{0}": "x"}}),
+    ] {
+        let resp = app.post("/v1/payments", &key, body).await;
+        expect_error(resp, 400, "INVALID_REQUEST", "NUL in a payment body").await;
+    }
+    let resp = app
+        .post("/v1/quotes", &key, json!({"from_currency": "USD\u{0}", "to_currency": "EUR", "amount": 1000}))
+        .await;
+    expect_error(resp, 400, "INVALID_REQUEST", "NUL in a quote body").await;
+}
+
+/// Writes `head` (and nothing more) on a raw connection and returns the status line and the
+/// rest of the first response.
+async fn raw_exchange(app: &TestApp, head: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = app.address.trim_start_matches("http://");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    conn.write_all(head.as_bytes()).await.expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    // Read until the headers and a JSON body have arrived (the server keeps the connection).
+    loop {
+        let n = conn.read(&mut buf).await.expect("read");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got);
+        if n == 0 || (text.contains("\r\n\r\n") && text.trim_end().ends_with('}')) {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    (status, text)
+}
+
+#[tokio::test]
+async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
+    // A long request timeout: the old behaviour (wait for the body, then 503) cannot pass.
+    let Some(app) = spawn_app_with(|cfg| cfg.request_timeout = corridor::config::Dur(Duration::from_secs(60))).await else { return };
+    let head = format!(
+        "POST /v1/payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+        app.merchant_key
+    );
+    let (status, text) = raw_exchange(&app, &head).await;
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("PAYLOAD_TOO_LARGE"), "{text}");
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_a_408_not_a_503() {
+    let Some(app) = spawn_app_with(|cfg| cfg.request_timeout = corridor::config::Dur(Duration::from_secs(2))).await else { return };
+    let head = format!(
+        "POST /v1/payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"amount\":",
+        app.merchant_key
+    );
+    let (status, text) = raw_exchange(&app, &head).await;
+    assert_eq!(status, 408, "{text}");
+    assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+    assert!(text.to_ascii_lowercase().contains("x-request-id"), "{text}");
+}

@@ -292,3 +292,32 @@ async fn error_responses_carry_a_request_id() {
     request_id(&resp);
     assert_eq!(resp.status().as_u16(), 404);
 }
+
+#[tokio::test]
+async fn metrics_bound_the_method_label() {
+    let Some(app) = spawn_app().await else { return };
+    // Any token is a valid method on the wire; only the standard ones may become labels.
+    let method = reqwest::Method::from_bytes(b"XSECRETMETHOD4711").expect("a token");
+    let resp = app
+        .client
+        .request(method, format!("{}/v1/payments", app.address))
+        .header("Authorization", format!("Bearer {}", app.merchant_key))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(resp.status().as_u16(), 405);
+    let text = get_public(&app, "/metrics")
+        .await
+        .text()
+        .await
+        .expect("metrics body");
+    assert!(
+        !text.contains("XSECRETMETHOD4711"),
+        "a client's method became a label:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("corridor_http_requests_total{")
+            && l.contains(r#"method="OTHER""#)),
+        "the odd request is not counted as OTHER:\n{text}"
+    );
+}

@@ -303,3 +303,22 @@ async fn an_idempotency_key_that_is_too_long_empty_or_not_printable_returns_400(
     }
     assert!(payment_ids(&app, &app.merchant_key).await.is_empty());
 }
+
+#[tokio::test]
+async fn two_idempotency_key_headers_on_one_request_return_400() {
+    let Some(app) = spawn_app().await else { return };
+    let resp = app
+        .client
+        .post(format!("{}/v1/payments", app.address))
+        .bearer_auth(&app.merchant_key)
+        .header(CONTENT_TYPE, "application/json")
+        .header("idempotency-key", "order-1")
+        .header("idempotency-key", "order-2")
+        .body(unquoted_body("user123").to_string())
+        .send()
+        .await
+        .expect("request is sent");
+    let body = expect_error(resp, 400, "INVALID_REQUEST", "two keys").await;
+    assert_eq!(body["field"], "Idempotency-Key");
+    assert!(payment_ids(&app, &app.merchant_key).await.is_empty());
+}

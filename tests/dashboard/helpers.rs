@@ -87,11 +87,10 @@ pub async fn spawn_on(backend: Backend, configure: impl FnOnce(&mut Config)) -> 
     let app = Application::start(cfg, SystemClock::new(), rand::random())
         .await
         .expect("app starts");
+    // A start on a database an earlier app bootstrapped has no demo merchant key to print.
     let merchant_key = app
         .bootstrap()
-        .expect("first start bootstraps")
-        .merchant_key
-        .as_ref()
+        .and_then(|b| b.merchant_key.as_ref())
         .map(|k| k.expose_secret().to_owned())
         .unwrap_or_default();
     Some(TestApp {

@@ -146,6 +146,28 @@ async fn signing_out_ends_the_session_and_clears_the_cookie() {
 }
 
 #[tokio::test]
+async fn a_new_admin_key_ends_the_sessions_of_the_old_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+    let old = spawn(|cfg| cfg.database_url = url.clone()).await;
+    let token = old.sign_in().await;
+    assert_eq!(old.get_page("/dashboard/payments", Some(&token)).await.status, 200);
+    drop(old);
+    // The operator rotates the admin key and restarts on the same database.
+    let new = spawn(|cfg| {
+        cfg.database_url = url.clone();
+        cfg.admin_key = Some("ck_admin_rotated_0123456789abcdef".to_owned().into());
+    })
+    .await;
+    let page = new.get_page("/dashboard/payments", Some(&token)).await;
+    assert_eq!(page.status, 303, "a session of the old key still works");
+    assert_eq!(page.location.as_deref(), Some("/dashboard"));
+    // The new key signs in as usual.
+    let fresh = new.sign_in().await;
+    assert_eq!(new.get_page("/dashboard/payments", Some(&fresh)).await.status, 200);
+}
+
+#[tokio::test]
 async fn failed_sign_ins_are_rate_limited_per_client() {
     let app = spawn(|_| {}).await;
     for _ in 0..5 {

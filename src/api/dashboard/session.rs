@@ -7,13 +7,10 @@
 //! carries a CSRF token derived from the session token, and requests the browser marks as
 //! cross-site are refused. Failed sign-ins are limited per client address in this process.
 
-use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
+use axum::extract::{Form, FromRequestParts, State};
 use axum::http::header::{COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -24,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::html::{Nav, Notice, Page, esc};
 use super::{Dash, DashError};
 use crate::api::auth::{generate_key, hash_key, hashes_equal};
+use crate::api::client::ClientKey;
 use crate::store::ops as ops_store;
 
 /// Name of the session cookie.
@@ -67,7 +65,7 @@ impl Session {
         let Some(token) = cookie_token(headers) else {
             return Ok(None);
         };
-        let token_hash = hash_key(token);
+        let token_hash = session_hash(dash, token);
         if !ops_store::session_valid(dash.app.store(), &token_hash, dash.app.now()).await? {
             return Ok(None);
         }
@@ -86,6 +84,13 @@ impl FromRequestParts<Dash> for Session {
             .await?
             .ok_or(DashError::SignIn)
     }
+}
+
+/// What the database stores of a session token: its hash bound to the admin key's hash, so
+/// that changing the admin key ends every session signed in with the old one (their stored
+/// hashes no longer match anything a cookie can produce) on every node, with no sweep.
+fn session_hash(dash: &Dash, token: &str) -> String {
+    hash_key(&format!("corridor-dashboard-session:{}:{token}", dash.app.admin_hash))
 }
 
 /// The CSRF token of a session: a one-way function of its secret token, so it needs no
@@ -147,120 +152,6 @@ fn session_cookie(value: &str, max_age: i64, secure: bool) -> HeaderValue {
     .expect("cookie is built from base64url and fixed text")
 }
 
-/// The client a sign-in failure is counted against: the peer address, or — when the peer is
-/// a proxy on this host — the address it appended to `X-Forwarded-For`. IPv6 clients are
-/// counted per /64, the block one subscriber usually holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ClientKey(IpAddr);
-
-impl ClientKey {
-    /// Shared by clients whose address is unknown, and by newcomers while the table is full.
-    const SHARED: ClientKey = ClientKey(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-
-    fn of(ip: IpAddr) -> ClientKey {
-        match ip {
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => ClientKey(IpAddr::V4(v4)),
-                None => {
-                    let s = v6.segments();
-                    ClientKey(IpAddr::V6(Ipv6Addr::new(
-                        s[0], s[1], s[2], s[3], 0, 0, 0, 0,
-                    )))
-                }
-            },
-            v4 => ClientKey(v4),
-        }
-    }
-
-    fn from_request(parts: &Parts) -> ClientKey {
-        let Some(ConnectInfo(peer)) = parts.extensions.get::<ConnectInfo<SocketAddr>>() else {
-            return ClientKey::SHARED;
-        };
-        let forwarded = peer
-            .ip()
-            .is_loopback()
-            .then(|| {
-                parts
-                    .headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.rsplit(',').next())
-                    .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
-            })
-            .flatten();
-        ClientKey::of(forwarded.unwrap_or(peer.ip()))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientKey {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientKey::from_request(parts))
-    }
-}
-
-/// Recent failed sign-ins per client, in this process.
-#[derive(Debug)]
-pub struct LoginLimiter {
-    failures: Mutex<HashMap<ClientKey, Vec<Instant>>>,
-    max: usize,
-    window: Duration,
-}
-
-/// Clients tracked at most; past it, new clients share one bucket, so an attacker with many
-/// addresses cannot grow memory without bound nor escape the limit.
-const MAX_CLIENTS: usize = 100_000;
-
-impl LoginLimiter {
-    /// At most `max` failures per client within `window`.
-    pub fn new(max: usize, window: Duration) -> LoginLimiter {
-        LoginLimiter {
-            failures: Mutex::new(HashMap::new()),
-            max,
-            window,
-        }
-    }
-
-    /// How long `client` must wait before trying again, if it has used up its failures.
-    pub fn blocked_for(&self, client: ClientKey, now: Instant) -> Option<Duration> {
-        let map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let recent: Vec<&Instant> = map
-            .get(&client)?
-            .iter()
-            .filter(|t| now.duration_since(**t) < self.window)
-            .collect();
-        if recent.len() < self.max {
-            return None;
-        }
-        let oldest = recent.into_iter().min()?;
-        Some(self.window.saturating_sub(now.duration_since(*oldest)))
-    }
-
-    /// Counts a failed sign-in.
-    pub fn record_failure(&self, client: ClientKey, now: Instant) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX_CLIENTS && !map.contains_key(&client) {
-            map.retain(|_, ts| ts.iter().any(|t| now.duration_since(*t) < self.window));
-        }
-        let key = if map.len() >= MAX_CLIENTS && !map.contains_key(&client) {
-            ClientKey::SHARED
-        } else {
-            client
-        };
-        let window = self.window;
-        let entry = map.entry(key).or_default();
-        entry.retain(|t| now.duration_since(*t) < window);
-        entry.push(now);
-    }
-
-    /// Forgets a client's failures after it signed in.
-    pub fn clear(&self, client: ClientKey) {
-        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        map.remove(&client);
-    }
-}
-
 /// The sign-in page; `problem` explains a refused attempt.
 pub fn sign_in_page(problem: Option<String>, status: StatusCode) -> Response {
     let body = r#"<form class="card signin" method="post" action="/dashboard/login">
@@ -303,7 +194,7 @@ pub async fn login(
     let key = key.trim();
     if key.is_empty() || key.len() > 256 || !dash.app.is_admin_hash(&hash_key(key)) {
         dash.limiter.record_failure(client, Instant::now());
-        tracing::warn!(client = %client.0, "dashboard sign-in refused");
+        tracing::warn!(client = %client, "dashboard sign-in refused");
         return Ok(sign_in_page(
             Some("That is not the admin key.".to_owned()),
             StatusCode::UNAUTHORIZED,
@@ -313,9 +204,9 @@ pub async fn login(
     let token = generate_key("");
     dash.app
         .service
-        .start_dashboard_session(&hash_key(&token), SESSION_SECS * 1000)
+        .start_dashboard_session(&session_hash(&dash, &token), SESSION_SECS * 1000)
         .await?;
-    tracing::info!(client = %client.0, "dashboard session started");
+    tracing::info!(client = %client, "dashboard session started");
     let mut resp = Redirect::to("/dashboard").into_response();
     resp.headers_mut().insert(
         SET_COOKIE,
@@ -384,33 +275,6 @@ mod tests {
             h.append(*k, HeaderValue::from_str(v).unwrap());
         }
         h
-    }
-
-    #[test]
-    fn the_limiter_blocks_after_max_failures_until_the_window_passes() {
-        let l = LoginLimiter::new(3, Duration::from_secs(60));
-        let a = ClientKey::of("10.0.0.1".parse().unwrap());
-        let b = ClientKey::of("10.0.0.2".parse().unwrap());
-        let t0 = Instant::now();
-        for i in 0..3 {
-            assert_eq!(l.blocked_for(a, t0), None);
-            l.record_failure(a, t0 + Duration::from_secs(i));
-        }
-        let wait = l.blocked_for(a, t0 + Duration::from_secs(10)).unwrap();
-        assert_eq!(wait, Duration::from_secs(50));
-        assert_eq!(l.blocked_for(b, t0 + Duration::from_secs(10)), None);
-        assert_eq!(l.blocked_for(a, t0 + Duration::from_secs(61)), None);
-        l.clear(a);
-        assert_eq!(l.blocked_for(a, t0 + Duration::from_secs(10)), None);
-    }
-
-    #[test]
-    fn ipv6_clients_are_counted_per_64_block_and_mapped_v4_as_v4() {
-        let a = ClientKey::of("2001:db8:1:2:aaaa::1".parse().unwrap());
-        let b = ClientKey::of("2001:db8:1:2:bbbb::9".parse().unwrap());
-        assert_eq!(a, b);
-        let m = ClientKey::of("::ffff:192.0.2.1".parse().unwrap());
-        assert_eq!(m, ClientKey::of("192.0.2.1".parse().unwrap()));
     }
 
     #[test]
