@@ -25,7 +25,6 @@ use std::time::Instant;
 
 use sqlx::{Arguments, Connection, Executor};
 
-
 #[derive(Clone)]
 enum V {
     T(String),
@@ -95,7 +94,8 @@ async fn fresh(dir: &std::path::Path, name: &str) -> String {
     path.display().to_string()
 }
 
-const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
+const PRAGMAS: &str =
+    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;";
 
 fn report(driver: &str, units: u64, batch: usize, existing: u64, secs: f64, statements: usize) {
     println!(

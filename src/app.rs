@@ -260,6 +260,7 @@ impl Application {
                 webhook_timeout: cfg.webhook_timeout.0,
                 webhook_allow_private: cfg.webhook_allow_private,
                 stuck_after: cfg.stuck_after.0,
+                retry_for: cfg.job_retry_for.0,
                 alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
                     (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
                         url: url.clone(),

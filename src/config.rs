@@ -252,7 +252,12 @@ pub struct Config {
     /// Spread applied to mid rates, in basis points.
     #[arg(long, env = "CORRIDOR_SPREAD_BPS", default_value_t = 50)]
     pub spread_bps: u32,
-    /// Attempts before a failing job is dead-lettered.
+    /// How long a job failing transiently (provider or database unavailable) is retried,
+    /// backing off to every 5 minutes, before it is dead-lettered (once it has also failed
+    /// `CORRIDOR_JOB_MAX_ATTEMPTS` times). `0s`: attempts alone decide.
+    #[arg(long, env = "CORRIDOR_JOB_RETRY_FOR", default_value = "24h")]
+    pub job_retry_for: Dur,
+    /// Attempts before a failing job may be dead-lettered (a refused one is at once).
     #[arg(long, env = "CORRIDOR_JOB_MAX_ATTEMPTS", default_value_t = 8)]
     pub job_max_attempts: u32,
     /// Database connections per process (PostgreSQL; SQLite uses one writer plus this many

@@ -28,24 +28,24 @@ pub enum EgressError {
 /// webhook may reach. Refused whole, including the few entries the registry marks globally
 /// reachable (AS112, AMT, 192.0.0.9/10): no merchant's webhook receiver lives there.
 const SPECIAL_V4: &[Ipv4Net] = &[
-    v4(Ipv4Addr::new(0, 0, 0, 0), 8),        // "this network"
-    v4(Ipv4Addr::new(10, 0, 0, 0), 8),       // private
-    v4(Ipv4Addr::new(100, 64, 0, 0), 10),    // shared address space (CGNAT)
-    v4(Ipv4Addr::new(127, 0, 0, 0), 8),      // loopback
-    v4(Ipv4Addr::new(169, 254, 0, 0), 16),   // link-local (cloud metadata)
-    v4(Ipv4Addr::new(172, 16, 0, 0), 12),    // private
-    v4(Ipv4Addr::new(192, 0, 0, 0), 24),     // IETF protocol assignments
-    v4(Ipv4Addr::new(192, 0, 2, 0), 24),     // TEST-NET-1
-    v4(Ipv4Addr::new(192, 31, 196, 0), 24),  // AS112-v4
-    v4(Ipv4Addr::new(192, 52, 193, 0), 24),  // AMT
-    v4(Ipv4Addr::new(192, 88, 99, 0), 24),   // deprecated 6to4 relay anycast
-    v4(Ipv4Addr::new(192, 168, 0, 0), 16),   // private
-    v4(Ipv4Addr::new(192, 175, 48, 0), 24),  // AS112 direct delegation
-    v4(Ipv4Addr::new(198, 18, 0, 0), 15),    // benchmarking
-    v4(Ipv4Addr::new(198, 51, 100, 0), 24),  // TEST-NET-2
-    v4(Ipv4Addr::new(203, 0, 113, 0), 24),   // TEST-NET-3
-    v4(Ipv4Addr::new(224, 0, 0, 0), 4),      // multicast
-    v4(Ipv4Addr::new(240, 0, 0, 0), 4),      // reserved, and broadcast
+    v4(Ipv4Addr::new(0, 0, 0, 0), 8),       // "this network"
+    v4(Ipv4Addr::new(10, 0, 0, 0), 8),      // private
+    v4(Ipv4Addr::new(100, 64, 0, 0), 10),   // shared address space (CGNAT)
+    v4(Ipv4Addr::new(127, 0, 0, 0), 8),     // loopback
+    v4(Ipv4Addr::new(169, 254, 0, 0), 16),  // link-local (cloud metadata)
+    v4(Ipv4Addr::new(172, 16, 0, 0), 12),   // private
+    v4(Ipv4Addr::new(192, 0, 0, 0), 24),    // IETF protocol assignments
+    v4(Ipv4Addr::new(192, 0, 2, 0), 24),    // TEST-NET-1
+    v4(Ipv4Addr::new(192, 31, 196, 0), 24), // AS112-v4
+    v4(Ipv4Addr::new(192, 52, 193, 0), 24), // AMT
+    v4(Ipv4Addr::new(192, 88, 99, 0), 24),  // deprecated 6to4 relay anycast
+    v4(Ipv4Addr::new(192, 168, 0, 0), 16),  // private
+    v4(Ipv4Addr::new(192, 175, 48, 0), 24), // AS112 direct delegation
+    v4(Ipv4Addr::new(198, 18, 0, 0), 15),   // benchmarking
+    v4(Ipv4Addr::new(198, 51, 100, 0), 24), // TEST-NET-2
+    v4(Ipv4Addr::new(203, 0, 113, 0), 24),  // TEST-NET-3
+    v4(Ipv4Addr::new(224, 0, 0, 0), 4),     // multicast
+    v4(Ipv4Addr::new(240, 0, 0, 0), 4),     // reserved, and broadcast
 ];
 
 /// IPv6 blocks inside global unicast (`2000::/3`) that IANA's special-purpose registry sets

@@ -23,10 +23,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use super::AppState;
+use super::client::FailureLimiter;
 use crate::service::Error as ServiceError;
 use crate::store::StoreError;
 use html::{Nav, Notice, Page};
-use super::client::FailureLimiter;
 
 /// Who the audit log names for actions taken in the dashboard.
 pub const ACTOR: &str = "dashboard";

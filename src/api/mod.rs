@@ -176,7 +176,9 @@ fn with_common_layers(routes: Router<AppState>, state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn(edge::refuse_control_characters))
         // A declared length over the limit is refused at once, before any of the body is read.
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(extract::BODY_LIMIT))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            extract::BODY_LIMIT,
+        ))
         .layer(DefaultBodyLimit::max(extract::BODY_LIMIT))
         .layer(middleware::from_fn(error_format))
         .layer(middleware::from_fn(metrics::track))

@@ -27,6 +27,14 @@ pub fn retry_delay_ms(attempts: i64, jitter_permille: i64) -> i64 {
     base * jitter_permille.clamp(800, 1_200) / 1_000
 }
 
+/// How long a job has been backing off after failing `attempts` times (the delays before
+/// each retry, without jitter): what the retry window is measured against, so it needs no
+/// record of when the first failure was.
+pub fn retried_for_ms(attempts: i64) -> i64 {
+    (1..=attempts.clamp(0, 100_000))
+        .fold(0i64, |sum, a| sum.saturating_add(retry_delay_ms(a, 1_000)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,5 +56,17 @@ mod tests {
         assert_eq!(retry_delay_ms(30, 1_000), MAX_RETRY_MS);
         assert_eq!(retry_delay_ms(1, 800), 800);
         assert_eq!(retry_delay_ms(1, 5_000), 1_200);
+    }
+
+    #[test]
+    fn the_retry_window_is_the_sum_of_the_delays() {
+        assert_eq!(retried_for_ms(0), 0);
+        assert_eq!(retried_for_ms(1), 1_000);
+        assert_eq!(retried_for_ms(3), 7_000);
+        // 1 + 2 + … + 256 s, then every 5 minutes: a day of retries is ~290 attempts.
+        let day = 24 * 3_600 * 1_000;
+        let n = (1..).find(|&a| retried_for_ms(a) >= day).unwrap();
+        assert!((280..300).contains(&n), "{n}");
+        assert_eq!(retried_for_ms(i64::MAX), retried_for_ms(100_000));
     }
 }

@@ -48,6 +48,9 @@ pub struct EngineConfig {
     pub stuck_after: Duration,
     /// Where new alerts are pushed, if anywhere.
     pub alert_sink: Option<alerts::AlertSink>,
+    /// How long a job failing transiently keeps being retried (once it also failed its
+    /// `max_attempts`) before it is dead-lettered.
+    pub retry_for: Duration,
 }
 
 /// Why a job run did not finish.
@@ -243,7 +246,12 @@ impl Engine {
         } else {
             job.attempts
         };
-        let dead = attempts >= job.max_attempts;
+        // A transient failure (a provider or database outage) is retried for the configured
+        // window, not a number of attempts: an outage of minutes must not strand payments.
+        let window_ms = i64::try_from(self.cfg.retry_for.as_millis()).unwrap_or(i64::MAX);
+        let dead = attempts >= job.max_attempts
+            && (matches!(err, JobError::Permanent(_))
+                || backoff::retried_for_ms(attempts) >= window_ms);
         let retry_at = now.plus_millis(backoff::retry_delay_ms(attempts, self.jitter_permille()));
         let mut unit = UnitOfWork::at(now);
         unit.push(Write::FailJob {

@@ -151,7 +151,14 @@ impl Endpoint {
 
     fn unreachable(&self, e: reqwest::Error) -> ProviderError {
         // `without_url`: the base URL may carry credentials; the log needs only the cause.
-        ProviderError::Transient(format!("{} unreachable: {}", self.name, e.without_url()))
+        // A failed connect (refused, no route, DNS, TLS handshake) sent no request.
+        let not_sent = e.is_connect();
+        let msg = format!("{} unreachable: {}", self.name, e.without_url());
+        if not_sent {
+            ProviderError::NotSent(msg)
+        } else {
+            ProviderError::Transient(msg)
+        }
     }
 
     async fn initiate(&self, leg: &str, req: &LegRequest) -> Result<String, ProviderError> {
@@ -430,6 +437,7 @@ mod tests {
             Ok(_) => "ok",
             Err(ProviderError::Refused(_)) => "refused",
             Err(ProviderError::Transient(_)) => "transient",
+            Err(ProviderError::NotSent(_)) => "not sent",
         }
     }
 
@@ -603,7 +611,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn timeouts_and_refused_connections_are_transient() {
+    async fn timeouts_are_transient_and_refused_connections_not_sent() {
         let (base, _) = serve(vec![]).await;
         let slow = HttpOnramp::new(
             ONRAMP_NAME,
@@ -625,8 +633,9 @@ mod tests {
             Duration::from_secs(2),
         )
         .unwrap();
+        // Nothing reached the provider: the worker may hand its claim back.
         let got = gone.buy(&leg("onramp")).await;
-        assert_eq!(kind(&got), "transient", "{got:?}");
+        assert_eq!(kind(&got), "not sent", "{got:?}");
     }
 
     #[test]

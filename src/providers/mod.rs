@@ -32,9 +32,14 @@ pub enum ProviderError {
     /// The provider definitively refused the transfer: no retry, the payment fails.
     #[error("refused by provider: {0}")]
     Refused(String),
-    /// Timeout, 5xx, connection refused: retry later under the same idempotency key.
+    /// Timeout, 5xx, an unreadable answer: the provider may have acted; retry later under
+    /// the same idempotency key.
     #[error("provider unavailable: {0}")]
     Transient(String),
+    /// The request provably never reached the provider (no connection could be made), so
+    /// nothing can have happened there; retry later like [`ProviderError::Transient`].
+    #[error("provider unreachable: {0}")]
+    NotSent(String),
 }
 
 pub use crate::domain::TransferStatus;

@@ -225,7 +225,7 @@ async fn initiate(
     };
     let reference = started.map_err(|e| match e {
         ProviderError::Refused(m) => Reject(StatusCode::UNPROCESSABLE_ENTITY, "REFUSED", m),
-        ProviderError::Transient(m) => unavailable(m),
+        ProviderError::Transient(m) | ProviderError::NotSent(m) => unavailable(m),
     })?;
     let t = find(sim, &reference)
         .await?

@@ -283,7 +283,8 @@ impl Service {
             Pending => {
                 // Claimed (and committed) before calling out, so cancel cannot succeed once
                 // a leg may exist.
-                let mut unit = UnitOfWork::at(self.clock.now());
+                let claimed_at = self.clock.now();
+                let mut unit = UnitOfWork::at(claimed_at);
                 unit.push(Write::HoldLease(job.lease.clone()))
                     .push(Write::ClaimOnramp {
                         payment_id: p.payment_id.clone(),
@@ -291,6 +292,10 @@ impl Service {
                 if self.commit(unit).await?.is_err() {
                     return Ok(None);
                 }
+                // No earlier run claimed it, so no earlier request can have reached the
+                // provider: if this one provably did not either, the claim is handed back
+                // and the payment stays cancellable through a provider outage.
+                let first_claim = p.onramp_claimed_at.is_none();
                 let usdc = ledger::onramp_usdc(p.amount, p.total_fees, p.currency)
                     .map_err(|e| StepError::Permanent(e.to_string()))?;
                 let req = LegRequest {
@@ -300,9 +305,21 @@ impl Service {
                     currency: usdc.currency().code().to_owned(),
                     account: p.source_account.clone(),
                 };
-                self.timed(onramp.name(), onramp.buy(&req))
-                    .await
-                    .map(Answer::Initiated)
+                match self.timed(onramp.name(), onramp.buy(&req)).await {
+                    Err(ProviderError::NotSent(msg)) if first_claim => {
+                        let mut unit = UnitOfWork::at(self.clock.now());
+                        unit.push(Write::HoldLease(job.lease.clone()))
+                            .push(Write::ReleaseOnramp {
+                                payment_id: p.payment_id.clone(),
+                                claimed_at,
+                            });
+                        // Not released (lease lost, state moved): the claim stays, which
+                        // is the safe side.
+                        let _ = self.commit(unit).await?;
+                        Err(ProviderError::NotSent(msg))
+                    }
+                    other => other.map(Answer::Initiated),
+                }
             }
             OnrampPending => {
                 let reference = leg_reference(p, Side::Onramp)?;
@@ -359,7 +376,9 @@ impl Service {
         match result {
             Ok(answer) => Ok(Some(answer)),
             Err(ProviderError::Refused(msg)) => Ok(Some(Answer::Refused(msg))),
-            Err(ProviderError::Transient(msg)) => Err(StepError::Transient(msg)),
+            Err(ProviderError::Transient(msg) | ProviderError::NotSent(msg)) => {
+                Err(StepError::Transient(msg))
+            }
         }
     }
 

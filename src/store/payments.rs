@@ -293,6 +293,24 @@ pub(crate) async fn claim_onramp(
     Ok(r.rows_affected() == 1)
 }
 
+/// Clears the onramp claim made at `claimed_at` while the payment is still `PENDING` with no
+/// onramp leg (a claim another run made, or a leg that exists, is left alone).
+pub(crate) async fn release_onramp(
+    conn: &mut Conn,
+    payment_id: &str,
+    claimed_at: Timestamp,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE payments SET onramp_claimed_at = NULL WHERE payment_id = $1 AND state = 'PENDING' \
+         AND onramp_claimed_at = $2 AND onramp_reference IS NULL",
+    )
+    .bind(payment_id)
+    .bind(claimed_at.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// The one payment matching `condition` (this module's own SQL, with `$n` placeholders for
 /// `binds`), if any.
 async fn one_where(

@@ -82,6 +82,14 @@ pub enum Write {
         /// Payment (must be `PENDING`).
         payment_id: String,
     },
+    /// Hands back this run's onramp claim (its call provably reached no provider), so the
+    /// payment can be cancelled again; only the claim made at `claimed_at`, only in `PENDING`.
+    ReleaseOnramp {
+        /// Payment.
+        payment_id: String,
+        /// When this run claimed it.
+        claimed_at: Timestamp,
+    },
     /// A new quote.
     InsertQuote(QuoteRecord),
     /// Guard: the quote is unused; it now pays for `payment_id`.
@@ -409,6 +417,13 @@ pub(super) async fn apply(
         }
         Write::ClaimOnramp { payment_id } => {
             guard(payments::claim_onramp(tx, payment_id, at).await?, Stale)
+        }
+        Write::ReleaseOnramp {
+            payment_id,
+            claimed_at,
+        } => {
+            payments::release_onramp(tx, payment_id, *claimed_at).await?;
+            Ok(())
         }
         Write::InsertQuote(q) => {
             quotes::insert(tx, q).await?;

@@ -27,6 +27,7 @@ async fn app_with_dead_offramp() -> Option<TestApp> {
     spawn_app_with(|c| {
         c.offramp_url = Some("http://127.0.0.1:9/offramp".into());
         c.job_max_attempts = 1;
+        c.job_retry_for = Dur(Duration::ZERO);
         c.provider_timeout = Dur(Duration::from_secs(1));
     })
     .await
@@ -143,4 +144,44 @@ async fn a_payment_stuck_past_the_threshold_raises_an_alert_that_clears_when_it_
         !v["data"].as_array().unwrap().iter().any(|a| a["payment_id"] == id.as_str())
     })
     .await;
+}
+
+/// A provider outage of hours, compressed: the onramp's port is closed, the clock jumps
+/// ahead between runs. The step is retried past its attempts without going dead, and the
+/// payment, whose onramp was never reached, can still be cancelled.
+#[tokio::test]
+async fn an_onramp_outage_neither_dead_letters_the_step_nor_blocks_cancel() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let Some(app) = spawn_app_with(|c| {
+        c.onramp_url = Some(format!("http://127.0.0.1:{port}/onramp"));
+        c.job_max_attempts = 2;
+        c.job_retry_for = Dur(Duration::from_secs(3_600));
+        c.workers = 0;
+    })
+    .await
+    else {
+        return;
+    };
+    let payment = app.pay(&app.merchant_key, payment_body("dst")).await;
+    let id = payment["payment_id"].as_str().expect("payment_id").to_owned();
+    let mut attempts = 0;
+    for _ in 0..8 {
+        app.app.run_due_jobs(10).await.expect("jobs run");
+        app.advance_clock(Duration::from_secs(301));
+        let jobs = corridor::store::jobs::for_payment(app.app.store(), &id, 5)
+            .await
+            .expect("jobs");
+        attempts = jobs[0].attempts;
+        assert_eq!(jobs[0].state, "ready", "the step went {}", jobs[0].state);
+    }
+    assert!(attempts >= 5, "the step ran only {attempts} times");
+    let dead = expect_status(app.get("/v1/admin/jobs/dead", &app.admin_key).await, 200).await;
+    assert_eq!(dead["data"].as_array().map(Vec::len), Some(0), "{dead}");
+    let resp = app
+        .post(&format!("/v1/payments/{id}/cancel"), &app.merchant_key, json!({}))
+        .await;
+    let cancelled = expect_status(resp, 200).await;
+    assert_eq!(cancelled["status"], "CANCELLED");
 }

@@ -38,6 +38,7 @@ fn start(db: &Path, offramp_url: &str) -> Server {
         ("CORRIDOR_ADMIN_KEY", ADMIN_KEY),
         ("CORRIDOR_OFFRAMP_URL", offramp_url),
         ("CORRIDOR_JOB_MAX_ATTEMPTS", "1"),
+        ("CORRIDOR_JOB_RETRY_FOR", "0s"),
         ("CORRIDOR_PROVIDER_TIMEOUT", "2s"),
         ("CORRIDOR_SIM_ONRAMP_DELAY", "20ms..80ms"),
         ("CORRIDOR_POLL_INTERVAL", "50ms"),

@@ -151,7 +151,12 @@ async fn a_new_admin_key_ends_the_sessions_of_the_old_one() {
     let url = format!("sqlite://{}", dir.path().join("shared.db").display());
     let old = spawn(|cfg| cfg.database_url = url.clone()).await;
     let token = old.sign_in().await;
-    assert_eq!(old.get_page("/dashboard/payments", Some(&token)).await.status, 200);
+    assert_eq!(
+        old.get_page("/dashboard/payments", Some(&token))
+            .await
+            .status,
+        200
+    );
     drop(old);
     // The operator rotates the admin key and restarts on the same database.
     let new = spawn(|cfg| {
@@ -164,7 +169,12 @@ async fn a_new_admin_key_ends_the_sessions_of_the_old_one() {
     assert_eq!(page.location.as_deref(), Some("/dashboard"));
     // The new key signs in as usual.
     let fresh = new.sign_in().await;
-    assert_eq!(new.get_page("/dashboard/payments", Some(&fresh)).await.status, 200);
+    assert_eq!(
+        new.get_page("/dashboard/payments", Some(&fresh))
+            .await
+            .status,
+        200
+    );
 }
 
 #[tokio::test]
@@ -505,6 +515,7 @@ async fn a_dead_step_can_be_retried_and_redriven_from_the_dashboard() {
     drop(closed);
     let app = spawn(|cfg| {
         cfg.job_max_attempts = 1;
+        cfg.job_retry_for = corridor::config::Dur(Duration::ZERO);
         cfg.offramp_url = Some(format!("http://127.0.0.1:{port}/offramp"));
         cfg.provider_timeout = corridor::config::Dur(Duration::from_secs(2));
     })

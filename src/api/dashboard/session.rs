@@ -90,7 +90,10 @@ impl FromRequestParts<Dash> for Session {
 /// that changing the admin key ends every session signed in with the old one (their stored
 /// hashes no longer match anything a cookie can produce) on every node, with no sweep.
 fn session_hash(dash: &Dash, token: &str) -> String {
-    hash_key(&format!("corridor-dashboard-session:{}:{token}", dash.app.admin_hash))
+    hash_key(&format!(
+        "corridor-dashboard-session:{}:{token}",
+        dash.app.admin_hash
+    ))
 }
 
 /// The CSRF token of a session: a one-way function of its secret token, so it needs no
