@@ -44,7 +44,7 @@ pub struct Application {
     store: Store,
     bootstrap: Option<Bootstrap>,
     shutdown: watch::Sender<bool>,
-    server: JoinHandle<std::io::Result<()>>,
+    server: JoinHandle<()>,
     engine: Arc<Engine>,
     worker_loop: Option<JoinHandle<()>>,
 }
@@ -311,18 +311,14 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|e| StartError::Bind(cfg.listen, e))?;
-        let mut rx = shutdown_rx;
-        let server = tokio::spawn(async move {
-            // The peer address lets the dashboard count failed sign-ins per client.
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            })
-            .await
-        });
+        let limits = crate::server::Limits {
+            header_read_timeout: cfg.header_read_timeout.0,
+            idle_timeout: cfg.idle_timeout.0,
+            max_connections: cfg.max_connections,
+            max_connections_per_client: cfg.max_connections_per_client,
+            trusted_proxies: cfg.trusted_proxies.clone(),
+        };
+        let server = tokio::spawn(crate::server::serve(listener, router, limits, shutdown_rx));
         tracing::info!(%addr, role = ?cfg.role, "corridor listening");
         Ok(Application {
             addr,

@@ -214,6 +214,26 @@ pub struct Config {
     /// Timeout of one provider call (the job lease must exceed it).
     #[arg(long, env = "CORRIDOR_PROVIDER_TIMEOUT", default_value = "10s")]
     pub provider_timeout: Dur,
+    /// A request's head must arrive within this (and an idle HTTP/1 keep-alive connection is
+    /// closed after it): half-sent requests cannot hold connections open.
+    #[arg(long, env = "CORRIDOR_HEADER_READ_TIMEOUT", default_value = "10s")]
+    pub header_read_timeout: Dur,
+    /// A connection that moves no byte either way for this long is closed (after finishing
+    /// a request in flight). Must exceed `CORRIDOR_REQUEST_TIMEOUT`.
+    #[arg(long, env = "CORRIDOR_IDLE_TIMEOUT", default_value = "60s")]
+    pub idle_timeout: Dur,
+    /// Open connections at most; past it a new one is answered 503 and closed. Keep it
+    /// below the process's file descriptor limit (`ulimit -n`, often 1024).
+    #[arg(long, env = "CORRIDOR_MAX_CONNECTIONS", default_value_t = 768)]
+    pub max_connections: usize,
+    /// Open connections one client address may hold; past it a new one is answered 429 and
+    /// closed. `CORRIDOR_TRUSTED_PROXIES` are exempt.
+    #[arg(
+        long,
+        env = "CORRIDOR_MAX_CONNECTIONS_PER_CLIENT",
+        default_value_t = 128
+    )]
+    pub max_connections_per_client: usize,
     /// An API request still running after this answers 503.
     #[arg(long, env = "CORRIDOR_REQUEST_TIMEOUT", default_value = "10s")]
     pub request_timeout: Dur,
@@ -294,6 +314,21 @@ impl Config {
         }
         if self.request_timeout.0.is_zero() {
             return Err("CORRIDOR_REQUEST_TIMEOUT must be greater than 0".into());
+        }
+        if self.header_read_timeout.0.is_zero() {
+            return Err("CORRIDOR_HEADER_READ_TIMEOUT must be greater than 0".into());
+        }
+        if self.idle_timeout.0 <= self.request_timeout.0 {
+            return Err(
+                "CORRIDOR_IDLE_TIMEOUT must be longer than CORRIDOR_REQUEST_TIMEOUT, or a slow request's connection could be closed under it"
+                    .into(),
+            );
+        }
+        if self.max_connections == 0 || self.max_connections_per_client == 0 {
+            return Err(
+                "CORRIDOR_MAX_CONNECTIONS and CORRIDOR_MAX_CONNECTIONS_PER_CLIENT must be at least 1"
+                    .into(),
+            );
         }
         if self.webhook_retry.0.is_empty() {
             return Err("CORRIDOR_WEBHOOK_RETRY needs at least one delay".into());

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod engine;
 pub mod keys;
 pub mod providers;
+pub mod server;
 pub mod service;
 pub mod signing;
 pub mod store;

@@ -17,7 +17,7 @@ pub enum IdKind {
     Endpoint,
     /// `whd_…`
     Delivery,
-    /// A bare UUID.
+    /// A bare UUID, or the fixed name of a recurring job (`alerts-sweep`).
     Job,
 }
 
@@ -36,10 +36,20 @@ impl IdKind {
 
     /// Whether `id` has this kind's shape: the prefix, then a UUID (hyphenated or not).
     pub fn matches(self, id: &str) -> bool {
+        if self == IdKind::Job && is_recurring_name(id) {
+            return true;
+        }
         id.strip_prefix(self.prefix())
             .filter(|rest| rest.len() == 32 || rest.len() == 36)
             .is_some_and(|rest| uuid::Uuid::try_parse(rest).is_ok())
     }
+}
+
+/// A recurring job's fixed name: lowercase words joined by hyphens.
+fn is_recurring_name(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        && !id.starts_with('-')
 }
 
 #[cfg(test)]
@@ -66,5 +76,8 @@ mod tests {
             assert!(!Payment.matches(&bad), "{bad:?} passed as a payment id");
         }
         assert!(!Job.matches(&format!("pay_{uuid}")));
+        assert!(Job.matches("alerts-sweep"));
+        assert!(!Job.matches("alerts\0sweep"));
+        assert!(!Job.matches("Alerts"));
     }
 }

@@ -453,7 +453,14 @@ async fn raw_exchange(app: &TestApp, head: &str) -> (u16, String) {
 #[tokio::test]
 async fn a_declared_body_over_the_limit_is_refused_before_it_is_sent() {
     // A long request timeout: the old behaviour (wait for the body, then 503) cannot pass.
-    let Some(app) = spawn_app_with(|cfg| cfg.request_timeout = corridor::config::Dur(Duration::from_secs(60))).await else { return };
+    let Some(app) = spawn_app_with(|cfg| {
+        cfg.request_timeout = corridor::config::Dur(Duration::from_secs(60));
+        cfg.idle_timeout = corridor::config::Dur(Duration::from_secs(120));
+    })
+    .await
+    else {
+        return;
+    };
     let head = format!(
         "POST /v1/payments HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
          Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n",

@@ -29,6 +29,8 @@ macro_rules! suite {
         mod admin;
         #[path = "auth.rs"]
         mod auth;
+        #[path = "connections.rs"]
+        mod connections;
         #[path = "corridors.rs"]
         mod corridors;
         #[path = "errors.rs"]
