@@ -93,7 +93,12 @@ async fn the_admin_key_signs_in_with_an_http_only_strict_cookie_and_no_key_in_an
         .fetch_all(&mut conn)
         .await
         .unwrap();
-    assert_eq!(stored, vec![corridor::api::auth::hash_key(&token)]);
+    let admin_hash = corridor::api::auth::hash_key(&app.admin_key);
+    assert_eq!(
+        stored,
+        vec![corridor::api::dashboard::session::stored_hash(&admin_hash, &token)]
+    );
+    assert!(!stored[0].contains(&token));
 
     // No page or link carries the key.
     let overview = app.get_page("/dashboard", Some(&token)).await;

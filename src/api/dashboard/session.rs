@@ -90,10 +90,13 @@ impl FromRequestParts<Dash> for Session {
 /// that changing the admin key ends every session signed in with the old one (their stored
 /// hashes no longer match anything a cookie can produce) on every node, with no sweep.
 fn session_hash(dash: &Dash, token: &str) -> String {
-    hash_key(&format!(
-        "corridor-dashboard-session:{}:{token}",
-        dash.app.admin_hash
-    ))
+    stored_hash(&dash.app.admin_hash, token)
+}
+
+/// What is stored of session `token` signed in under the admin key whose hash is
+/// `admin_hash`: a SHA-256 over both, never the token.
+pub fn stored_hash(admin_hash: &str, token: &str) -> String {
+    hash_key(&format!("corridor-dashboard-session:{admin_hash}:{token}"))
 }
 
 /// The CSRF token of a session: a one-way function of its secret token, so it needs no
