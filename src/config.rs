@@ -288,6 +288,14 @@ pub struct Config {
     /// each in its own savepoint. `false` commits each unit alone (for comparison).
     #[arg(long, env = "CORRIDOR_GROUP_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
     pub group_commit: bool,
+    /// PostgreSQL: the server ends a session idle inside a transaction this long (a client
+    /// whose link died mid-transaction would otherwise hold its row locks for hours).
+    #[arg(
+        long,
+        env = "CORRIDOR_PG_IDLE_IN_TRANSACTION_TIMEOUT",
+        default_value = "30s"
+    )]
+    pub pg_idle_in_transaction_timeout: Dur,
     /// Which parts this process runs.
     #[arg(long, value_enum, default_value = "all")]
     pub role: Role,

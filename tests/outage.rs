@@ -484,3 +484,122 @@ fn reroute_keeps_user_database_and_parameters() {
         )
     );
 }
+
+/// Forwards to `upstream`; the first connection whose client sends `pattern` has that chunk
+/// forwarded and then nothing more from its client, while the sockets stay open: a link
+/// that died in the middle of a transaction, as the server sees it (no FIN, no RST).
+async fn stalling_proxy(upstream: String, pattern: &'static [u8]) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("proxy binds");
+    let addr = listener.local_addr().expect("proxy address");
+    let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = TcpStream::connect(&upstream).await else {
+                continue;
+            };
+            let stalled = stalled.clone();
+            tokio::spawn(async move {
+                let (mut client_rx, mut client_tx) = client.into_split();
+                let (mut server_rx, mut server_tx) = server.into_split();
+                let down = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
+                });
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let Ok(n) = client_rx.read(&mut buf).await else {
+                        break;
+                    };
+                    if n == 0 || server_tx.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    let hit = buf[..n].windows(pattern.len()).any(|w| w == pattern);
+                    if hit && !stalled.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                        // Hold both halves open, forward nothing more from the client.
+                        let _keep = (client_rx, server_tx);
+                        let _ = down.await;
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A PostgreSQL session whose client vanished inside a transaction is ended by the server
+/// (`CORRIDOR_PG_IDLE_IN_TRANSACTION_TIMEOUT`), so its locks do not outlive it.
+#[tokio::test]
+async fn a_link_that_dies_mid_transaction_does_not_keep_its_locks() {
+    if let Ok(filter) = std::env::var("CORRIDOR_TEST_LOG") {
+        corridor::telemetry::init(&filter, corridor::config::LogFormat::Text);
+    }
+    let Some(pg) = testdb::PgDatabase::create().await else {
+        println!("skipped: PostgreSQL tests are switched off (CORRIDOR_TEST_PG=skip)");
+        return;
+    };
+    let (upstream, _) = reroute(&pg.url, "127.0.0.1:1".parse().unwrap());
+    let proxy = stalling_proxy(upstream, b"INSERT INTO payments").await;
+    let (_, proxied_url) = reroute(&pg.url, proxy);
+    let mut cfg = config(proxied_url);
+    cfg.pg_idle_in_transaction_timeout = Dur(Duration::from_secs(1));
+    let app = Application::start(cfg, SystemClock::new(), rand::random())
+        .await
+        .expect("app starts");
+    let key = app
+        .bootstrap()
+        .and_then(|b| b.merchant_key.as_ref())
+        .map(|k| k.expose_secret().to_owned())
+        .expect("a demo merchant");
+    let api = Api {
+        base: format!("http://{}", app.addr()),
+        key,
+        admin_key: String::new(),
+        http: reqwest::Client::builder()
+            .timeout(CLIENT_TIMEOUT)
+            .build()
+            .expect("client"),
+    };
+    // The first payment's transaction stalls after its INSERT; the request gives up (503).
+    let (status, body) = api.create_payment(100_000).await;
+    assert_eq!(status, 503, "{body}");
+
+    let mut direct = <sqlx::PgConnection as sqlx::Connection>::connect(&pg.url)
+        .await
+        .expect("direct connection");
+    let idle_in_tx = async |conn: &mut sqlx::PgConnection| -> i64 {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+             AND state = 'idle in transaction'",
+        )
+        .fetch_one(conn)
+        .await
+        .expect("pg_stat_activity")
+    };
+    // The server ends the stranded session: it is gone well within the deadline (without the
+    // setting it would wait for TCP, hours).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while idle_in_tx(&mut direct).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a session stays idle in its transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // And the service goes on: the next payment is accepted and completes.
+    let id = api.pay(100_000).await;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let p = api.payment(&id).await;
+        if p["status"] == "COMPLETED" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the payment did not complete: {p}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    app.stop();
+    app.wait().await;
+}

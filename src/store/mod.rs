@@ -96,7 +96,11 @@ fn is_transient_code(code: Option<&str>) -> bool {
     if code.len() == 5 {
         return code.starts_with("08")
             || code.starts_with("57P")
-            || matches!(code, "40001" | "40P01" | "55P03" | "57014" | "53300");
+            // 25P03/25P04: the server ended a transaction that sat idle or ran too long.
+            || matches!(
+                code,
+                "40001" | "40P01" | "55P03" | "57014" | "53300" | "25P03" | "25P04"
+            );
     }
     code.parse::<i64>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
@@ -172,6 +176,10 @@ pub struct PoolConfig {
     pub acquire_timeout: Duration,
     /// SQLite: commit concurrent units together through one writer (see `group.rs`).
     pub group_commit: bool,
+    /// PostgreSQL: a session idle inside a transaction this long is ended by the server, so
+    /// a client whose link died mid-transaction cannot keep rows locked (and hidden from
+    /// every node's `SKIP LOCKED` claims) until TCP gives up hours later.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PoolConfig {
@@ -180,6 +188,7 @@ impl Default for PoolConfig {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(3),
             group_commit: true,
+            idle_in_transaction_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -199,6 +208,7 @@ impl Store {
         };
         let opts = AnyConnectOptions::from_str(&url)?;
         let writes = std::sync::Arc::new(WriteHealth::default());
+        let idle_tx_ms = cfg.idle_in_transaction_timeout.as_millis().max(1);
         let build = |max: u32| {
             AnyPoolOptions::new()
                 .max_connections(max)
@@ -213,8 +223,17 @@ impl Store {
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                         } else {
-                            // No statement may hang a worker forever on a half-dead link.
+                            // No statement may hang a worker forever on a half-dead link; no
+                            // transaction may outlive a dead client; and the server probes an
+                            // idle link, so a vanished client host is noticed in about a minute.
                             conn.execute("SET statement_timeout = 30000").await?;
+                            // An integer we formatted, not input.
+                            let idle_tx =
+                                format!("SET idle_in_transaction_session_timeout = {idle_tx_ms}");
+                            conn.execute(dynamic(idle_tx)).await?;
+                            conn.execute("SET tcp_keepalives_idle = 30").await?;
+                            conn.execute("SET tcp_keepalives_interval = 10").await?;
+                            conn.execute("SET tcp_keepalives_count = 3").await?;
                         }
                         Ok(())
                     })
@@ -448,7 +467,7 @@ mod tests {
     #[test]
     fn busy_locked_deadlocks_and_timeouts_are_transient() {
         for code in [
-            "5", "6", "261", "517", "773", "40001", "40P01", "55P03", "57014", "08006",
+            "5", "6", "261", "517", "773", "40001", "40P01", "55P03", "57014", "08006", "25P03",
         ] {
             assert!(is_transient_code(Some(code)), "{code}");
         }

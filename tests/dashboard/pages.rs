@@ -96,7 +96,10 @@ async fn the_admin_key_signs_in_with_an_http_only_strict_cookie_and_no_key_in_an
     let admin_hash = corridor::api::auth::hash_key(&app.admin_key);
     assert_eq!(
         stored,
-        vec![corridor::api::dashboard::session::stored_hash(&admin_hash, &token)]
+        vec![corridor::api::dashboard::session::stored_hash(
+            &admin_hash,
+            &token
+        )]
     );
     assert!(!stored[0].contains(&token));
 
