@@ -103,7 +103,11 @@ pub fn verify(
         return Err(VerifyError::MissingHeaders);
     }
     let ts: i64 = ts.trim().parse().map_err(|_| VerifyError::MissingHeaders)?;
-    if (now - ts).abs() > TOLERANCE_SECS {
+    // Checked: a timestamp near i64::MIN or MAX would overflow a plain subtraction.
+    if now
+        .checked_sub(ts)
+        .is_none_or(|d| d.unsigned_abs() > TOLERANCE_SECS.unsigned_abs())
+    {
         return Err(VerifyError::Stale);
     }
     for sig in sigs.split(' ') {
@@ -167,6 +171,31 @@ mod tests {
             )
             .is_ok()
         );
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_stale_not_an_overflow() {
+        let secret = Secret::parse(&Secret::generate()).unwrap();
+        let body = b"{}";
+        for (ts, now) in [
+            (i64::MIN, 1_700_000_000),
+            (i64::MAX, -5),
+            (i64::MIN, i64::MAX),
+        ] {
+            let sig = secret.sign("msg_1", ts, body);
+            let got = verify(
+                &secret,
+                Some("msg_1"),
+                Some(&ts.to_string()),
+                Some(&sig),
+                body,
+                now,
+            );
+            assert!(
+                matches!(got, Err(VerifyError::Stale)),
+                "{ts} at {now}: {got:?}"
+            );
+        }
     }
 
     #[test]

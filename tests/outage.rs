@@ -506,10 +506,7 @@ async fn stalling_proxy(upstream: String, pattern: &'static [u8]) -> SocketAddr 
                     let _ = tokio::io::copy(&mut server_rx, &mut client_tx).await;
                 });
                 let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    let Ok(n) = client_rx.read(&mut buf).await else {
-                        break;
-                    };
+                while let Ok(n) = client_rx.read(&mut buf).await {
                     if n == 0 || server_tx.write_all(&buf[..n]).await.is_err() {
                         break;
                     }

@@ -112,12 +112,24 @@ pub struct ErrorBody {
     pub field: Option<String>,
 }
 
+/// Longest error message, in characters. Messages quote parts of the input (a field's
+/// value, a parser's complaint), and an error must not echo a 60 KiB body back.
+pub const MAX_MESSAGE_CHARS: usize = 300;
+
+fn bounded(mut message: String) -> String {
+    if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
+        message.truncate(cut);
+        message.push('…');
+    }
+    message
+}
+
 impl ApiError {
     /// An error with a message.
     pub fn new(code: Code, message: impl Into<String>) -> ApiError {
         ApiError {
             code,
-            message: message.into(),
+            message: bounded(message.into()),
             field: None,
         }
     }
@@ -126,7 +138,7 @@ impl ApiError {
     pub fn invalid(field: &str, message: impl Into<String>) -> ApiError {
         ApiError {
             code: Code::InvalidRequest,
-            message: message.into(),
+            message: bounded(message.into()),
             field: Some(field.to_owned()),
         }
     }

@@ -42,6 +42,18 @@ where
                 "request bodies must be sent with Content-Type: application/json",
             ));
         }
+        // The body is read as it arrives; a compressed one would be parsed as garbage.
+        if let Some(coding) = req.headers().get(axum::http::header::CONTENT_ENCODING) {
+            let coding = coding.to_str().unwrap_or("?").trim();
+            if !coding.eq_ignore_ascii_case("identity") {
+                return Err(ApiError::new(
+                    Code::UnsupportedMediaType,
+                    format!(
+                        "Content-Encoding `{coding}` is not supported: send the body uncompressed"
+                    ),
+                ));
+            }
+        }
         // A body that stops arriving is the client's fault (408), told apart from the whole
         // request running out of time (503) by giving the body half of that time.
         let patience = AppState::from_ref(state).request_timeout / 2;
@@ -126,5 +138,71 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
         serde_urlencoded::from_str(q)
             .map(ApiQuery)
             .map_err(|e| ApiError::new(Code::InvalidRequest, format!("invalid query string: {e}")))
+    }
+}
+
+/// `deserialize_with` for an optional string map that refuses a key given twice (serde's
+/// maps keep the last silently; which one the client meant cannot be known).
+pub fn unique_string_map<'de, D>(
+    d: D,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = std::collections::BTreeMap<String, String>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of string values")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut m: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut out = std::collections::BTreeMap::new();
+            while let Some((k, v)) = m.next_entry::<String, String>()? {
+                if out.contains_key(&k) {
+                    return Err(serde::de::Error::custom(format!("key `{k}` appears twice")));
+                }
+                out.insert(k, v);
+            }
+            Ok(out)
+        }
+    }
+    struct Optional;
+    impl<'de> serde::de::Visitor<'de> for Optional {
+        type Value = Option<std::collections::BTreeMap<String, String>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an object of string values or null")
+        }
+        fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: serde::Deserializer<'de>>(self, d: D2) -> Result<Self::Value, D2::Error> {
+            d.deserialize_map(Unique).map(Some)
+        }
+    }
+    d.deserialize_option(Optional)
+}
+
+/// `deserialize_with` for an optional decimal that must be written as a JSON number (not a
+/// string), kept exact (the number's own digits, never through a float).
+pub fn json_number_decimal<'de, D>(d: D) -> Result<Option<rust_decimal::Decimal>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    use serde::Deserialize;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => n
+            .to_string()
+            .parse::<rust_decimal::Decimal>()
+            .or_else(|_| rust_decimal::Decimal::from_scientific(&n.to_string()))
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("must be a decimal number within range")),
+        Some(_) => Err(serde::de::Error::custom("must be a JSON number")),
     }
 }

@@ -29,11 +29,17 @@ pub fn handle() -> PrometheusHandle {
                     ],
                 )
                 .expect("static bucket list is non-empty");
-            match builder.install_recorder() {
+            let handle = match builder.install_recorder() {
                 Ok(h) => h,
                 // Another recorder is installed (embedding application): render our own.
                 Err(_) => PrometheusBuilder::new().build_recorder().handle(),
+            };
+            // Counters without labels exist from the start at 0, so a rate() or an alert
+            // on them works before the first event (an absent series is not a zero).
+            for name in ["corridor_job_retries_total", "corridor_jobs_dead_total"] {
+                metrics::counter!(name).increment(0);
             }
+            handle
         })
         .clone()
 }

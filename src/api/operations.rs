@@ -51,7 +51,7 @@ pub async fn rotate_key(
 pub struct PinBody {
     /// The exact customer rate (spread included), positive, at most 8 decimals.
     #[schema(value_type = f64)]
-    #[serde(with = "rust_decimal::serde::arbitrary_precision_option", default)]
+    #[serde(deserialize_with = "super::extract::json_number_decimal", default)]
     pub rate: Option<Decimal>,
 }
 

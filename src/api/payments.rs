@@ -38,13 +38,14 @@ pub struct CreatePayment {
     pub currency: Option<String>,
     /// Payout currency; required without a quote.
     pub payout_currency: Option<String>,
-    /// Up to 20 string values (keys ≤ 40 chars, values ≤ 500).
+    /// Up to 20 string values (keys ≤ 40 chars, values ≤ 500), each key once.
+    #[serde(default, deserialize_with = "super::extract::unique_string_map")]
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
 fn account(field: &str, v: Option<String>) -> Result<String, ApiError> {
     let v = v.ok_or_else(|| ApiError::invalid(field, format!("`{field}` is required")))?;
-    if v.trim().is_empty() || v.len() > 255 || v.chars().any(char::is_control) {
+    if v.trim().is_empty() || v.chars().count() > 255 || v.chars().any(char::is_control) {
         return Err(ApiError::invalid(
             field,
             format!("`{field}` must be 1 to 255 characters without control characters"),

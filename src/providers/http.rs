@@ -86,6 +86,7 @@ pub struct ErrorBody {
 /// Body of a signed status webhook a provider pushes to `/v1/provider-webhooks/{provider}`:
 /// the one wire type, serialised by `corridor sim-provider` and parsed by Corridor's receiver.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProviderWebhook {
     /// `onramp.completed`, `onramp.failed`, `offramp.completed` or `offramp.failed`.
     pub event_type: String,

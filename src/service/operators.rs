@@ -84,6 +84,9 @@ pub async fn create_merchant(
     Ok(created)
 }
 
+/// How far from the market mid (in percent) an operator's pin may be.
+pub const PIN_BAND_PERCENT: i64 = 20;
+
 impl Service {
     /// Creates a merchant with its first API key.
     pub async fn create_merchant(&self, name: &str, actor: &str) -> Result<NewMerchant> {
@@ -148,6 +151,19 @@ impl Service {
         rate: Decimal,
         actor: &str,
     ) -> Result<RatePin> {
+        // A pin is the exact customer rate; one far from the market is a typo (a shifted
+        // decimal point), and every payment quoted on it would pay out that far off.
+        if let Some(mid) = self.rates.mid(from, to) {
+            let band = mid * Decimal::new(PIN_BAND_PERCENT, 2);
+            if (rate - mid).abs() > band {
+                return Err(Error::Invalid {
+                    field: "rate".into(),
+                    message: format!(
+                        "rate {rate} is more than {PIN_BAND_PERCENT}% away from the market mid {mid} for {from}/{to}"
+                    ),
+                });
+            }
+        }
         let now = self.clock.now();
         let pin = RatePin {
             from,

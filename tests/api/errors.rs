@@ -484,3 +484,75 @@ async fn a_body_that_stops_arriving_is_a_408_not_a_503() {
     assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
     assert!(text.to_ascii_lowercase().contains("x-request-id"), "{text}");
 }
+
+/// The smaller contract breaks a hostile tester found, one case each.
+#[tokio::test]
+async fn small_contract_breaks_are_mended() {
+    let Some(app) = spawn_app().await else { return };
+    let key = app.merchant_key.clone();
+    let body = |extra: &str| {
+        format!(
+            r#"{{"amount":100000,"currency":"USD","payout_currency":"EUR","source_account":"src","destination_account":"dst"{extra}}}"#
+        )
+    };
+    // A key twice inside `metadata`.
+    let resp = send_raw(&app, "/v1/payments", Some("application/json"), body(r#","metadata":{"order":"1","order":"2"}"#)).await;
+    let err = expect_error(resp, 400, "INVALID_REQUEST", "duplicate metadata key").await;
+    assert!(err["message"].as_str().unwrap().contains("twice"), "{err}");
+    // Account length is counted in characters: 255 two-byte characters pass, 256 do not.
+    let ok = "é".repeat(255);
+    let resp = send_raw(&app, "/v1/payments", Some("application/json"), body("").replace("\"src\"", &format!("\"{ok}\""))).await;
+    expect_status(resp, 202).await;
+    let long = "é".repeat(256);
+    let resp = send_raw(&app, "/v1/payments", Some("application/json"), body("").replace("\"src\"", &format!("\"{long}\""))).await;
+    expect_error(resp, 400, "INVALID_REQUEST", "256 characters").await;
+    // A compressed body is refused, not parsed as garbage.
+    let resp = app
+        .client
+        .post(format!("{}/v1/payments", app.address))
+        .bearer_auth(&key)
+        .header(CONTENT_TYPE, "application/json")
+        .header("content-encoding", "gzip")
+        .body(body(""))
+        .send()
+        .await
+        .expect("request");
+    expect_error(resp, 415, "UNSUPPORTED_MEDIA_TYPE", "gzip").await;
+    // An error never echoes a huge input back.
+    let huge = "X".repeat(60_000);
+    let resp = send_raw(&app, "/v1/payments", Some("application/json"), body("").replace("\"EUR\"", &format!("\"{huge}\""))).await;
+    let err = expect_error_format(resp, 400, "huge currency").await;
+    assert!(err["message"].as_str().unwrap().chars().count() <= 301, "{err}");
+    // Retry counters exist before the first retry.
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    assert!(text.contains("corridor_job_retries_total"), "{text}");
+}
+
+#[tokio::test]
+async fn a_rate_pin_must_be_a_number_near_the_market() {
+    let Some(app) = spawn_app().await else { return };
+    let put = async |body: Value| {
+        app.client
+            .put(format!("{}/v1/admin/rates/USD/EUR", app.address))
+            .bearer_auth(&app.admin_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    };
+    let err = expect_error(put(json!({"rate": "0.9"})).await, 400, "INVALID_REQUEST", "string rate").await;
+    let msg = err["message"].as_str().unwrap();
+    assert!(!msg.contains("serde"), "the message leaks internals: {msg}");
+    assert!(msg.contains("number"), "{msg}");
+    // A shifted decimal point is refused; a rate near the market is pinned.
+    expect_error(put(json!({"rate": 91.5})).await, 400, "INVALID_REQUEST", "100x off").await;
+    expect_status(put(json!({"rate": 0.915})).await, 200).await;
+}

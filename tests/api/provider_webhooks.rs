@@ -163,3 +163,19 @@ async fn a_webhook_after_the_poller_settled_the_leg_is_a_no_op() {
     assert_eq!(v["status"], "COMPLETED");
     assert_eq!(v["history"], done["history"], "late webhooks add nothing to the history");
 }
+
+#[tokio::test]
+async fn a_webhook_with_an_unknown_field_is_refused_and_changes_nothing() {
+    let Some(app) = spawn_app().await else { return };
+    let p = slow_payment(&app).await;
+    let mut event = offramp_event(&p, "offramp.completed");
+    event["amount_paid"] = json!(1);
+    let r = send(&app, "sim-offramp", "msg_unknown", now_secs(), PROVIDER_SECRET, &event).await;
+    assert_eq!(r.status(), 400);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "INVALID_REQUEST", "{body}");
+    let id = p["payment_id"].as_str().unwrap();
+    let now = app.get(&format!("/v1/payments/{id}"), &app.merchant_key).await;
+    let now: Value = now.json().await.unwrap();
+    assert_eq!(now["status"], "OFFRAMP_PENDING");
+}
