@@ -255,6 +255,7 @@ impl Application {
             service.clone(),
             EngineConfig {
                 workers: cfg.workers,
+                webhook_workers: cfg.webhook_workers,
                 lease: cfg.job_lease.0,
                 idle_poll: Duration::from_millis(250),
                 webhook_retry: cfg.webhook_retry.0.clone(),

@@ -263,6 +263,10 @@ pub struct Config {
     /// Concurrent job handlers in this process (0: none).
     #[arg(long, env = "CORRIDOR_WORKERS", default_value_t = 16)]
     pub workers: usize,
+    /// Concurrent webhook deliveries in this process, a budget apart from
+    /// `CORRIDOR_WORKERS` (one merchant gets at most half of it, at least 3).
+    #[arg(long, env = "CORRIDOR_WEBHOOK_WORKERS", default_value_t = 8)]
+    pub webhook_workers: usize,
     /// Log filter (tracing syntax).
     #[arg(long, env = "CORRIDOR_LOG", default_value = "info")]
     pub log: String,

@@ -55,6 +55,9 @@ pub struct BadTask {
 }
 
 impl Task {
+    /// The stored kind of [`Task::DeliverWebhook`] (the lane the engine runs apart).
+    pub const DELIVERY_KIND: &'static str = "webhook.deliver";
+
     /// The stored kind (`payment.step`): the serde tag, which the round-trip test holds
     /// equal to this name.
     pub fn kind(&self) -> &'static str {
@@ -91,6 +94,16 @@ impl Task {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_delivery_kind_constant_is_the_stored_kind() {
+        let t = Task::DeliverWebhook {
+            event_id: "evt".into(),
+            endpoint_id: "we".into(),
+            attempt: 0,
+        };
+        assert_eq!(t.kind(), Task::DELIVERY_KIND);
+    }
 
     #[test]
     fn every_task_round_trips_through_its_stored_form() {

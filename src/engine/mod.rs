@@ -25,6 +25,7 @@ use crate::domain::backoff;
 use crate::domain::task::Task;
 use crate::service::Service;
 use crate::service::settle::StepError;
+use crate::store::jobs::Lane;
 use crate::store::jobs::{self, Job};
 use crate::store::unit::Write;
 use crate::store::{Rejected, StoreError, UnitOfWork};
@@ -32,8 +33,10 @@ use crate::store::{Rejected, StoreError, UnitOfWork};
 /// Engine tunables, derived from [`crate::config::Config`].
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Concurrent handlers.
+    /// Concurrent handlers of payment steps and other work.
     pub workers: usize,
+    /// Concurrent webhook deliveries (a lane of their own: steps never wait behind them).
+    pub webhook_workers: usize,
     /// How long a claimed job is held.
     pub lease: Duration,
     /// Longest idle wait between claims when nothing wakes the engine.
@@ -65,6 +68,7 @@ pub struct Engine {
     rng: Mutex<StdRng>,
     owner: String,
     endpoint_slots: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    merchant_slots: Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
     delivery_clients:
         Mutex<std::collections::HashMap<(String, std::net::SocketAddr), reqwest::Client>>,
 }
@@ -84,6 +88,7 @@ impl Engine {
             rng: Mutex::new(rng),
             owner,
             endpoint_slots: Mutex::new(std::collections::HashMap::new()),
+            merchant_slots: Mutex::new(std::collections::HashMap::new()),
             delivery_clients: Mutex::new(std::collections::HashMap::new()),
         })
     }
@@ -109,47 +114,69 @@ impl Engine {
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let listener = self.store().listen_for_jobs();
         let wake = self.store().wakeups();
-        let slots = Arc::new(Semaphore::new(self.cfg.workers.max(1)));
+        // Two budgets: payment steps (and housekeeping) never queue behind deliveries to
+        // receivers that take their time, and deliveries keep flowing while steps are busy.
+        let lanes = [
+            (
+                Lane::Steps,
+                Arc::new(Semaphore::new(self.cfg.workers.max(1))),
+            ),
+            (
+                Lane::Deliveries,
+                Arc::new(Semaphore::new(self.cfg.webhook_workers.max(1))),
+            ),
+        ];
         let mut running = JoinSet::new();
-        tracing::info!(workers = self.cfg.workers, owner = %self.owner, "engine started");
+        tracing::info!(workers = self.cfg.workers, webhook_workers = self.cfg.webhook_workers, owner = %self.owner, "engine started");
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while running.try_join_next().is_some() {}
-            let free = slots.available_permits();
-            if free == 0 {
+            let mut claimed_any = false;
+            let mut any_free = false;
+            for (lane, slots) in &lanes {
+                let free = slots.available_permits();
+                if free == 0 {
+                    continue;
+                }
+                any_free = true;
+                let claimed = match self.claim(*lane, free).await {
+                    Ok(jobs) => jobs,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming jobs failed");
+                        Vec::new()
+                    }
+                };
+                claimed_any |= !claimed.is_empty();
+                for job in claimed {
+                    let Ok(permit) = slots.clone().acquire_owned().await else {
+                        break;
+                    };
+                    let engine = self.clone();
+                    running.spawn(async move {
+                        engine.handle(job).await;
+                        drop(permit);
+                    });
+                }
+            }
+            if !any_free {
                 tokio::select! {
                     _ = running.join_next() => {}
                     _ = shutdown.changed() => {}
                 }
                 continue;
             }
-            let claimed = match self.claim(free).await {
-                Ok(jobs) => jobs,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming jobs failed");
-                    Vec::new()
-                }
-            };
-            if claimed.is_empty() {
+            if !claimed_any {
                 let nap = self.idle_nap().await;
                 tokio::select! {
                     _ = wake.notified() => {}
                     _ = tokio::time::sleep(nap) => {}
                     _ = shutdown.changed() => {}
+                    // A handler finishing frees a slot of a lane that may have work waiting.
+                    Some(_) = running.join_next(), if !running.is_empty() => {}
                 }
                 continue;
-            }
-            for job in claimed {
-                let Ok(permit) = slots.clone().acquire_owned().await else {
-                    break;
-                };
-                let engine = self.clone();
-                running.spawn(async move {
-                    engine.handle(job).await;
-                    drop(permit);
-                });
             }
         }
         while running.join_next().await.is_some() {}
@@ -172,7 +199,7 @@ impl Engine {
     pub async fn run_due(&self, limit: usize) -> Result<usize, StoreError> {
         let mut ran = 0;
         while ran < limit {
-            let batch = self.claim((limit - ran).min(64)).await?;
+            let batch = self.claim(Lane::Any, (limit - ran).min(64)).await?;
             if batch.is_empty() {
                 break;
             }
@@ -197,11 +224,12 @@ impl Engine {
         }
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<Job>, StoreError> {
+    async fn claim(&self, lane: Lane, limit: usize) -> Result<Vec<Job>, StoreError> {
         let now = self.now();
         let lease_ms = i64::try_from(self.cfg.lease.as_millis()).unwrap_or(i64::MAX);
-        jobs::claim(
+        jobs::claim_lane(
             self.store(),
+            lane,
             &self.owner,
             now,
             now.plus_millis(lease_ms),

@@ -23,7 +23,8 @@ use crate::store::webhooks::{self, Delivery, Endpoint, Event};
 pub const PER_ENDPOINT: usize = 2;
 /// Longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3_600);
-/// Back-off when an endpoint's slots are all busy (not counted as an attempt).
+/// Back-off when an endpoint's or its merchant's slots are all busy (not counted as an
+/// attempt).
 const BUSY_DELAY_MS: i64 = 250;
 
 /// What one HTTP attempt produced.
@@ -65,20 +66,36 @@ impl Engine {
     }
 
     fn endpoint_slot(&self, endpoint_id: &str) -> Option<OwnedSemaphorePermit> {
-        let sem = {
-            let mut map = self
-                .endpoint_slots
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if map.len() > 10_000 {
-                map.retain(|_, s| s.available_permits() < PER_ENDPOINT);
-            }
-            map.entry(endpoint_id.to_owned())
-                .or_insert_with(|| Arc::new(Semaphore::new(PER_ENDPOINT)))
-                .clone()
-        };
-        sem.try_acquire_owned().ok()
+        slot(&self.endpoint_slots, endpoint_id, PER_ENDPOINT)
     }
+
+    /// A merchant's share of the delivery lane: half of it, so one merchant's unanswering
+    /// endpoints cannot take every delivery slot from the others — and always more than
+    /// one endpoint's [`PER_ENDPOINT`], so one bad endpoint cannot starve the merchant's
+    /// healthy ones either.
+    fn merchant_slot(&self, merchant_id: &str) -> Option<OwnedSemaphorePermit> {
+        let share = (self.cfg.webhook_workers / 2).max(PER_ENDPOINT + 1);
+        slot(&self.merchant_slots, merchant_id, share)
+    }
+}
+
+/// One of `cap` permits for `key`, if one is free now (never waits: a busy key's delivery
+/// is put back for later instead of holding a slot of the lane while it waits).
+fn slot(
+    slots: &std::sync::Mutex<std::collections::HashMap<String, Arc<Semaphore>>>,
+    key: &str,
+    cap: usize,
+) -> Option<OwnedSemaphorePermit> {
+    let sem = {
+        let mut map = slots.lock().unwrap_or_else(|p| p.into_inner());
+        if map.len() > 10_000 {
+            map.retain(|_, s| s.available_permits() < cap);
+        }
+        map.entry(key.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(cap)))
+            .clone()
+    };
+    sem.try_acquire_owned().ok()
 }
 
 /// Runs one delivery job: event `event_id` to endpoint `endpoint_id`, after `attempt`
@@ -112,7 +129,10 @@ pub async fn run(
         endpoint_id: endpoint_id.to_owned(),
         attempt,
     };
-    let Some(_slot) = engine.endpoint_slot(&endpoint.endpoint_id) else {
+    let slots = engine
+        .merchant_slot(&endpoint.merchant_id)
+        .and_then(|m| engine.endpoint_slot(&endpoint.endpoint_id).map(|e| (m, e)));
+    let Some(_slots) = slots else {
         let at = engine.now().plus_millis(BUSY_DELAY_MS);
         engine
             .commit_held(

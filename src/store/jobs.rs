@@ -132,11 +132,36 @@ pub async fn claim(
     lease_until: Timestamp,
     limit: i64,
 ) -> StoreResult<Vec<Job>> {
+    claim_lane(store, Lane::Any, owner, now, lease_until, limit).await
+}
+
+/// Which jobs a claim takes: the engine keeps webhook deliveries in a lane of their own, so
+/// payment steps never wait behind receivers that are slow to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Every kind.
+    Any,
+    /// Webhook deliveries only.
+    Deliveries,
+    /// Everything but webhook deliveries (payment steps, housekeeping, alerts).
+    Steps,
+}
+
+/// Claims up to `limit` due jobs of `lane` for `owner` until `lease_until`.
+pub async fn claim_lane(
+    store: &Store,
+    lane: Lane,
+    owner: &str,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64,
+) -> StoreResult<Vec<Job>> {
     let claim = Claim {
         owner: owner.to_owned(),
         now,
         lease_until,
         limit,
+        lane,
     };
     // On SQLite the claim rides in the writer's next batch (no transaction of its own, and
     // the API cannot starve the workers of the one write connection).
@@ -163,6 +188,7 @@ pub(super) struct Claim {
     pub(super) now: Timestamp,
     pub(super) lease_until: Timestamp,
     pub(super) limit: i64,
+    pub(super) lane: Lane,
 }
 
 pub(super) async fn claim_in(
@@ -175,7 +201,14 @@ pub(super) async fn claim_in(
         now,
         lease_until,
         limit,
+        lane,
     } = claim;
+    let delivery = Task::DELIVERY_KIND;
+    let kinds = match lane {
+        Lane::Any => String::new(),
+        Lane::Deliveries => format!(" AND kind = '{delivery}'"),
+        Lane::Steps => format!(" AND kind <> '{delivery}'"),
+    };
     // SQLite serialises writers, so the sub-select cannot race; PostgreSQL needs row locks
     // that concurrent claimers skip rather than wait on.
     let lock = match backend {
@@ -184,7 +217,7 @@ pub(super) async fn claim_in(
     };
     let sql = format!(
         "UPDATE jobs SET lease_owner = $1, run_at = $2, attempts = attempts + 1 \
-         WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= $3 ORDER BY run_at LIMIT $4{lock}) \
+         WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= $3{kinds} ORDER BY run_at LIMIT $4{lock}) \
          RETURNING id, kind, payment_id, payload, attempts, max_attempts, lease_owner, run_at"
     );
     let rows = sqlx::query(dynamic(sql))

@@ -220,7 +220,7 @@ async fn quotes_given_before_a_pin_keep_their_rate() {
         &app,
         reqwest::Method::PUT,
         "USD/EUR",
-        Some(json!({"rate": 0.5})),
+        Some(json!({"rate": 0.8})),
     )
     .await;
     expect_status(resp, 200).await;
@@ -252,7 +252,7 @@ async fn unpinning_returns_204_and_unpinning_again_returns_404() {
         &app,
         reqwest::Method::PUT,
         "USD/EUR",
-        Some(json!({"rate": 0.5})),
+        Some(json!({"rate": 0.8})),
     )
     .await;
     expect_status(resp, 200).await;

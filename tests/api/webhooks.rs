@@ -439,3 +439,59 @@ async fn a_rotated_secret_signs_alongside_the_old_one() {
             .expect("both secrets verify during the overlap");
     }
 }
+
+/// One merchant's unanswering endpoints take neither the payment workers nor every delivery
+/// slot: another merchant's payment completes and its webhook arrives meanwhile.
+#[tokio::test]
+async fn one_merchants_silent_endpoints_starve_neither_payments_nor_other_merchants() {
+    let Some(app) = spawn_app_with(|c| {
+        fast_webhooks(c);
+        c.webhook_timeout = Dur(Duration::from_secs(120));
+        c.workers = 4;
+        c.webhook_workers = 4;
+    })
+    .await
+    else {
+        return;
+    };
+    let silent = receiver(Mode::Hang).await;
+    for _ in 0..4 {
+        add_endpoint(&app, &silent.url, None).await;
+    }
+    // The noisy merchant's payments: each of their transitions queues four deliveries that
+    // will hang for two minutes.
+    for i in 0..6 {
+        app.pay(
+            &app.merchant_key,
+            json!({"amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                   "source_account": format!("noisy{i}"), "destination_account": "dst"}),
+        )
+        .await;
+    }
+    silent
+        .wait_for("deliveries hanging", |h| !h.is_empty())
+        .await;
+    // Another merchant, with a healthy endpoint.
+    let other_key = app.new_merchant("other").await;
+    let healthy = receiver(Mode::Ok).await;
+    let r = app
+        .post("/v1/webhook-endpoints", &other_key, json!({"url": healthy.url}))
+        .await;
+    expect_status(r, 201).await;
+    let p = app
+        .pay(
+            &other_key,
+            json!({"amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                   "source_account": "quiet", "destination_account": "dst"}),
+        )
+        .await;
+    let id = p["payment_id"].as_str().unwrap();
+    // Both well inside the silent deliveries' two minutes (the bound only keeps a broken
+    // build from hanging the suite).
+    app.wait_for_status(&other_key, id, &["COMPLETED"]).await;
+    healthy
+        .wait_for("the other merchant's completion", |h| {
+            !of_type(h, "payment.completed").is_empty()
+        })
+        .await;
+}
