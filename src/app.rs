@@ -34,8 +34,6 @@ pub struct Bootstrap {
     pub merchant_id: String,
     /// The demo merchant's key (`None` when not created by this start).
     pub merchant_key: Option<SecretString>,
-    /// The generated provider webhook secret (`None` when configured).
-    pub provider_webhook_secret: Option<SecretString>,
 }
 
 /// A running Corridor: HTTP server and workers.
@@ -64,38 +62,35 @@ pub enum StartError {
 }
 
 const ADMIN_HASH_KEY: &str = "admin_key_hash";
-const PROVIDER_SECRET_KEY: &str = "provider_webhook_secret";
 
 /// The secret inbound provider webhooks must be signed with: configured, or generated once
 /// per database and shared by every node. Returns the text too when this call generated it,
 /// so it can be shown once.
-async fn provider_webhook_secret(
-    store: &Store,
-    cfg: &Config,
-    clock: &SharedClock,
-) -> Result<(Secret, Option<String>), StartError> {
-    let bad = || {
-        StartError::Config("CORRIDOR_PROVIDER_WEBHOOK_SECRET must look like whsec_<base64>".into())
+/// Each provider's webhook secret, from configuration only: the receiver needs the secret
+/// itself (an HMAC key cannot be checked against a hash), so it is never written to the
+/// database. A provider without one has its webhooks refused; polling still settles its legs.
+fn provider_secrets(cfg: &Config) -> Result<api::ProviderSecrets, StartError> {
+    let parse = |var: &str, s: &Option<SecretString>| {
+        s.as_ref()
+            .map(|s| {
+                Secret::parse(s.expose_secret())
+                    .map_err(|_| StartError::Config(format!("{var} must look like whsec_<base64>")))
+            })
+            .transpose()
     };
-    if let Some(s) = &cfg.provider_webhook_secret {
-        return Ok((Secret::parse(s.expose_secret()).map_err(|_| bad())?, None));
+    let onramp = parse("CORRIDOR_ONRAMP_WEBHOOK_SECRET", &cfg.onramp_webhook_secret)?;
+    let offramp = parse(
+        "CORRIDOR_OFFRAMP_WEBHOOK_SECRET",
+        &cfg.offramp_webhook_secret,
+    )?;
+    if let (Some(a), Some(b)) = (&cfg.onramp_webhook_secret, &cfg.offramp_webhook_secret)
+        && a.expose_secret() == b.expose_secret()
+    {
+        tracing::warn!(
+            "the onramp and offramp share a webhook secret: either one can then forge the other's webhooks"
+        );
     }
-    let candidate = Secret::generate();
-    let mut unit = UnitOfWork::at(clock.now());
-    unit.push(Write::InsertSetting {
-        key: PROVIDER_SECRET_KEY.into(),
-        value: candidate.clone(),
-        required: false,
-    });
-    committed(store.commit(unit).await?)?;
-    let text = settings::get(store, PROVIDER_SECRET_KEY)
-        .await?
-        .unwrap_or_default();
-    let generated = text == candidate;
-    Ok((
-        Secret::parse(&text).map_err(|_| bad())?,
-        generated.then_some(text),
-    ))
+    Ok(api::ProviderSecrets { onramp, offramp })
 }
 
 fn committed(r: Result<(), Rejected>) -> Result<(), StartError> {
@@ -164,7 +159,6 @@ async fn bootstrap(
                 admin_key: admin_key.map(SecretString::from),
                 merchant_id,
                 merchant_key,
-                provider_webhook_secret: None,
             })
         }
     };
@@ -280,13 +274,7 @@ impl Application {
         );
         let worker_loop = (cfg.role != Role::Api && cfg.workers > 0)
             .then(|| tokio::spawn(engine.clone().run(shutdown_rx.clone())));
-        let (provider_secret, new_provider_secret) =
-            provider_webhook_secret(&store, &cfg, &shared).await?;
-        let mut boot = boot;
-        if let Some(secret) = new_provider_secret {
-            boot.get_or_insert_with(Bootstrap::default)
-                .provider_webhook_secret = Some(SecretString::from(secret));
-        }
+        let provider_secrets = provider_secrets(&cfg)?;
 
         let state = AppState::new(Inner {
             service,
@@ -295,7 +283,7 @@ impl Application {
             simulated: cfg.onramp_url.is_none() && cfg.offramp_url.is_none(),
             request_timeout: cfg.request_timeout.0,
             webhook_allow_private: cfg.webhook_allow_private,
-            provider_secret,
+            provider_secrets,
             rate_limiter: api::rate_limit::Limiter::new(cfg.rate_limit),
             trusted_proxies: cfg.trusted_proxies.clone(),
             auth_failures: api::client::FailureLimiter::new(

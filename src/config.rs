@@ -208,9 +208,13 @@ pub struct Config {
     /// Name of the HTTP offramp on legs and in webhook URLs (used with `CORRIDOR_OFFRAMP_URL`).
     #[arg(long, env = "CORRIDOR_OFFRAMP_NAME", default_value = "http-offramp")]
     pub offramp_name: String,
-    /// Secret inbound provider webhooks are signed with (`whsec_…`).
-    #[arg(long, env = "CORRIDOR_PROVIDER_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
-    pub provider_webhook_secret: Option<SecretString>,
+    /// Secret the onramp signs its webhooks with (`whsec_…`); unset: its webhooks are
+    /// refused (polling still settles its legs). Never stored in the database.
+    #[arg(long, env = "CORRIDOR_ONRAMP_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub onramp_webhook_secret: Option<SecretString>,
+    /// Secret the offramp signs its webhooks with (`whsec_…`), likewise.
+    #[arg(long, env = "CORRIDOR_OFFRAMP_WEBHOOK_SECRET", hide_env_values = true, value_parser = secret)]
+    pub offramp_webhook_secret: Option<SecretString>,
     /// Timeout of one provider call (the job lease must exceed it).
     #[arg(long, env = "CORRIDOR_PROVIDER_TIMEOUT", default_value = "10s")]
     pub provider_timeout: Dur,

@@ -181,9 +181,6 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
             println!("  demo merchant:      {}", b.merchant_id);
             println!("  demo merchant key:  {}", key.expose_secret());
         }
-        if let Some(secret) = &b.provider_webhook_secret {
-            println!("  provider webhook secret: {}", secret.expose_secret());
-        }
     }
     println!("Corridor listening on http://{}", app.addr());
     shutdown_signal().await;

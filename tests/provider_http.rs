@@ -47,7 +47,10 @@ fn start_sim_provider(
         .arg("--database-url")
         .arg(format!("sqlite://{}", dir.join("sim.db").display()))
         .args(["--corridor-url", corridor_url])
-        .args(["--webhook-secret", secret])
+        .args(["--onramp-webhook-secret", secret])
+        .args(["--offramp-webhook-secret", secret])
+        .env_remove("CORRIDOR_ONRAMP_WEBHOOK_SECRET")
+        .env_remove("CORRIDOR_OFFRAMP_WEBHOOK_SECRET")
         .env("CORRIDOR_SIM_ONRAMP_DELAY", "20ms..100ms")
         .env("CORRIDOR_SIM_OFFRAMP_DELAY", "20ms..100ms")
         .env("CORRIDOR_SIM_FAILURE_RATE", "0")
@@ -483,7 +486,10 @@ async fn provider_webhooks_from_a_separate_process_settle_payments_and_race_poll
         cfg.offramp_url = Some(format!("{sim_url}/offramp"));
         cfg.onramp_name = "http-onramp".into();
         cfg.offramp_name = "http-offramp".into();
-        cfg.provider_webhook_secret = Some(secret.clone().into());
+        // The one sim-provider process plays both providers and signs both sides with
+        // `secret`; real providers would each have their own.
+        cfg.onramp_webhook_secret = Some(secret.clone().into());
+        cfg.offramp_webhook_secret = Some(secret.clone().into());
         cfg.poll_interval = Dur(poll);
         cfg.provider_timeout = Dur(Duration::from_secs(2));
         cfg.job_lease = Dur(Duration::from_secs(5));

@@ -60,8 +60,8 @@ pub struct Inner {
     pub request_timeout: Duration,
     /// Allow `http` and private addresses as webhook URLs (development only).
     pub webhook_allow_private: bool,
-    /// Secret inbound provider webhooks are signed with.
-    pub provider_secret: crate::signing::Secret,
+    /// Each provider's inbound webhook secret (none: its webhooks are refused).
+    pub provider_secrets: ProviderSecrets,
     /// Per-key request budget (`CORRIDOR_RATE_LIMIT`), checked once a key has authenticated.
     pub rate_limiter: rate_limit::Limiter,
     /// Proxies whose `X-Forwarded-For` names the client (`CORRIDOR_TRUSTED_PROXIES`).
@@ -69,6 +69,15 @@ pub struct Inner {
     /// Unknown API keys per client (`CORRIDOR_AUTH_FAILURE_LIMIT`): a guesser is stopped
     /// before its guesses reach the database.
     pub auth_failures: client::FailureLimiter,
+}
+
+/// The secrets providers sign their webhooks with, one per provider.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderSecrets {
+    /// The onramp's (`CORRIDOR_ONRAMP_WEBHOOK_SECRET`).
+    pub onramp: Option<crate::signing::Secret>,
+    /// The offramp's (`CORRIDOR_OFFRAMP_WEBHOOK_SECRET`).
+    pub offramp: Option<crate::signing::Secret>,
 }
 
 impl std::ops::Deref for AppState {

@@ -32,12 +32,25 @@ pub async fn receive(
     body: JsonBytes,
 ) -> Result<Json<Value>, ApiError> {
     let providers = &state.service.providers;
-    if provider != providers.onramp.name() && provider != providers.offramp.name() {
+    // Each provider's own secret: one provider's key cannot sign the other's events.
+    let secret = if provider == providers.onramp.name() {
+        &state.provider_secrets.onramp
+    } else if provider == providers.offramp.name() {
+        &state.provider_secrets.offramp
+    } else {
         return Err(ApiError::not_found("provider"));
-    }
+    };
+    let Some(secret) = secret else {
+        return Err(ApiError::new(
+            Code::Unauthorized,
+            format!(
+                "no webhook secret is configured for provider `{provider}`; its webhooks are refused"
+            ),
+        ));
+    };
     let now_secs = state.now().millis().div_euclid(1000);
     signing::verify(
-        &state.provider_secret,
+        secret,
         header(&headers, signing::ID_HEADER),
         header(&headers, signing::TIMESTAMP_HEADER),
         header(&headers, signing::SIGNATURE_HEADER),

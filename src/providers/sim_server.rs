@@ -55,9 +55,14 @@ pub struct SimProviderArgs {
     /// `{corridor-url}/v1/provider-webhooks/{provider}`.
     #[arg(long)]
     pub corridor_url: Option<String>,
-    /// `whsec_…` secret the status webhooks are signed with (Corridor's provider secret).
-    #[arg(long, env = "CORRIDOR_PROVIDER_WEBHOOK_SECRET", hide_env_values = true)]
-    pub webhook_secret: Option<String>,
+    /// `whsec_…` secret the onramp's status webhooks are signed with (Corridor's
+    /// `CORRIDOR_ONRAMP_WEBHOOK_SECRET`).
+    #[arg(long, env = "CORRIDOR_ONRAMP_WEBHOOK_SECRET", hide_env_values = true)]
+    pub onramp_webhook_secret: Option<String>,
+    /// `whsec_…` secret the offramp's status webhooks are signed with (Corridor's
+    /// `CORRIDOR_OFFRAMP_WEBHOOK_SECRET`).
+    #[arg(long, env = "CORRIDOR_OFFRAMP_WEBHOOK_SECRET", hide_env_values = true)]
+    pub offramp_webhook_secret: Option<String>,
     /// Provider name of the onramp side in webhook URLs (must match Corridor's).
     #[arg(long, env = "CORRIDOR_ONRAMP_NAME", default_value = http::ONRAMP_NAME)]
     pub onramp_name: String,
@@ -293,7 +298,9 @@ struct Notifier {
     clock: SharedClock,
     http: reqwest::Client,
     corridor: Url,
-    secret: Secret,
+    /// Each side signs with its own secret, as two real providers would.
+    onramp_secret: Secret,
+    offramp_secret: Secret,
     onramp_name: String,
     offramp_name: String,
     /// Failed attempts so far and when the next may go, per reference. In memory: a restart
@@ -303,6 +310,8 @@ struct Notifier {
 
 /// One message, ready to send.
 struct Delivery {
+    /// `offramp` or `onramp`: which secret signs it.
+    side: &'static str,
     reference: String,
     id: String,
     url: Url,
@@ -338,6 +347,7 @@ impl Notifier {
             .pop_if_empty()
             .extend(["v1", "provider-webhooks", provider]);
         Delivery {
+            side,
             reference: t.reference.clone(),
             // Stable per transfer, so every attempt carries the same id and receivers dedupe.
             id: format!("msg_{}", t.reference),
@@ -350,7 +360,11 @@ impl Notifier {
         let resp = signing::signed_post(
             &self.http,
             d.url.as_str(),
-            &[&self.secret],
+            &[if d.side == "offramp" {
+                &self.offramp_secret
+            } else {
+                &self.onramp_secret
+            }],
             &d.id,
             self.clock.now(),
             d.body.clone(),
@@ -438,15 +452,20 @@ pub struct SimProvider {
 impl SimProvider {
     /// Opens and migrates the simulator's database, binds, and starts serving.
     pub async fn start(args: SimProviderArgs) -> anyhow::Result<SimProvider> {
-        let webhooks = match (&args.corridor_url, &args.webhook_secret) {
-            (Some(url), Some(secret)) => Some((
+        let webhooks = match (
+            &args.corridor_url,
+            &args.onramp_webhook_secret,
+            &args.offramp_webhook_secret,
+        ) {
+            (Some(url), Some(on), Some(off)) => Some((
                 http::parse_base_url(url).map_err(|e| anyhow::anyhow!("--corridor-url: {e}"))?,
-                Secret::parse(secret).map_err(|e| anyhow::anyhow!("--webhook-secret: {e}"))?,
+                Secret::parse(on).map_err(|e| anyhow::anyhow!("--onramp-webhook-secret: {e}"))?,
+                Secret::parse(off).map_err(|e| anyhow::anyhow!("--offramp-webhook-secret: {e}"))?,
             )),
-            (Some(_), None) => anyhow::bail!(
-                "--corridor-url needs --webhook-secret (or CORRIDOR_PROVIDER_WEBHOOK_SECRET) to sign webhooks"
+            (Some(_), _, _) => anyhow::bail!(
+                "--corridor-url needs --onramp-webhook-secret and --offramp-webhook-secret (or CORRIDOR_ONRAMP_WEBHOOK_SECRET and CORRIDOR_OFFRAMP_WEBHOOK_SECRET) to sign webhooks"
             ),
-            (None, _) => None,
+            (None, _, _) => None,
         };
         for name in [&args.onramp_name, &args.offramp_name] {
             if name.is_empty() || name.contains('/') {
@@ -468,14 +487,15 @@ impl SimProvider {
         );
         let (shutdown, stop) = watch::channel(false);
         let notifier = match webhooks {
-            Some((corridor, secret)) => {
+            Some((corridor, onramp_secret, offramp_secret)) => {
                 let http = http::client(DELIVERY_TIMEOUT).map_err(anyhow::Error::msg)?;
                 let n = Notifier {
                     store: store.clone(),
                     clock: clock.clone(),
                     http,
                     corridor,
-                    secret,
+                    onramp_secret,
+                    offramp_secret,
                     onramp_name: args.onramp_name.clone(),
                     offramp_name: args.offramp_name.clone(),
                     retries: HashMap::new(),

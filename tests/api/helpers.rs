@@ -50,12 +50,15 @@ pub fn test_config(dir: &std::path::Path) -> Config {
         per: Duration::from_secs(1),
     };
     cfg.workers = 4;
-    cfg.provider_webhook_secret = Some(PROVIDER_SECRET.to_owned().into());
+    cfg.onramp_webhook_secret = Some(ONRAMP_SECRET.to_owned().into());
+    cfg.offramp_webhook_secret = Some(PROVIDER_SECRET.to_owned().into());
     cfg
 }
 
 /// The secret test apps verify provider webhooks with.
 pub const PROVIDER_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+/// The onramp's own webhook secret (the offramp's is [`PROVIDER_SECRET`]).
+pub const ONRAMP_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

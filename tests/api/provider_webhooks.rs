@@ -131,7 +131,7 @@ async fn unknown_providers_references_and_mismatched_payments_are_404() {
     assert_eq!(r.status(), 404);
     // The offramp reference reported as an onramp event does not match that leg either.
     let wrong_leg = json!({"event_type": "onramp.completed", "reference": p["legs"]["offramp"]["reference"], "payment_id": p["payment_id"]});
-    let r = send(&app, "sim-onramp", "m4", now_secs(), PROVIDER_SECRET, &wrong_leg).await;
+    let r = send(&app, "sim-onramp", "m4", now_secs(), ONRAMP_SECRET, &wrong_leg).await;
     assert_eq!(r.status(), 404);
 }
 
@@ -156,7 +156,8 @@ async fn a_webhook_after_the_poller_settled_the_leg_is_a_no_op() {
     .enumerate()
     {
         let body = json!({"event_type": kind, "reference": done["legs"][leg]["reference"], "payment_id": id});
-        let r = send(&app, provider, &format!("late_{n}"), now_secs(), PROVIDER_SECRET, &body).await;
+        let secret = if provider == "sim-onramp" { ONRAMP_SECRET } else { PROVIDER_SECRET };
+        let r = send(&app, provider, &format!("late_{n}"), now_secs(), secret, &body).await;
         assert_eq!(r.status(), 200, "{kind}");
     }
     let v: Value = app.get(&format!("/v1/payments/{id}"), &app.merchant_key).await.json().await.unwrap();
@@ -178,4 +179,29 @@ async fn a_webhook_with_an_unknown_field_is_refused_and_changes_nothing() {
     let now = app.get(&format!("/v1/payments/{id}"), &app.merchant_key).await;
     let now: Value = now.json().await.unwrap();
     assert_eq!(now["status"], "OFFRAMP_PENDING");
+}
+
+#[tokio::test]
+async fn each_provider_signs_with_its_own_secret() {
+    let Some(app) = spawn_app().await else { return };
+    let p = slow_payment(&app).await;
+    let event = offramp_event(&p, "offramp.completed");
+    // The onramp's secret cannot sign the offramp's events.
+    let r = send(&app, "sim-offramp", "msg_cross", now_secs(), ONRAMP_SECRET, &event).await;
+    assert_eq!(r.status(), 401);
+    let id = p["payment_id"].as_str().unwrap();
+    let now: Value = app.get(&format!("/v1/payments/{id}"), &app.merchant_key).await.json().await.unwrap();
+    assert_eq!(now["status"], "OFFRAMP_PENDING");
+    let r = send(&app, "sim-offramp", "msg_own", now_secs(), PROVIDER_SECRET, &event).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_provider_without_a_configured_secret_has_its_webhooks_refused() {
+    let Some(app) = spawn_app_with(|c| c.offramp_webhook_secret = None).await else { return };
+    let p = slow_payment(&app).await;
+    let r = send(&app, "sim-offramp", "msg_x", now_secs(), PROVIDER_SECRET, &offramp_event(&p, "offramp.completed")).await;
+    assert_eq!(r.status(), 401);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["message"].as_str().unwrap().contains("no webhook secret"), "{body}");
 }
