@@ -257,6 +257,7 @@ impl Application {
                 webhook_allow_private: cfg.webhook_allow_private,
                 stuck_after: cfg.stuck_after.0,
                 retry_for: cfg.job_retry_for.0,
+                history_retention: cfg.history_retention.0,
                 alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
                     (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
                         url: url.clone(),

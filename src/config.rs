@@ -15,7 +15,7 @@ use clap::{Args, ValueEnum};
 use crate::domain::CorridorTable;
 use crate::domain::corridor::CorridorSpec;
 
-/// A duration written with a unit: `250ms`, `5s`, `15m`, `2h`.
+/// A duration written with a unit: `250ms`, `5s`, `15m`, `2h`, `30d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
 
@@ -26,7 +26,7 @@ impl FromStr for Dur {
         let s = s.trim();
         let split = s
             .find(|c: char| !c.is_ascii_digit())
-            .ok_or_else(|| format!("`{s}` needs a unit (ms, s, m or h)"))?;
+            .ok_or_else(|| format!("`{s}` needs a unit (ms, s, m, h or d)"))?;
         let (num, unit) = s.split_at(split);
         let n: u64 = num
             .parse()
@@ -36,7 +36,8 @@ impl FromStr for Dur {
             "s" => n.checked_mul(1_000),
             "m" => n.checked_mul(60_000),
             "h" => n.checked_mul(3_600_000),
-            _ => return Err(format!("`{s}`: unit must be ms, s, m or h")),
+            "d" => n.checked_mul(86_400_000),
+            _ => return Err(format!("`{s}`: unit must be ms, s, m, h or d")),
         }
         .ok_or_else(|| format!("`{s}` is too long"))?;
         Ok(Dur(Duration::from_millis(ms)))
@@ -271,6 +272,10 @@ pub struct Config {
     /// `CORRIDOR_WORKERS` (one merchant gets at most half of it, at least 3).
     #[arg(long, env = "CORRIDOR_WEBHOOK_WORKERS", default_value_t = 8)]
     pub webhook_workers: usize,
+    /// How long events, webhook delivery attempts and cleared alerts are kept (the
+    /// housekeeping job purges older ones every 10 minutes). At least 1 day.
+    #[arg(long, env = "CORRIDOR_HISTORY_RETENTION", default_value = "30d")]
+    pub history_retention: Dur,
     /// Log filter (tracing syntax).
     #[arg(long, env = "CORRIDOR_LOG", default_value = "info")]
     pub log: String,
@@ -351,6 +356,9 @@ impl Config {
         }
         if self.spread_bps >= 10_000 {
             return Err("CORRIDOR_SPREAD_BPS must be below 10000".into());
+        }
+        if self.history_retention.0 < Duration::from_secs(86_400) {
+            return Err("CORRIDOR_HISTORY_RETENTION must be at least 1d".into());
         }
         if self.stuck_after.0.is_zero() {
             return Err("CORRIDOR_STUCK_AFTER must be greater than 0".into());

@@ -538,3 +538,111 @@ async fn an_unanswered_claim_left_by_the_previous_version_is_taken_over_after_it
         );
     }
 }
+
+/// Housekeeping purges events, delivery attempts and cleared alerts past their retention
+/// and keeps everything younger (and every open alert).
+#[tokio::test]
+async fn the_history_past_its_retention_is_purged_and_the_rest_kept() {
+    use corridor::store::ops::{self, Alert};
+    use corridor::store::webhooks::{self, Delivery, Endpoint, Event};
+    let b = backends().await;
+    let day = 86_400_000;
+    for (name, store) in &b.stores {
+        let mut unit = UnitOfWork::at(NOW);
+        unit.push(Write::InsertEndpoint(Endpoint {
+            endpoint_id: "we_1".into(),
+            merchant_id: "mer_1".into(),
+            url: "https://example.com/hook".into(),
+            events: vec![],
+            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".to_owned().into(),
+            previous_secret: None,
+            previous_secret_until: None,
+            disabled_at: None,
+            created_at: NOW,
+        }));
+        for (id, age) in [("old", 40 * day), ("new", day)] {
+            let at = Timestamp(NOW.millis() - age);
+            unit.push(Write::RecordEvent(Event {
+                event_id: format!("evt_{id}"),
+                merchant_id: "mer_1".into(),
+                payment_id: None,
+                event_type: "payment.completed".into(),
+                body: "{}".into(),
+                created_at: at,
+            }))
+            .push(Write::InsertDelivery(Delivery {
+                delivery_id: format!("whd_{id}"),
+                event_id: format!("evt_{id}"),
+                endpoint_id: "we_1".into(),
+                merchant_id: "mer_1".into(),
+                payment_id: None,
+                event_type: "payment.completed".into(),
+                attempt: 1,
+                status_code: Some(200),
+                error: None,
+                duration_ms: 5,
+                created_at: at,
+            }));
+        }
+        commit(store, unit).await.expect("history written");
+        for (id, age) in [
+            ("cleared_old", 40 * day),
+            ("cleared_new", day),
+            ("open_old", 40 * day),
+        ] {
+            let mut raise = UnitOfWork::at(Timestamp(NOW.millis() - age));
+            raise.push(Write::RaiseAlert(Alert {
+                alert_id: format!("alert_{id}"),
+                kind: ops::STUCK_PAYMENT.into(),
+                subject: id.into(),
+                payment_id: None,
+                endpoint_id: None,
+                job_id: None,
+                message: "stuck".into(),
+                since: Timestamp(NOW.millis() - age),
+            }));
+            if id.starts_with("cleared") {
+                raise.push(Write::ClearAlert {
+                    alert_id: format!("alert_{id}"),
+                });
+            }
+            commit(store, raise).await.expect("alert written");
+        }
+        let mut purge = UnitOfWork::at(NOW);
+        purge.push(Write::Purge {
+            cutoff: Timestamp(NOW.millis() - day / 2),
+            history_cutoff: Timestamp(NOW.millis() - 30 * day),
+        });
+        commit(store, purge).await.expect("purge commits");
+
+        assert!(
+            webhooks::get_event(store, "evt_old")
+                .await
+                .unwrap()
+                .is_none(),
+            "{name}"
+        );
+        assert!(
+            webhooks::get_event(store, "evt_new")
+                .await
+                .unwrap()
+                .is_some(),
+            "{name}"
+        );
+        let log = webhooks::list_deliveries(store, "mer_1", None, 10)
+            .await
+            .unwrap();
+        let ids: Vec<_> = log.iter().map(|d| d.delivery_id.as_str()).collect();
+        assert_eq!(ids, ["whd_new"], "{name}");
+        let url = &b.urls[b.stores.iter().position(|(n, _)| n == name).unwrap()];
+        let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        let mut left: Vec<String> = sqlx::query_scalar("SELECT alert_id FROM alerts")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        left.sort();
+        assert_eq!(left, ["alert_cleared_new", "alert_open_old"], "{name}");
+    }
+}

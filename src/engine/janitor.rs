@@ -30,6 +30,11 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
             vec![
                 Write::Purge {
                     cutoff: Timestamp(now.millis() - RETENTION_MS),
+                    history_cutoff: Timestamp(
+                        now.millis()
+                            - i64::try_from(engine.cfg.history_retention.as_millis())
+                                .unwrap_or(i64::MAX / 2),
+                    ),
                 },
                 Write::Reschedule {
                     job_id: job.id.clone(),

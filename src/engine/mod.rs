@@ -51,6 +51,8 @@ pub struct EngineConfig {
     pub stuck_after: Duration,
     /// Where new alerts are pushed, if anywhere.
     pub alert_sink: Option<alerts::AlertSink>,
+    /// How long events, delivery attempts and cleared alerts are kept.
+    pub history_retention: Duration,
     /// How long a job failing transiently keeps being retried (once it also failed its
     /// `max_attempts`) before it is dead-lettered.
     pub retry_for: Duration,

@@ -273,12 +273,19 @@ pub enum Write {
         required: bool,
     },
     /// Purges what is older than `cutoff` (quotes unused past expiry, idempotency keys,
-    /// provider webhook ids) and expired dashboard sessions.
+    /// provider webhook ids), expired dashboard sessions, and — older than `history_cutoff`
+    /// — events, delivery attempts and cleared alerts (at most [`PURGE_BATCH`] rows of each
+    /// per pass, so one pass stays a short transaction however much has piled up).
     Purge {
-        /// Retention limit.
+        /// Retention limit of short-lived records.
         cutoff: Timestamp,
+        /// Retention limit of the event and delivery history.
+        history_cutoff: Timestamp,
     },
 }
+
+/// Rows of each history table one purge pass deletes at most.
+pub const PURGE_BATCH: i64 = 10_000;
 
 /// How far ahead a scheduled job still wakes idle workers (their fallback poll is 250 ms).
 const WAKE_AHEAD_MS: i64 = 250;
@@ -601,12 +608,25 @@ pub(super) async fn apply(
             let inserted = settings::insert_if_absent(tx, key, value).await?;
             guard(inserted || !required, Exists)
         }
-        Write::Purge { cutoff } => {
+        Write::Purge {
+            cutoff,
+            history_cutoff,
+        } => {
             let q = quotes::purge_unused_before(tx, *cutoff).await?;
             let k = idempotency::purge_before(tx, *cutoff).await?;
             provider_webhooks::purge_before(tx, *cutoff).await?;
             ops::purge_sessions(tx, at).await?;
-            tracing::info!(quotes = q, idempotency_keys = k, "housekeeping done");
+            let d = webhooks::purge_deliveries_before(tx, *history_cutoff, PURGE_BATCH).await?;
+            let e = webhooks::purge_events_before(tx, *history_cutoff, PURGE_BATCH).await?;
+            let a = ops::purge_cleared_alerts_before(tx, *history_cutoff, PURGE_BATCH).await?;
+            tracing::info!(
+                quotes = q,
+                idempotency_keys = k,
+                deliveries = d,
+                events = e,
+                alerts = a,
+                "housekeeping done"
+            );
             Ok(())
         }
     })

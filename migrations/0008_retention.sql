@@ -1,0 +1,6 @@
+-- Retention: the purges of old events and deliveries find their rows by age (cleared alerts
+-- by the existing alerts_open index),
+-- and the merchant-wide delivery log pages by (merchant, newest first) instead of scanning.
+CREATE INDEX events_created ON events (created_at);
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
+CREATE INDEX webhook_deliveries_merchant ON webhook_deliveries (merchant_id, created_at, delivery_id);
