@@ -221,6 +221,24 @@ impl Application {
             ),
             None => offramp,
         };
+        // A leg is settled by the provider that started it: starting with a provider
+        // configuration that no longer names one of them would strand those payments.
+        let names = [onramp.name().to_owned(), offramp.name().to_owned()];
+        let stranded: Vec<String> = crate::store::payments::providers_in_flight(&store)
+            .await?
+            .into_iter()
+            .filter(|(p, _)| !p.is_empty() && !names.contains(p))
+            .map(|(p, n)| format!("{p} ({n} payments)"))
+            .collect();
+        if !stranded.is_empty() {
+            return Err(StartError::Config(format!(
+                "payments in flight have legs with {}, which this configuration does not provide (onramp `{}`, offramp `{}`); \
+                 start with the provider configuration those legs were started with until they finish",
+                stranded.join(", "),
+                names[0],
+                names[1]
+            )));
+        }
         let providers = Providers { onramp, offramp };
         let (shutdown, shutdown_rx) = watch::channel(false);
 

@@ -310,7 +310,7 @@ pub struct Config {
     )]
     pub pg_idle_in_transaction_timeout: Dur,
     /// Which parts this process runs.
-    #[arg(long, value_enum, default_value = "all")]
+    #[arg(long, env = "CORRIDOR_ROLE", value_enum, default_value = "all")]
     pub role: Role,
     /// Corridor table override from `corridor.toml` (`[[corridors]]`); not a flag.
     #[arg(skip)]

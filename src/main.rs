@@ -100,8 +100,7 @@ fn main() -> ExitCode {
             Command::Merchant {
                 action: MerchantAction::Create { name, database_url },
             } => {
-                let store = Store::connect(&database_url, PoolConfig::default()).await?;
-                store.migrate().await?;
+                let store = open_existing(&database_url).await?;
                 let m = corridor::service::operators::create_merchant(
                     &store,
                     SystemClock::new().now(),
@@ -110,9 +109,10 @@ fn main() -> ExitCode {
                 )
                 .await?;
                 println!(
-                    "merchant_id: {}\napi_key: {}",
+                    "merchant_id: {}\napi_key: {}\ndatabase: {}",
                     m.merchant_id,
-                    m.api_key.expose_secret()
+                    m.api_key.expose_secret(),
+                    describe(&database_url)
                 );
                 Ok(())
             }
@@ -162,6 +162,53 @@ fn config_error(e: clap::Error) -> ExitCode {
         None => eprintln!("corridor: invalid {arg}: {reason}"),
     }
     ExitCode::from(2)
+}
+
+/// The SQLite file a `sqlite:` URL names, absolute.
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    let path = std::path::Path::new(path);
+    Some(std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()))
+}
+
+/// The database a URL names, for messages (a PostgreSQL URL without its password).
+fn describe(url: &str) -> String {
+    match sqlite_path(url) {
+        Some(p) => p.display().to_string(),
+        None => match url.split_once('@') {
+            Some((_, host)) => format!("postgres://…@{host}"),
+            None => url.to_owned(),
+        },
+    }
+}
+
+/// Opens a database an administrative command works on: it must exist and have been
+/// started once (an admin command never creates one — a key written to a new, empty file in
+/// the wrong directory would be a key the running server has never heard of).
+async fn open_existing(url: &str) -> anyhow::Result<Store> {
+    if let Some(path) = sqlite_path(url)
+        && !path.exists()
+    {
+        anyhow::bail!(
+            "no Corridor database at {}: run this where `corridor serve` keeps its database, or pass --database-url (DATABASE_URL)",
+            path.display()
+        );
+    }
+    let store = Store::connect(url, PoolConfig::default()).await?;
+    if !corridor::store::settings::get(&store, "bootstrapped_at")
+        .await
+        .is_ok_and(|v| v.is_some())
+    {
+        anyhow::bail!(
+            "{} is not a Corridor database that has been started: start `corridor serve` on it first",
+            describe(url)
+        );
+    }
+    store.migrate().await?;
+    Ok(store)
 }
 
 async fn serve(cfg: Config) -> anyhow::Result<()> {

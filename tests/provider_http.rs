@@ -554,3 +554,81 @@ async fn provider_webhooks_from_a_separate_process_settle_payments_and_race_poll
         }
     }
 }
+
+/// Switching a side from the simulator to an HTTP provider while payments have legs with the
+/// simulator would strand them (the step would ask the new provider about a transfer it
+/// never saw): the start is refused, naming the provider and how many payments need it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_that_no_longer_provides_an_in_flight_legs_provider_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::from_args(Vec::<String>::new()).expect("default config parses");
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.database_url = format!("sqlite://{}", dir.path().join("corridor.db").display());
+    cfg.admin_key = Some("ck_admin_provider_switch_test_01".to_owned().into());
+    cfg.poll_interval = Dur(Duration::from_millis(50));
+    cfg.sim_onramp_delay = corridor::config::DurRange {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(50),
+    };
+    let app = Application::start(cfg.clone(), SystemClock::new(), rand::random())
+        .await
+        .expect("corridor starts");
+    let key = app
+        .bootstrap()
+        .and_then(|b| b.merchant_key.as_ref())
+        .map(|k| k.expose_secret().to_owned())
+        .unwrap();
+    let base = format!("http://{}", app.addr());
+    let client = reqwest::Client::new();
+    // `sim_slow`: the simulated offramp keeps the leg pending.
+    let p: Value = client
+        .post(format!("{base}/v1/payments"))
+        .bearer_auth(&key)
+        .json(
+            &json!({"amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                      "source_account": "src", "destination_account": "sim_slow"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = p["payment_id"].as_str().unwrap().to_owned();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let v: Value = client
+            .get(format!("{base}/v1/payments/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] == "OFFRAMP_PENDING" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached OFFRAMP_PENDING: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop();
+    app.wait().await;
+
+    let mut switched = cfg.clone();
+    switched.offramp_url = Some(format!("http://127.0.0.1:{}/offramp", free_port()));
+    let err = match Application::start(switched, SystemClock::new(), rand::random()).await {
+        Ok(_) => panic!("a start that strands a pending offramp leg was accepted"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("sim-offramp (1 payments)"), "{err}");
+    // The configuration the legs were started with still starts.
+    let again = Application::start(cfg, SystemClock::new(), rand::random())
+        .await
+        .expect("the original configuration starts");
+    again.stop();
+    again.wait().await;
+}

@@ -453,6 +453,34 @@ pub async fn list(store: &Store, q: &ListQuery<'_>) -> StoreResult<Vec<PaymentRe
 }
 
 /// Payment counts per state (for metrics and the dashboard).
+/// The providers named on the legs of payments that are not finished, with how many
+/// payments name each: a leg must be settled (or reversed) by the provider that started it.
+pub async fn providers_in_flight(store: &Store) -> StoreResult<Vec<(String, i64)>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
+    let terminal = PaymentState::ALL
+        .iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = sqlx::query(super::dynamic(format!(
+        "SELECT provider, COUNT(*) AS n FROM ( \
+           SELECT onramp_provider AS provider FROM payments \
+             WHERE onramp_provider IS NOT NULL AND state NOT IN ({terminal}) \
+           UNION ALL \
+           SELECT offramp_provider AS provider FROM payments \
+             WHERE offramp_provider IS NOT NULL AND state NOT IN ({terminal}) \
+         ) legs GROUP BY provider ORDER BY provider"
+    )))
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter()
+        .map(|r| Ok((col(r, "provider")?, col(r, "n")?)))
+        .collect()
+}
+
+/// Payments per state.
 pub async fn count_by_state(store: &Store) -> StoreResult<Vec<(PaymentState, i64)>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
