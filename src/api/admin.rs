@@ -35,9 +35,9 @@ pub struct MerchantCreated {
 }
 
 /// `POST /v1/admin/merchants`.
-#[utoipa::path(post, path = "/v1/admin/merchants", tag = "admin", security(("bearer" = [])), request_body = CreateMerchant,
-    responses((status = 201, body = MerchantCreated), (status = 400, body = super::error::ErrorBody),
-        (status = 403, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/admin/merchants", operation_id = "create_merchant", tag = "admin", security(("bearer" = [])), request_body = CreateMerchant,
+    responses((status = 201, description = "Created", body = MerchantCreated), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody),
+        (status = 403, description = "The key may not call this route (error format)", body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     _a: Admin,
@@ -61,6 +61,7 @@ pub async fn create(
 
 /// Query of the sandbox transfer list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct TransferQuery {
     /// Only this payment's transfers.
@@ -96,8 +97,8 @@ pub struct TransferList {
 }
 
 /// `GET /v1/sandbox/transfers`: what the simulator was asked to do.
-#[utoipa::path(get, path = "/v1/sandbox/transfers", tag = "admin", security(("bearer" = [])), params(TransferQuery),
-    responses((status = 200, body = TransferList), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/sandbox/transfers", operation_id = "list_sandbox_transfers", tag = "admin", security(("bearer" = [])), params(TransferQuery),
+    responses((status = 200, description = "OK", body = TransferList), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn transfers(
     State(state): State<AppState>,
     _a: Admin,

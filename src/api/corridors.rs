@@ -38,8 +38,8 @@ pub struct CorridorList {
 }
 
 /// `GET /v1/corridors`.
-#[utoipa::path(get, path = "/v1/corridors", tag = "corridors", security(("bearer" = [])),
-    responses((status = 200, body = CorridorList)))]
+#[utoipa::path(get, path = "/v1/corridors", operation_id = "list_corridors", tag = "corridors", security(("bearer" = [])),
+    responses((status = 200, description = "OK", body = CorridorList)))]
 pub async fn list(State(state): State<AppState>, _m: Merchant) -> Json<CorridorList> {
     let data = state
         .service
@@ -59,6 +59,7 @@ pub async fn list(State(state): State<AppState>, _m: Merchant) -> Json<CorridorL
 
 /// Query of `GET /v1/rates`.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct RateQuery {
     /// Source currency.
@@ -83,8 +84,8 @@ pub struct RateView {
 }
 
 /// `GET /v1/rates?from=USD&to=EUR`.
-#[utoipa::path(get, path = "/v1/rates", tag = "corridors", security(("bearer" = [])), params(RateQuery),
-    responses((status = 200, body = RateView), (status = 400, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/rates", operation_id = "get_rate", tag = "corridors", security(("bearer" = [])), params(RateQuery),
+    responses((status = 200, description = "OK", body = RateView), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
 pub async fn rate(
     State(state): State<AppState>,
     _m: Merchant,

@@ -29,9 +29,9 @@ pub struct RotatedKey {
 }
 
 /// `POST /v1/admin/merchants/{merchant_id}/rotate-key`.
-#[utoipa::path(post, path = "/v1/admin/merchants/{merchant_id}/rotate-key", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/merchants/{merchant_id}/rotate-key", operation_id = "rotate_merchant_key", tag = "admin", security(("bearer" = [])),
     params(("merchant_id" = String, Path)),
-    responses((status = 200, body = RotatedKey), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "OK", body = RotatedKey), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn rotate_key(
     State(state): State<AppState>,
     _a: Admin,
@@ -87,9 +87,9 @@ pub struct PinList {
 }
 
 /// `PUT /v1/admin/rates/{from}/{to}`: new quotes for that direction use exactly this rate.
-#[utoipa::path(put, path = "/v1/admin/rates/{from}/{to}", tag = "admin", security(("bearer" = [])), request_body = PinBody,
+#[utoipa::path(put, path = "/v1/admin/rates/{from}/{to}", operation_id = "pin_rate", tag = "admin", security(("bearer" = [])), request_body = PinBody,
     params(("from" = String, Path), ("to" = String, Path)),
-    responses((status = 200, body = PinView), (status = 400, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "OK", body = PinView), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
 pub async fn pin(
     State(state): State<AppState>,
     _a: Admin,
@@ -113,9 +113,9 @@ pub async fn pin(
 }
 
 /// `DELETE /v1/admin/rates/{from}/{to}`.
-#[utoipa::path(delete, path = "/v1/admin/rates/{from}/{to}", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/admin/rates/{from}/{to}", operation_id = "unpin_rate", tag = "admin", security(("bearer" = [])),
     params(("from" = String, Path), ("to" = String, Path)),
-    responses((status = 204, description = "Unpinned"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 204, description = "Unpinned"), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn unpin(
     State(state): State<AppState>,
     _a: Admin,
@@ -128,8 +128,8 @@ pub async fn unpin(
 }
 
 /// `GET /v1/admin/rates`.
-#[utoipa::path(get, path = "/v1/admin/rates", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = PinList)))]
+#[utoipa::path(get, path = "/v1/admin/rates", operation_id = "list_rate_pins", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "OK", body = PinList)))]
 pub async fn pins(State(state): State<AppState>, _a: Admin) -> Result<Json<PinList>, ApiError> {
     let data = ops_store::rate_pins(state.store())
         .await?
@@ -140,10 +140,10 @@ pub async fn pins(State(state): State<AppState>, _a: Admin) -> Result<Json<PinLi
 }
 
 /// `POST /v1/admin/payments/{id}/retry`: re-run the current step now.
-#[utoipa::path(post, path = "/v1/admin/payments/{id}/retry", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/payments/{id}/retry", operation_id = "retry_payment", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 202, description = "Step queued"), (status = 404, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 202, description = "Step queued"), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody),
+        (status = 409, description = "Conflicts with the resource's current state (error format)", body = super::error::ErrorBody)))]
 pub async fn retry_payment(
     State(state): State<AppState>,
     _a: Admin,
@@ -184,8 +184,8 @@ pub struct DeadJobList {
 }
 
 /// `GET /v1/admin/jobs/dead`.
-#[utoipa::path(get, path = "/v1/admin/jobs/dead", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = DeadJobList)))]
+#[utoipa::path(get, path = "/v1/admin/jobs/dead", operation_id = "list_dead_jobs", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "OK", body = DeadJobList)))]
 pub async fn dead_jobs(
     State(state): State<AppState>,
     _a: Admin,
@@ -206,10 +206,10 @@ pub async fn dead_jobs(
 }
 
 /// `POST /v1/admin/jobs/{id}/redrive`.
-#[utoipa::path(post, path = "/v1/admin/jobs/{id}/redrive", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/admin/jobs/{id}/redrive", operation_id = "redrive_job", tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 202, description = "Back in the queue"), (status = 404, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 202, description = "Back in the queue"), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody),
+        (status = 409, description = "Conflicts with the resource's current state (error format)", body = super::error::ErrorBody)))]
 pub async fn redrive(
     State(state): State<AppState>,
     _a: Admin,
@@ -253,8 +253,8 @@ pub struct AlertList {
 }
 
 /// `GET /v1/admin/alerts`.
-#[utoipa::path(get, path = "/v1/admin/alerts", tag = "admin", security(("bearer" = [])),
-    responses((status = 200, body = AlertList)))]
+#[utoipa::path(get, path = "/v1/admin/alerts", operation_id = "list_alerts", tag = "admin", security(("bearer" = [])),
+    responses((status = 200, description = "OK", body = AlertList)))]
 pub async fn alerts(State(state): State<AppState>, _a: Admin) -> Result<Json<AlertList>, ApiError> {
     // A failing disk cannot be written down as an alert row: it is shown from memory.
     let storage = state.store().writes_failing_since().map(|since| AlertView {

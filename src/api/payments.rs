@@ -79,11 +79,11 @@ fn check_metadata(m: &BTreeMap<String, String>) -> Result<(), ApiError> {
 }
 
 /// `POST /v1/payments`: accept a payment for processing.
-#[utoipa::path(post, path = "/v1/payments", tag = "payments", security(("bearer" = [])), request_body = CreatePayment,
+#[utoipa::path(post, path = "/v1/payments", operation_id = "create_payment", tag = "payments", security(("bearer" = [])), request_body = CreatePayment,
     params(("Idempotency-Key" = Option<String>, Header, description = "1–255 printable ASCII; replays the first response")),
-    responses((status = 202, body = PaymentAccepted),
-        (status = 400, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody), (status = 422, body = super::error::ErrorBody)))]
+    responses((status = 202, description = "Accepted: durably stored, processing continues", body = PaymentAccepted),
+        (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody),
+        (status = 409, description = "Conflicts with the resource's current state (error format)", body = super::error::ErrorBody), (status = 422, description = "Idempotency key reused with another body (error format)", body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     m: Merchant,
@@ -130,9 +130,9 @@ async fn load_view(
 }
 
 /// `GET /v1/payments/{payment_id}`.
-#[utoipa::path(get, path = "/v1/payments/{payment_id}", tag = "payments", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/payments/{payment_id}", operation_id = "get_payment", tag = "payments", security(("bearer" = [])),
     params(("payment_id" = String, Path)),
-    responses((status = 200, body = PaymentView), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "OK", body = PaymentView), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     m: Merchant,
@@ -147,6 +147,7 @@ pub async fn get(
 
 /// Query of the payment list.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListParams {
     /// Only payments in this state.
@@ -169,8 +170,8 @@ pub struct PaymentList {
 }
 
 /// `GET /v1/payments`: newest first, cursor-paginated.
-#[utoipa::path(get, path = "/v1/payments", tag = "payments", security(("bearer" = [])), params(ListParams),
-    responses((status = 200, body = PaymentList), (status = 400, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/payments", operation_id = "list_payments", tag = "payments", security(("bearer" = [])), params(ListParams),
+    responses((status = 200, description = "OK", body = PaymentList), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
     m: Merchant,
@@ -241,10 +242,10 @@ pub async fn list(
 }
 
 /// `POST /v1/payments/{payment_id}/cancel`: only from `PENDING` before a worker started.
-#[utoipa::path(post, path = "/v1/payments/{payment_id}/cancel", tag = "payments", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/payments/{payment_id}/cancel", operation_id = "cancel_payment", tag = "payments", security(("bearer" = [])),
     params(("payment_id" = String, Path)),
-    responses((status = 200, body = PaymentView), (status = 404, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "OK", body = PaymentView), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody),
+        (status = 409, description = "Conflicts with the resource's current state (error format)", body = super::error::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
     m: Merchant,

@@ -21,10 +21,10 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 /// `POST /v1/provider-webhooks/{provider}`.
-#[utoipa::path(post, path = "/v1/provider-webhooks/{provider}", tag = "providers", request_body = ProviderWebhook,
+#[utoipa::path(post, path = "/v1/provider-webhooks/{provider}", operation_id = "receive_provider_webhook", tag = "providers", request_body = ProviderWebhook,
     params(("provider" = String, Path, description = "Provider name as on the payment's legs")),
     responses((status = 200, description = "Processed (or a duplicate, changing nothing)"),
-        (status = 401, body = super::error::ErrorBody), (status = 404, body = super::error::ErrorBody)))]
+        (status = 401, description = "Missing or invalid credentials (error format)", body = super::error::ErrorBody), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn receive(
     State(state): State<AppState>,
     Path(provider): Path<String>,

@@ -95,8 +95,8 @@ pub fn view(q: &QuoteRecord, now: Timestamp, ttl_secs: i64) -> QuoteView {
 }
 
 /// `POST /v1/quotes`: price and lock a rate.
-#[utoipa::path(post, path = "/v1/quotes", tag = "quotes", security(("bearer" = [])), request_body = CreateQuote,
-    responses((status = 200, body = QuoteView), (status = 400, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/quotes", operation_id = "create_quote", tag = "quotes", security(("bearer" = [])), request_body = CreateQuote,
+    responses((status = 200, description = "OK", body = QuoteView), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     m: Merchant,
@@ -112,9 +112,9 @@ pub async fn create(
 }
 
 /// `GET /v1/quotes/{quote_id}`.
-#[utoipa::path(get, path = "/v1/quotes/{quote_id}", tag = "quotes", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/quotes/{quote_id}", operation_id = "get_quote", tag = "quotes", security(("bearer" = [])),
     params(("quote_id" = String, Path)),
-    responses((status = 200, body = QuoteView), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "OK", body = QuoteView), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
     m: Merchant,

@@ -96,8 +96,8 @@ fn endpoint_view(e: &Endpoint) -> EndpointView {
 }
 
 /// `POST /v1/webhook-endpoints`.
-#[utoipa::path(post, path = "/v1/webhook-endpoints", tag = "webhooks", security(("bearer" = [])), request_body = CreateEndpoint,
-    responses((status = 201, body = EndpointCreated), (status = 400, body = super::error::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/webhook-endpoints", operation_id = "create_webhook_endpoint", tag = "webhooks", security(("bearer" = [])), request_body = CreateEndpoint,
+    responses((status = 201, description = "Created", body = EndpointCreated), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     m: Merchant,
@@ -147,8 +147,8 @@ pub async fn create(
 }
 
 /// `GET /v1/webhook-endpoints`.
-#[utoipa::path(get, path = "/v1/webhook-endpoints", tag = "webhooks", security(("bearer" = [])),
-    responses((status = 200, body = EndpointList)))]
+#[utoipa::path(get, path = "/v1/webhook-endpoints", operation_id = "list_webhook_endpoints", tag = "webhooks", security(("bearer" = [])),
+    responses((status = 200, description = "OK", body = EndpointList)))]
 pub async fn list(
     State(state): State<AppState>,
     m: Merchant,
@@ -162,9 +162,9 @@ pub async fn list(
 }
 
 /// `DELETE /v1/webhook-endpoints/{id}`.
-#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(delete, path = "/v1/webhook-endpoints/{id}", operation_id = "delete_webhook_endpoint", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
     m: Merchant,
@@ -176,9 +176,9 @@ pub async fn delete(
 }
 
 /// `POST /v1/webhook-endpoints/{id}/rotate-secret`.
-#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/webhook-endpoints/{id}/rotate-secret", operation_id = "rotate_webhook_endpoint_secret", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 200, body = SecretView), (status = 404, body = super::error::ErrorBody)))]
+    responses((status = 200, description = "OK", body = SecretView), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     m: Merchant,
@@ -194,6 +194,7 @@ pub async fn rotate_secret(
 
 /// Query of the delivery log.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryQuery {
     /// Only deliveries about this payment.
@@ -245,8 +246,8 @@ fn delivery_view(d: &Delivery) -> DeliveryView {
 }
 
 /// `GET /v1/webhook-deliveries?payment_id=…`.
-#[utoipa::path(get, path = "/v1/webhook-deliveries", tag = "webhooks", security(("bearer" = [])), params(DeliveryQuery),
-    responses((status = 200, body = DeliveryList), (status = 404, body = super::error::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/webhook-deliveries", operation_id = "list_webhook_deliveries", tag = "webhooks", security(("bearer" = [])), params(DeliveryQuery),
+    responses((status = 200, description = "OK", body = DeliveryList), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn deliveries(
     State(state): State<AppState>,
     m: Merchant,
@@ -266,10 +267,10 @@ pub async fn deliveries(
 }
 
 /// `POST /v1/webhook-deliveries/{id}/retry`: sends that event to that endpoint again.
-#[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/retry", tag = "webhooks", security(("bearer" = [])),
+#[utoipa::path(post, path = "/v1/webhook-deliveries/{id}/retry", operation_id = "retry_webhook_delivery", tag = "webhooks", security(("bearer" = [])),
     params(("id" = String, Path)),
-    responses((status = 202, description = "Queued"), (status = 404, body = super::error::ErrorBody),
-        (status = 409, body = super::error::ErrorBody)))]
+    responses((status = 202, description = "Queued"), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody),
+        (status = 409, description = "Conflicts with the resource's current state (error format)", body = super::error::ErrorBody)))]
 pub async fn retry(
     State(state): State<AppState>,
     m: Merchant,

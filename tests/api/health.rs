@@ -321,3 +321,37 @@ async fn metrics_bound_the_method_label() {
         "the odd request is not counted as OTHER:\n{text}"
     );
 }
+
+/// The served document is valid OpenAPI 3.1, checked by `openapi-spec-validator` (PyPI;
+/// `scripts/test` installs it). `CORRIDOR_TEST_CONTRACT=skip` opts out.
+#[tokio::test]
+async fn openapi_json_validates_with_zero_errors() {
+    if std::env::var("CORRIDOR_TEST_CONTRACT").is_ok_and(|v| v == "skip") {
+        eprintln!("skipped: CORRIDOR_TEST_CONTRACT=skip, the OpenAPI document was not validated");
+        return;
+    }
+    let Some(app) = spawn_app().await else { return };
+    let text = get_public(&app, "/openapi.json")
+        .await
+        .text()
+        .await
+        .expect("document");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, text).expect("write");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--validation-errors", "all"])
+        .arg(&file)
+        .output()
+        .expect("python3 runs (scripts/test installs openapi-spec-validator)");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !said.contains("No module named"),
+        "openapi-spec-validator is not installed (pip install openapi-spec-validator, or run ./scripts/test): {said}"
+    );
+    assert!(out.status.success(), "the OpenAPI document does not validate:\n{said}");
+}
