@@ -107,6 +107,7 @@ pub async fn transfers(
     if !state.simulated {
         return Err(ApiError::not_found("sandbox"));
     }
+    super::extract::payment_id_filter(q.payment_id.as_deref())?;
     let now = state.now();
     let rows = sim::list(state.store(), q.payment_id.as_deref(), 1_000).await?;
     let data = rows

@@ -206,3 +206,15 @@ where
         Some(_) => Err(serde::de::Error::custom("must be a JSON number")),
     }
 }
+
+/// A `payment_id` filter must name a payment (`pay_…`): a malformed one is the client's
+/// mistake (400), not an empty result.
+pub fn payment_id_filter(payment_id: Option<&str>) -> Result<(), ApiError> {
+    match payment_id {
+        Some(p) if !crate::domain::ids::IdKind::Payment.matches(p) => Err(ApiError::invalid(
+            "payment_id",
+            "`payment_id` must be a payment id (pay_…)",
+        )),
+        _ => Ok(()),
+    }
+}

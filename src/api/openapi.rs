@@ -25,7 +25,7 @@ use super::{
         operations::retry_payment, operations::dead_jobs, operations::redrive, operations::alerts,
     ),
     components(schemas(error::ErrorBody)),
-    modifiers(&Bearer),
+    modifiers(&Bearer, &CommonResponses, &Constraints),
     tags(
         (name = "quotes", description = "Rate-locked quotes"),
         (name = "payments", description = "Payments and their state machine"),
@@ -46,6 +46,375 @@ impl Modify for Bearer {
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The responses every route can give besides its own, added to each operation in one place
+/// (they come from the shared layers — authentication, the rate limiter, the body extractor,
+/// the edge guards, the request timeout — not from the handler), and the headers every
+/// response carries. A client generated from the document then knows every status it can
+/// get.
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{Operation, ParameterIn};
+        use utoipa::openapi::{RefOr, Required};
+        let error = || {
+            utoipa::openapi::ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build()
+        };
+        let string_header = |description: &str| {
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::String),
+                ))
+                .description(Some(description))
+                .build()
+        };
+        let integer_header = |description: &str| {
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::schema::Type::Integer),
+                ))
+                .description(Some(description))
+                .build()
+        };
+        let add = |op: &mut Operation, code: &str, description: &str| {
+            let entry = op
+                .responses
+                .responses
+                .entry(code.to_owned())
+                .or_insert_with(|| {
+                    RefOr::T(
+                        utoipa::openapi::ResponseBuilder::new()
+                            .description(description)
+                            .content("application/json", error())
+                            .build(),
+                    )
+                });
+            if let RefOr::T(resp) = entry
+                && matches!(code, "429" | "503")
+            {
+                resp.headers.insert(
+                    "Retry-After".into(),
+                    RefOr::T(integer_header("Seconds to wait before retrying")),
+                );
+            }
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                let params = op.parameters.iter().flatten().filter_map(|p| match p {
+                    RefOr::T(p) => Some(p),
+                    RefOr::Ref(_) => None,
+                });
+                let (mut has_path, mut has_query) = (false, false);
+                for p in params {
+                    has_path |= matches!(p.parameter_in, ParameterIn::Path);
+                    has_query |= matches!(p.parameter_in, ParameterIn::Query)
+                        && matches!(p.required, Required::True | Required::False);
+                }
+                let has_body = op.request_body.is_some();
+                let is_v1 = path.starts_with("/v1/");
+                if is_v1 && (has_path || has_query || has_body) {
+                    add(op, "400", "The request is invalid (error format)");
+                }
+                if secured || path.starts_with("/v1/provider-webhooks/") {
+                    add(op, "401", "Missing or invalid credentials (error format)");
+                }
+                if secured {
+                    add(op, "403", "The key may not call this route (error format)");
+                    add(
+                        op,
+                        "429",
+                        "Too many requests: the key's rate limit, or too many unknown keys from this address (error format)",
+                    );
+                }
+                if has_path {
+                    add(op, "404", "Not found (error format)");
+                }
+                if has_body {
+                    add(
+                        op,
+                        "408",
+                        "The request body did not arrive in time (error format)",
+                    );
+                    add(op, "413", "Body over 64 KiB (error format)");
+                    add(
+                        op,
+                        "415",
+                        "Not `application/json`, or a `Content-Encoding` other than identity (error format)",
+                    );
+                }
+                if is_v1 || path == "/readyz" {
+                    add(
+                        op,
+                        "503",
+                        "Temporarily unavailable: retry later (error format)",
+                    );
+                }
+                // Every answer names its request, for support and for the logs.
+                for resp in op.responses.responses.values_mut() {
+                    if let RefOr::T(resp) = resp {
+                        resp.headers.insert(
+                            "X-Request-Id".into(),
+                            RefOr::T(string_header(
+                                "The request's id (the client's, when it sent a valid one)",
+                            )),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An id's shape as a pattern (see `domain::ids`).
+fn id_pattern(prefix: &str) -> String {
+    format!(
+        "^{prefix}[0-9a-fA-F]{{8}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{4}}-?[0-9a-fA-F]{{12}}$"
+    )
+}
+
+/// Text without control characters and not blank (accounts, names).
+const TEXT: &str = r"^[^\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]*$";
+/// An ISO 4217 code.
+const CURRENCY: &str = "^[A-Z]{3}$";
+
+/// The input rules the handlers enforce, written into the document's schemas so that a
+/// client (or a generator, or a fuzzer) knows them: id shapes, currency codes, required
+/// fields, lengths, ranges, enumerations. `Option` fields are optional in Rust only so that
+/// a missing one gets a precise error; here they are required and not nullable.
+struct Constraints;
+
+impl Modify for Constraints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::schema::{Schema, Type};
+        use utoipa::openapi::{ObjectBuilder, RefOr, Required};
+        let text = |pattern: String, max: Option<usize>| {
+            Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .pattern(Some(pattern))
+                    .min_length(Some(1))
+                    .max_length(max)
+                    .build(),
+            )
+        };
+        let states: Vec<String> = crate::domain::PaymentState::ALL
+            .iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let ops = [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for op in ops.into_iter().flatten() {
+                for p in op.parameters.iter_mut().flatten() {
+                    let RefOr::T(p) = p else { continue };
+                    let schema = match (p.name.as_str(), path.as_str()) {
+                        ("payment_id" | "starting_after", _) => text(id_pattern("pay_"), Some(40)),
+                        ("quote_id", _) => text(id_pattern("quote_"), Some(42)),
+                        ("merchant_id", _) => text(id_pattern("mer_"), Some(40)),
+                        ("id", p) if p.starts_with("/v1/webhook-endpoints/") => {
+                            text(id_pattern("we_"), Some(40))
+                        }
+                        ("id", p) if p.starts_with("/v1/webhook-deliveries/") => {
+                            text(id_pattern("whd_"), Some(40))
+                        }
+                        ("id", p) if p.starts_with("/v1/admin/payments/") => {
+                            text(id_pattern("pay_"), Some(40))
+                        }
+                        ("id", p) if p.starts_with("/v1/admin/jobs/") => text(
+                            format!("{}|^[a-z][a-z-]{{0,63}}$", id_pattern("")),
+                            Some(64),
+                        ),
+                        ("provider", _) => text("^[A-Za-z0-9._-]{1,64}$".into(), Some(64)),
+                        ("Idempotency-Key", _) => text("^[\\x20-\\x7E]{1,255}$".into(), Some(255)),
+                        ("from" | "to", _) => text(CURRENCY.into(), Some(3)),
+                        ("status", _) => Schema::Object(
+                            ObjectBuilder::new()
+                                .schema_type(Type::String)
+                                .enum_values(Some(states.clone()))
+                                .build(),
+                        ),
+                        ("limit", _) => Schema::Object(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(1))
+                                .maximum(Some(100))
+                                .build(),
+                        ),
+                        _ => continue,
+                    };
+                    p.schema = Some(RefOr::T(schema));
+                    if path == "/v1/rates" {
+                        p.required = Required::True;
+                    }
+                }
+            }
+        }
+        let Some(components) = openapi.components.as_mut() else {
+            return;
+        };
+        let event_types = super::webhooks::event_types();
+        let mut refine = |name: &str, required: &[&str], props: Vec<(&str, Schema)>| {
+            let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(name) else {
+                return;
+            };
+            obj.required = required.iter().map(|r| (*r).to_owned()).collect();
+            for (prop, schema) in props {
+                let description = match obj.properties.get(prop) {
+                    Some(RefOr::T(Schema::Object(o))) => o.description.clone(),
+                    _ => None,
+                };
+                let schema = match schema {
+                    Schema::Object(mut o) => {
+                        o.description = description;
+                        Schema::Object(o)
+                    }
+                    other => other,
+                };
+                obj.properties.insert(prop.to_owned(), RefOr::T(schema));
+            }
+        };
+        let amount = || {
+            Schema::Object(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::Int64,
+                    )))
+                    .minimum(Some(1))
+                    .build(),
+            )
+        };
+        let currency = || text(CURRENCY.into(), Some(3));
+        let account = || text(TEXT.into(), Some(255));
+        refine(
+            "CreateQuote",
+            &["from_currency", "to_currency", "amount"],
+            vec![
+                ("from_currency", currency()),
+                ("to_currency", currency()),
+                ("amount", amount()),
+            ],
+        );
+        refine(
+            "CreatePayment",
+            &["source_account", "destination_account"],
+            vec![
+                ("quote_id", text(id_pattern("quote_"), Some(42))),
+                ("source_account", account()),
+                ("destination_account", account()),
+                ("amount", amount()),
+                ("currency", currency()),
+                ("payout_currency", currency()),
+                (
+                    "metadata",
+                    Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Object)
+                            .max_properties(Some(20))
+                            .property_names(Some(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .min_length(Some(1))
+                                    .max_length(Some(40)),
+                            ))
+                            .additional_properties(Some(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .max_length(Some(500)),
+                            ))
+                            .build(),
+                    ),
+                ),
+            ],
+        );
+        refine(
+            "CreateEndpoint",
+            &["url"],
+            vec![
+                (
+                    "url",
+                    Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+                            .pattern(Some("^https://[^\\s]+$"))
+                            .max_length(Some(crate::egress::MAX_URL_LEN))
+                            .build(),
+                    ),
+                ),
+                (
+                    "events",
+                    Schema::Array(
+                        utoipa::openapi::ArrayBuilder::new()
+                            .items(
+                                ObjectBuilder::new()
+                                    .schema_type(Type::String)
+                                    .enum_values(Some(event_types.clone())),
+                            )
+                            .build(),
+                    ),
+                ),
+            ],
+        );
+        refine(
+            "CreateMerchant",
+            &["name"],
+            vec![("name", text(TEXT.into(), Some(100)))],
+        );
+        refine(
+            "PinBody",
+            &["rate"],
+            vec![(
+                "rate",
+                Schema::Object(
+                    ObjectBuilder::new()
+                        .schema_type(Type::Number)
+                        .exclusive_minimum(Some(0))
+                        .build(),
+                ),
+            )],
+        );
+        refine(
+            "ProviderWebhook",
+            &["event_type", "reference", "payment_id"],
+            vec![
+                (
+                    "event_type",
+                    Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some([
+                                "onramp.completed",
+                                "onramp.failed",
+                                "offramp.completed",
+                                "offramp.failed",
+                            ]))
+                            .build(),
+                    ),
+                ),
+                ("reference", text(TEXT.into(), Some(255))),
+                ("payment_id", text(id_pattern("pay_"), Some(40))),
+            ],
         );
     }
 }

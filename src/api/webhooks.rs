@@ -254,6 +254,7 @@ pub async fn deliveries(
     ApiQuery(q): ApiQuery<DeliveryQuery>,
 ) -> Result<Json<DeliveryList>, ApiError> {
     let store = state.store();
+    super::extract::payment_id_filter(q.payment_id.as_deref())?;
     if let Some(p) = &q.payment_id
         && payments::find(store, &m.merchant_id, p).await?.is_none()
     {

@@ -355,3 +355,62 @@ async fn openapi_json_validates_with_zero_errors() {
     );
     assert!(out.status.success(), "the OpenAPI document does not validate:\n{said}");
 }
+
+/// Schemathesis (PyPI; `scripts/test` installs it) against this live server: every check,
+/// the examples, coverage, fuzzing and stateful phases, a bounded number of examples and a
+/// fixed seed — once with the merchant key on the merchant routes, once with the admin key on
+/// the admin routes. Zero failures. `CORRIDOR_TEST_CONTRACT=skip` opts out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_nothing() {
+    if std::env::var("CORRIDOR_TEST_CONTRACT").is_ok_and(|v| v == "skip") {
+        eprintln!("skipped: CORRIDOR_TEST_CONTRACT=skip, schemathesis was not run");
+        return;
+    }
+    let Some(app) = spawn_app_with(|c| c.auth_failure_limit = "0".parse().unwrap()).await else {
+        return;
+    };
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/schemathesis.toml");
+    let url = format!("{}/openapi.json", app.address);
+    for (key, tag_filter) in [
+        (&app.merchant_key, "--exclude-tag=admin"),
+        (&app.admin_key, "--include-tag=admin"),
+    ] {
+        let args = vec![
+            "--config-file".to_owned(),
+            config.to_owned(),
+            "run".to_owned(),
+            url.clone(),
+            "--checks=all".to_owned(),
+            "--phases=examples,coverage,fuzzing,stateful".to_owned(),
+            "--max-examples=10".to_owned(),
+            "--seed=20261201".to_owned(),
+            "--generation-deterministic".to_owned(),
+            "--no-color".to_owned(),
+            tag_filter.to_owned(),
+            "-H".to_owned(),
+            format!("Authorization: Bearer {key}"),
+        ];
+        // Through the interpreter rather than the `st` script, which a fresh pip install
+        // may not have put on PATH yet.
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("python3")
+                .args(["-c", "import sys; from schemathesis.cli import schemathesis; sys.argv[0] = 'st'; schemathesis()"])
+                .args(&args)
+                .output()
+        })
+        .await
+        .expect("joined")
+        .expect("python3 runs");
+        let said = String::from_utf8_lossy(&out.stdout).into_owned();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("No module named"),
+            "schemathesis is not installed (pip install schemathesis, or run ./scripts/test): {err}"
+        );
+        assert!(
+            out.status.success(),
+            "schemathesis found failures ({tag_filter}):\n{said}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
