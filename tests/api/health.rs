@@ -414,3 +414,61 @@ async fn schemathesis_finds_nothing() {
         );
     }
 }
+
+/// A client generated from the served document by a standard generator
+/// (openapi-python-client, from PyPI; `scripts/test` installs it) quotes, pays, polls the
+/// payment to COMPLETED and finds it in the list (`tests/contract/client_flow.py`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_generated_from_the_document_pays_end_to_end() {
+    if std::env::var("CORRIDOR_TEST_CONTRACT").is_ok_and(|v| v == "skip") {
+        eprintln!("skipped: CORRIDOR_TEST_CONTRACT=skip, no client was generated");
+        return;
+    }
+    let Some(app) = spawn_app().await else { return };
+    let doc = get_public(&app, "/openapi.json")
+        .await
+        .text()
+        .await
+        .expect("document");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let spec = dir.path().join("openapi.json");
+    std::fs::write(&spec, doc).expect("write");
+    let package = dir.path().join("generated");
+    let flow = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/contract/client_flow.py");
+    let (address, key) = (app.address.clone(), app.merchant_key.clone());
+    let (generated, ran) = tokio::task::spawn_blocking(move || {
+        let generated = std::process::Command::new("python3")
+            .args(["-c", "import sys; from openapi_python_client.cli import app; sys.argv[0] = 'openapi-python-client'; app()"])
+            .args(["generate", "--meta", "none", "--path"])
+            .arg(&spec)
+            .arg("--output-path")
+            .arg(package.join("corridor_client"))
+            .output()
+            .expect("python3 runs");
+        let ran = std::process::Command::new("python3")
+            .arg(flow)
+            .arg(&package)
+            .arg(&address)
+            .arg(&key)
+            .output()
+            .expect("python3 runs");
+        (generated, ran)
+    })
+    .await
+    .expect("joined");
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    assert!(
+        !text(&generated).contains("No module named"),
+        "openapi-python-client is not installed (pip install openapi-python-client, or run ./scripts/test): {}",
+        text(&generated)
+    );
+    assert!(generated.status.success(), "generation failed: {}", text(&generated));
+    assert!(ran.status.success(), "the generated client's flow failed: {}", text(&ran));
+    assert!(text(&ran).contains("COMPLETED"), "{}", text(&ran));
+}
