@@ -12,6 +12,9 @@
 //!   over a limit is answered at once in the API's error format — `503` over the total, `429`
 //!   over the client's share — and closed, so the descriptors left stay for everybody else.
 //!
+//! Requests hyper refuses before the router sees them (a malformed request line, bad header
+//! bytes, headers too large) are answered in the API's error format with a request id too.
+//!
 //! Shutdown stops accepting, asks every connection to finish gracefully and waits for them.
 
 use std::collections::HashMap;
@@ -254,10 +257,12 @@ impl Activity {
     }
 }
 
-/// A stream that records when it last read or wrote.
+/// A stream that records when it last read or wrote, and writes hyper's own error answers
+/// in the API's error format.
 struct Tracked {
     inner: TcpStream,
     activity: Arc<Activity>,
+    rewrite: Option<Rewrite>,
 }
 
 impl Tracked {
@@ -270,6 +275,7 @@ impl Tracked {
             Tracked {
                 inner,
                 activity: activity.clone(),
+                rewrite: None,
             },
             activity,
         )
@@ -297,27 +303,44 @@ impl AsyncWrite for Tracked {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if self.rewrite.is_none()
+            && let Some(ours) = framework_error(buf)
+        {
+            self.rewrite = Some(Rewrite {
+                bytes: ours,
+                written: 0,
+                stands_for: buf.len(),
+            });
+        }
+        let this = &mut *self;
+        if let Some(rw) = &mut this.rewrite {
+            // Hyper's own answer is replaced by ours; hyper is told its bytes went out.
+            while rw.written < rw.bytes.len() {
+                match Pin::new(&mut this.inner).poll_write(cx, &rw.bytes[rw.written..]) {
+                    Poll::Ready(Ok(0)) => {
+                        return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                    }
+                    Poll::Ready(Ok(n)) => rw.written += n,
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let n = rw.stands_for;
+            this.rewrite = None;
+            this.activity.touch();
+            return Poll::Ready(Ok(n));
+        }
+        let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            this.activity.touch();
         }
         r
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
-        r
-    }
-
+    /// Not vectored: hyper then hands each response over in one buffer, so its own error
+    /// answers can be recognised whole (see [`framework_error`]).
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        false
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -326,5 +349,79 @@ impl AsyncWrite for Tracked {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// An answer being written in place of one of hyper's.
+struct Rewrite {
+    bytes: Vec<u8>,
+    written: usize,
+    /// How many of hyper's bytes it replaces.
+    stands_for: usize,
+}
+
+/// When `buf` is an error response hyper wrote by itself — a request it could not parse
+/// (bad request line or header bytes, `414` URI too long, `431` headers too large, `505`) —
+/// the same answer in the API's error format, with a request id. Recognised by what every
+/// response of the router has and hyper's lack: an `x-request-id` header and a body.
+fn framework_error(buf: &[u8]) -> Option<Vec<u8>> {
+    let status_line = buf.get(..12)?;
+    let version_ok = status_line.starts_with(b"HTTP/1.1 ") || status_line.starts_with(b"HTTP/1.0 ");
+    if !version_ok || !matches!(status_line[9], b'4' | b'5') {
+        return None;
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    if head.contains("\r\nx-request-id:") || !head.contains("\r\ncontent-length: 0") {
+        return None;
+    }
+    let status: u16 = std::str::from_utf8(&status_line[9..12])
+        .ok()?
+        .parse()
+        .ok()?;
+    let status = axum::http::StatusCode::from_u16(status).ok()?;
+    let (code, message) = match status.as_u16() {
+        414 => (Code::InvalidRequest, "the request URI is too long"),
+        431 => (Code::InvalidRequest, "the request headers are too large"),
+        505 => (Code::InvalidRequest, "this HTTP version is not supported"),
+        408 => (Code::RequestTimeout, "the request did not arrive in time"),
+        s if s >= 500 => (Code::Internal, "internal error"),
+        _ => (Code::InvalidRequest, "malformed HTTP request"),
+    };
+    let body = ApiError::new(code, message).body();
+    Some(
+        format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: req_{}\r\n\r\n{body}",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len(),
+            uuid::Uuid::new_v4().simple(),
+        )
+        .into_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::framework_error;
+
+    #[test]
+    fn hyper_error_answers_are_rewritten_and_ours_are_left_alone() {
+        let hyper =
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let ours = String::from_utf8(framework_error(hyper).unwrap()).unwrap();
+        assert!(ours.starts_with("HTTP/1.1 431 "), "{ours}");
+        assert!(ours.contains("x-request-id: req_"), "{ours}");
+        assert!(
+            ours.ends_with(
+                r#"{"error":"INVALID_REQUEST","message":"the request headers are too large"}"#
+            ),
+            "{ours}"
+        );
+        let router = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\nx-request-id: req_1\r\ncontent-length: 2\r\n\r\n{}";
+        assert!(framework_error(router).is_none());
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert!(framework_error(ok).is_none());
+        assert!(framework_error(b"HTTP/1.1 4").is_none());
     }
 }

@@ -558,8 +558,19 @@ async fn a_link_that_dies_mid_transaction_does_not_keep_its_locks() {
             .expect("client"),
     };
     // The first payment's transaction stalls after its INSERT; the request gives up (503).
-    let (status, body) = api.create_payment(100_000).await;
-    assert_eq!(status, 503, "{body}");
+    // It carries an Idempotency-Key: a 5xx is not an answer, so a retry must run again
+    // (and not find the key locked, as a claim taken before the work used to be).
+    let body = json!({"amount": 100_000, "currency": "USD", "payout_currency": "EUR",
+                      "source_account": "user123", "destination_account": "merchant456"});
+    let with_key = || {
+        api.http
+            .post(format!("{}/v1/payments", api.base))
+            .bearer_auth(&api.key)
+            .header("Idempotency-Key", "order-4711")
+            .json(&body)
+    };
+    let (status, answer) = api.send("stalled create", with_key()).await;
+    assert_eq!(status, 503, "{answer}");
 
     let mut direct = <sqlx::PgConnection as sqlx::Connection>::connect(&pg.url)
         .await
@@ -583,8 +594,20 @@ async fn a_link_that_dies_mid_transaction_does_not_keep_its_locks() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // And the service goes on: the next payment is accepted and completes.
-    let id = api.pay(100_000).await;
+    // The client's retry with the same key is a new attempt that is accepted — once.
+    let (status, answer) = api.send("retry", with_key()).await;
+    assert_eq!(status, 202, "{answer}");
+    let id = answer["payment_id"]
+        .as_str()
+        .expect("payment_id")
+        .to_owned();
+    let (status, replay) = api.send("replay", with_key()).await;
+    assert_eq!(status, 202, "{replay}");
+    assert_eq!(
+        replay["payment_id"], answer["payment_id"],
+        "one payment per key"
+    );
+    // And the service goes on: the payment completes.
     let deadline = Instant::now() + DEADLINE;
     loop {
         let p = api.payment(&id).await;

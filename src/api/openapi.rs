@@ -165,9 +165,20 @@ impl Modify for CommonResponses {
                         "Temporarily unavailable: retry later (error format)",
                     );
                 }
+                let idempotent = op.parameters.iter().flatten().any(
+                    |p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("Idempotency-Key")),
+                );
                 // Every answer names its request, for support and for the logs.
                 for resp in op.responses.responses.values_mut() {
                     if let RefOr::T(resp) = resp {
+                        if idempotent {
+                            resp.headers.insert(
+                                "Idempotent-Replayed".into(),
+                                RefOr::T(string_header(
+                                    "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
+                                )),
+                            );
+                        }
                         resp.headers.insert(
                             "X-Request-Id".into(),
                             RefOr::T(string_header(

@@ -22,7 +22,10 @@ fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// `POST /v1/provider-webhooks/{provider}`.
 #[utoipa::path(post, path = "/v1/provider-webhooks/{provider}", operation_id = "receive_provider_webhook", tag = "providers", request_body = ProviderWebhook,
-    params(("provider" = String, Path, description = "Provider name as on the payment's legs")),
+    params(("provider" = String, Path, description = "Provider name as on the payment's legs"),
+        ("webhook-id" = String, Header, description = "Standard Webhooks message id (deduplicated)"),
+        ("webhook-timestamp" = i64, Header, description = "Unix seconds; refused more than 5 minutes off"),
+        ("webhook-signature" = String, Header, description = "`v1,<base64 HMAC-SHA256>` with the provider's secret")),
     responses((status = 200, description = "Processed (or a duplicate, changing nothing)"),
         (status = 401, description = "Missing or invalid credentials (error format)", body = super::error::ErrorBody), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
 pub async fn receive(

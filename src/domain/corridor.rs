@@ -72,6 +72,14 @@ impl CorridorTable {
                     "corridor {from}→{to}: need 0 < min_amount ≤ max_amount"
                 ));
             }
+            // The onramp buys USDC (6 decimals) for the whole amount: a limit whose USDC does
+            // not fit the integers would be accepted at the API and fail at the leg.
+            if super::ledger::onramp_usdc(s.max_amount, 0, from).is_err() {
+                return Err(format!(
+                    "corridor {from}→{to}: max_amount {} is too large to buy as USDC",
+                    s.max_amount
+                ));
+            }
             let fees = s.fees.clone().unwrap_or_else(FeeSchedule::seed_default);
             fees.validate()
                 .map_err(|e| format!("corridor {from}→{to} fees: {e}"))?;
@@ -94,5 +102,27 @@ impl CorridorTable {
     /// Every corridor, in configuration order.
     pub fn all(&self) -> &[Corridor] {
         &self.corridors
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(max_amount: i64) -> CorridorSpec {
+        CorridorSpec {
+            from: "USD".into(),
+            to: "EUR".into(),
+            min_amount: 1_000,
+            max_amount,
+            fees: None,
+        }
+    }
+
+    #[test]
+    fn a_limit_whose_usdc_would_overflow_is_refused_at_configuration() {
+        assert!(CorridorTable::from_specs(&[spec(100_000_000)]).is_ok());
+        let err = CorridorTable::from_specs(&[spec(i64::MAX / 100)]).unwrap_err();
+        assert!(err.contains("too large"), "{err}");
     }
 }

@@ -130,19 +130,21 @@ impl Engine {
         ];
         let mut running = JoinSet::new();
         tracing::info!(workers = self.cfg.workers, webhook_workers = self.cfg.webhook_workers, owner = %self.owner, "engine started");
+        // A lane whose last claim came back empty is "dry" until something may have changed
+        // (a wake-up, or the idle poll): claims are writes, and on SQLite every one takes a
+        // turn of the single writer, so an idle lane must not claim on every loop.
+        let mut dry = [false; 2];
         loop {
             if *shutdown.borrow() {
                 break;
             }
             while running.try_join_next().is_some() {}
             let mut claimed_any = false;
-            let mut any_free = false;
-            for (lane, slots) in &lanes {
+            for (i, (lane, slots)) in lanes.iter().enumerate() {
                 let free = slots.available_permits();
-                if free == 0 {
+                if free == 0 || dry[i] {
                     continue;
                 }
-                any_free = true;
                 let claimed = match self.claim(*lane, free).await {
                     Ok(jobs) => jobs,
                     Err(e) => {
@@ -150,7 +152,11 @@ impl Engine {
                         Vec::new()
                     }
                 };
-                claimed_any |= !claimed.is_empty();
+                if claimed.is_empty() {
+                    dry[i] = true;
+                    continue;
+                }
+                claimed_any = true;
                 for job in claimed {
                     let Ok(permit) = slots.clone().acquire_owned().await else {
                         break;
@@ -162,23 +168,21 @@ impl Engine {
                     });
                 }
             }
-            if !any_free {
-                tokio::select! {
-                    _ = running.join_next() => {}
-                    _ = shutdown.changed() => {}
-                }
+            if claimed_any {
                 continue;
             }
-            if !claimed_any {
-                let nap = self.idle_nap().await;
-                tokio::select! {
-                    _ = wake.notified() => {}
-                    _ = tokio::time::sleep(nap) => {}
-                    _ = shutdown.changed() => {}
-                    // A handler finishing frees a slot of a lane that may have work waiting.
-                    Some(_) = running.join_next(), if !running.is_empty() => {}
-                }
-                continue;
+            // Every lane is full or dry: wait for a slot to free up, a wake-up, or the poll
+            // (until the next due job, when a lane is dry; a full lane needs no look-up).
+            let nap = if dry.contains(&true) {
+                self.idle_nap().await
+            } else {
+                self.cfg.idle_poll
+            };
+            tokio::select! {
+                _ = wake.notified() => dry = [false; 2],
+                _ = tokio::time::sleep(nap) => dry = [false; 2],
+                _ = shutdown.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
             }
         }
         while running.join_next().await.is_some() {}

@@ -112,3 +112,30 @@ async fn past_the_connection_limit_a_new_connection_is_told_503() {
     assert!(answer.contains("\"error\":\"UNAVAILABLE\""), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
 }
+
+/// Requests hyper refuses itself still get the error format and a request id.
+#[tokio::test]
+async fn requests_the_http_parser_refuses_get_the_error_format() {
+    let Some(app) = spawn_app().await else { return };
+    let huge = format!(
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    );
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("a malformed request line", b"GARBAGE\r\n\r\n".to_vec(), "HTTP/1.1 400"),
+        (
+            "a header with bytes no header may hold",
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Bad: a\x01b\r\n\r\n".to_vec(),
+            "HTTP/1.1 400",
+        ),
+        ("headers too large", huge.into_bytes(), "HTTP/1.1 431"),
+    ];
+    for (case, request, status) in cases {
+        let mut conn = connect(&app).await;
+        let _ = conn.write_all(&request).await;
+        let answer = read_to_close(&mut conn).await;
+        assert!(answer.starts_with(status), "{case}: {answer}");
+        assert!(answer.to_ascii_lowercase().contains("x-request-id: req_"), "{case}: {answer}");
+        assert!(answer.contains("\"error\":\"INVALID_REQUEST\""), "{case}: {answer}");
+    }
+}
