@@ -4,3 +4,7 @@
 CREATE INDEX events_created ON events (created_at);
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
 CREATE INDEX webhook_deliveries_merchant ON webhook_deliveries (merchant_id, created_at, delivery_id);
+
+-- The delivery lane's claim (kind = 'webhook.deliver', ready, due, oldest first) as a range
+-- of its own: through jobs_ready it would walk every due payment step to find none.
+CREATE INDEX jobs_kind_ready ON jobs (kind, state, run_at);

@@ -646,3 +646,41 @@ async fn the_history_past_its_retention_is_purged_and_the_rest_kept() {
         assert_eq!(left, ["alert_cleared_new", "alert_open_old"], "{name}");
     }
 }
+
+/// The claims are the queue's hot queries: each lane's must be a range of an index, never a
+/// walk through the other lane's backlog (a delivery claim scanning every due payment step
+/// slowed the single SQLite writer to a crawl under a backlog).
+#[tokio::test]
+async fn each_lanes_claim_is_an_index_range_on_sqlite() {
+    use corridor::store::Backend;
+    use corridor::store::jobs::{Lane, claim_sql};
+    let b = backends().await;
+    let url = &b.urls[0];
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    for (lane, index) in [
+        (Lane::Deliveries, "jobs_kind_ready"),
+        (Lane::Steps, "jobs_ready"),
+        (Lane::Any, "jobs_ready"),
+    ] {
+        let sql = format!("EXPLAIN QUERY PLAN {}", claim_sql(lane, Backend::Sqlite));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+        let plan: Vec<String> = rows
+            .iter()
+            .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+            .collect();
+        assert!(
+            plan.iter()
+                .any(|l| l.contains(&format!("USING INDEX {index} "))),
+            "{lane:?}: {plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|l| l.starts_with("SCAN jobs")),
+            "{lane:?} scans the jobs table: {plan:?}"
+        );
+    }
+}

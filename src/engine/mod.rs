@@ -58,6 +58,9 @@ pub struct EngineConfig {
     pub retry_for: Duration,
 }
 
+/// While wake-ups keep coming, how often an idle delivery lane claims again.
+const DELIVERY_RECHECK_MS: u64 = 50;
+
 /// Why a job run did not finish.
 pub type JobError = StepError;
 
@@ -134,6 +137,7 @@ impl Engine {
         // (a wake-up, or the idle poll): claims are writes, and on SQLite every one takes a
         // turn of the single writer, so an idle lane must not claim on every loop.
         let mut dry = [false; 2];
+        let mut dry_since = std::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -179,8 +183,20 @@ impl Engine {
                 self.cfg.idle_poll
             };
             tokio::select! {
-                _ = wake.notified() => dry = [false; 2],
-                _ = tokio::time::sleep(nap) => dry = [false; 2],
+                // A wake-up says work was committed; which lane's, it does not say. Payment
+                // steps are retried at once, deliveries (latency-tolerant) at most every
+                // DELIVERY_RECHECK_MS while wake-ups keep coming.
+                _ = wake.notified() => {
+                    dry[0] = false;
+                    if dry_since.elapsed() >= Duration::from_millis(DELIVERY_RECHECK_MS) {
+                        dry[1] = false;
+                        dry_since = std::time::Instant::now();
+                    }
+                }
+                _ = tokio::time::sleep(nap) => {
+                    dry = [false; 2];
+                    dry_since = std::time::Instant::now();
+                }
                 _ = shutdown.changed() => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
             }

@@ -191,18 +191,10 @@ pub(super) struct Claim {
     pub(super) lane: Lane,
 }
 
-pub(super) async fn claim_in(
-    conn: &mut Conn,
-    backend: Backend,
-    claim: &Claim,
-) -> StoreResult<Vec<Job>> {
-    let Claim {
-        owner,
-        now,
-        lease_until,
-        limit,
-        lane,
-    } = claim;
+/// The claim's SQL for `lane` on `backend`, with `$1` owner, `$2` lease end, `$3` now and
+/// `$4` limit. Public so that a test can hold its query plan to the indexes (an idle lane's
+/// claim must not walk the other lane's backlog).
+pub fn claim_sql(lane: Lane, backend: Backend) -> String {
     let delivery = Task::DELIVERY_KIND;
     let kinds = match lane {
         Lane::Any => String::new(),
@@ -215,11 +207,26 @@ pub(super) async fn claim_in(
         Backend::Sqlite => "",
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
     };
-    let sql = format!(
+    format!(
         "UPDATE jobs SET lease_owner = $1, run_at = $2, attempts = attempts + 1 \
          WHERE id IN (SELECT id FROM jobs WHERE state = 'ready' AND run_at <= $3{kinds} ORDER BY run_at LIMIT $4{lock}) \
          RETURNING id, kind, payment_id, payload, attempts, max_attempts, lease_owner, run_at"
-    );
+    )
+}
+
+pub(super) async fn claim_in(
+    conn: &mut Conn,
+    backend: Backend,
+    claim: &Claim,
+) -> StoreResult<Vec<Job>> {
+    let Claim {
+        owner,
+        now,
+        lease_until,
+        limit,
+        lane,
+    } = claim;
+    let sql = claim_sql(*lane, backend);
     let rows = sqlx::query(dynamic(sql))
         .bind(owner)
         .bind(lease_until.millis())
