@@ -66,24 +66,14 @@ impl Modify for CommonResponses {
                 .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
                 .build()
         };
-        let string_header = |description: &str| {
+        let header = |ty: utoipa::openapi::schema::Type, description: &str| {
             utoipa::openapi::HeaderBuilder::new()
-                .schema(Some(
-                    utoipa::openapi::ObjectBuilder::new()
-                        .schema_type(utoipa::openapi::schema::Type::String),
-                ))
+                .schema(Some(utoipa::openapi::ObjectBuilder::new().schema_type(ty)))
                 .description(Some(description))
                 .build()
         };
-        let integer_header = |description: &str| {
-            utoipa::openapi::HeaderBuilder::new()
-                .schema(Some(
-                    utoipa::openapi::ObjectBuilder::new()
-                        .schema_type(utoipa::openapi::schema::Type::Integer),
-                ))
-                .description(Some(description))
-                .build()
-        };
+        let string_header = |d: &str| header(utoipa::openapi::schema::Type::String, d);
+        let integer_header = |d: &str| header(utoipa::openapi::schema::Type::Integer, d);
         let add = |op: &mut Operation, code: &str, description: &str| {
             let entry = op
                 .responses

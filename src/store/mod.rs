@@ -16,6 +16,7 @@ pub mod ops;
 pub mod payments;
 pub mod provider_webhooks;
 pub mod quotes;
+mod retention;
 pub mod settings;
 pub mod sim;
 pub mod unit;

@@ -158,23 +158,6 @@ pub(super) async fn insert_alert(conn: &mut Conn, a: &Alert, now: Timestamp) -> 
 }
 
 /// Marks an alert cleared: its condition is gone.
-/// Deletes up to `limit` alerts cleared before `cutoff` (open ones are kept however old).
-pub(super) async fn purge_cleared_alerts_before(
-    conn: &mut Conn,
-    cutoff: Timestamp,
-    limit: i64,
-) -> StoreResult<u64> {
-    let r = sqlx::query(
-        "DELETE FROM alerts WHERE alert_id IN \
-         (SELECT alert_id FROM alerts WHERE cleared_at IS NOT NULL AND cleared_at < $1 LIMIT $2)",
-    )
-    .bind(cutoff.millis())
-    .bind(limit)
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected())
-}
-
 pub(super) async fn clear_alert(
     conn: &mut Conn,
     alert_id: &str,

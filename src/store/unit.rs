@@ -616,9 +616,7 @@ pub(super) async fn apply(
             let k = idempotency::purge_before(tx, *cutoff).await?;
             provider_webhooks::purge_before(tx, *cutoff).await?;
             ops::purge_sessions(tx, at).await?;
-            let d = webhooks::purge_deliveries_before(tx, *history_cutoff, PURGE_BATCH).await?;
-            let e = webhooks::purge_events_before(tx, *history_cutoff, PURGE_BATCH).await?;
-            let a = ops::purge_cleared_alerts_before(tx, *history_cutoff, PURGE_BATCH).await?;
+            let [d, e, a] = super::retention::purge(tx, *history_cutoff, PURGE_BATCH).await?;
             tracing::info!(
                 quotes = q,
                 idempotency_keys = k,

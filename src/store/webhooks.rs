@@ -204,41 +204,6 @@ pub(super) async fn disable_endpoint(
     Ok(())
 }
 
-/// Deletes up to `limit` delivery attempts recorded before `cutoff`.
-pub(super) async fn purge_deliveries_before(
-    conn: &mut Conn,
-    cutoff: Timestamp,
-    limit: i64,
-) -> StoreResult<u64> {
-    let r = sqlx::query(
-        "DELETE FROM webhook_deliveries WHERE delivery_id IN \
-         (SELECT delivery_id FROM webhook_deliveries WHERE created_at < $1 LIMIT $2)",
-    )
-    .bind(cutoff.millis())
-    .bind(limit)
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected())
-}
-
-/// Deletes up to `limit` events created before `cutoff` (a delivery still queued for one
-/// finds it gone and completes without sending).
-pub(super) async fn purge_events_before(
-    conn: &mut Conn,
-    cutoff: Timestamp,
-    limit: i64,
-) -> StoreResult<u64> {
-    let r = sqlx::query(
-        "DELETE FROM events WHERE event_id IN \
-         (SELECT event_id FROM events WHERE created_at < $1 LIMIT $2)",
-    )
-    .bind(cutoff.millis())
-    .bind(limit)
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected())
-}
-
 /// Writes an event to the outbox.
 pub(super) async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
     sqlx::query(
