@@ -96,15 +96,8 @@ impl Modify for CommonResponses {
                 );
             }
         };
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let ops = [
-                item.get.as_mut(),
-                item.put.as_mut(),
-                item.post.as_mut(),
-                item.delete.as_mut(),
-                item.patch.as_mut(),
-            ];
-            for op in ops.into_iter().flatten() {
+        for (path, op) in operations(openapi) {
+            {
                 let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 let params = op.parameters.iter().flatten().filter_map(|p| match p {
                     RefOr::T(p) => Some(p),
@@ -182,6 +175,29 @@ impl Modify for CommonResponses {
     }
 }
 
+/// Every operation of the document with its path.
+fn operations(
+    openapi: &mut utoipa::openapi::OpenApi,
+) -> Vec<(String, &mut utoipa::openapi::path::Operation)> {
+    openapi
+        .paths
+        .paths
+        .iter_mut()
+        .flat_map(|(path, item)| {
+            [
+                item.get.as_mut(),
+                item.put.as_mut(),
+                item.post.as_mut(),
+                item.delete.as_mut(),
+                item.patch.as_mut(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(move |op| (path.clone(), op))
+        })
+        .collect()
+}
+
 /// An id's shape as a pattern (see `domain::ids`).
 fn id_pattern(prefix: &str) -> String {
     format!(
@@ -218,14 +234,8 @@ impl Modify for Constraints {
             .iter()
             .map(|s| s.as_str().to_owned())
             .collect();
-        for (path, item) in openapi.paths.paths.iter_mut() {
-            let ops = [
-                item.get.as_mut(),
-                item.put.as_mut(),
-                item.post.as_mut(),
-                item.delete.as_mut(),
-            ];
-            for op in ops.into_iter().flatten() {
+        for (path, op) in operations(openapi) {
+            {
                 for p in op.parameters.iter_mut().flatten() {
                     let RefOr::T(p) = p else { continue };
                     let schema = match (p.name.as_str(), path.as_str()) {
