@@ -167,21 +167,12 @@ fn refuse(stream: TcpStream, refusers: &Arc<Semaphore>, code: Code, message: &st
         return; // A flood: drop it.
     };
     let err = ApiError::new(code, message);
-    let body = err.body();
-    let status = err.status();
-    let head = format!(
-        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\nx-request-id: req_{}\r\n\r\n",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or(""),
-        body.len(),
-        uuid::Uuid::new_v4().simple(),
-    );
+    let answer = raw_error(err.status(), &err, Some(1));
     tokio::spawn(async move {
         let _permit = permit;
         let mut stream = stream;
         let _ = tokio::time::timeout(Duration::from_secs(1), async {
-            stream.write_all(head.as_bytes()).await?;
-            stream.write_all(body.as_bytes()).await?;
+            stream.write_all(&answer).await?;
             stream.shutdown().await?;
             let mut sink = [0u8; 1024];
             while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
@@ -209,10 +200,7 @@ impl PerClient {
                 ip: None,
             });
         }
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-            v4 => v4,
-        };
+        let ip = crate::api::client::canonical(ip);
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= max {
@@ -388,17 +376,22 @@ fn framework_error(buf: &[u8]) -> Option<Vec<u8>> {
         s if s >= 500 => (Code::Internal, "internal error"),
         _ => (Code::InvalidRequest, "malformed HTTP request"),
     };
-    let body = ApiError::new(code, message).body();
-    Some(
-        format!(
-            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\nx-request-id: req_{}\r\n\r\n{body}",
-            status.as_u16(),
-            status.canonical_reason().unwrap_or(""),
-            body.len(),
-            uuid::Uuid::new_v4().simple(),
-        )
-        .into_bytes(),
+    Some(raw_error(status, &ApiError::new(code, message), None))
+}
+
+/// A whole HTTP/1.1 error response written by hand (for answers given outside the router):
+/// the error format, a request id, `connection: close`, and `retry-after` when given.
+fn raw_error(status: axum::http::StatusCode, err: &ApiError, retry_after: Option<u64>) -> Vec<u8> {
+    let body = err.body();
+    let retry = retry_after.map_or(String::new(), |s| format!("retry-after: {s}\r\n"));
+    format!(
+        "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n{retry}connection: close\r\nx-request-id: req_{}\r\n\r\n{body}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or(""),
+        body.len(),
+        uuid::Uuid::new_v4().simple(),
     )
+    .into_bytes()
 }
 
 #[cfg(test)]

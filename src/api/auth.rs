@@ -78,16 +78,10 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, Respons
 
 /// `429 RATE_LIMITED` for a client that sent too many unknown keys.
 fn too_many_failures(secs: u64) -> Response {
-    let mut resp = ApiError::new(
-        Code::RateLimited,
+    rate_limit::refused(
         format!("too many requests with unknown API keys from this address, retry in {secs} s"),
+        secs,
     )
-    .into_response();
-    resp.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from(secs),
-    );
-    resp
 }
 
 async fn identify(state: &AppState, hash: &str) -> Result<Caller, ApiError> {

@@ -48,7 +48,7 @@ impl TrustedProxies {
 }
 
 /// `::ffff:a.b.c.d` is the IPv4 client `a.b.c.d`.
-fn canonical(ip: IpAddr) -> IpAddr {
+pub(crate) fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,

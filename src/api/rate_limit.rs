@@ -85,11 +85,15 @@ impl<C: Clock + Clone> Limiter<C> {
 
 /// `429 RATE_LIMITED` with `Retry-After: secs`.
 pub fn too_many_requests(secs: u64) -> Response {
-    let mut resp = ApiError::new(
-        Code::RateLimited,
+    refused(
         format!("rate limit exceeded for this API key, retry in {secs} s"),
+        secs,
     )
-    .into_response();
+}
+
+/// `429 RATE_LIMITED` saying `message`, with `Retry-After: secs`.
+pub fn refused(message: String, secs: u64) -> Response {
+    let mut resp = ApiError::new(Code::RateLimited, message).into_response();
     resp.headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(secs));
     resp
