@@ -1,4 +1,4 @@
-//! Group commit for SQLite: one writer task takes units of work from a bounded queue, applies
+//! Group commit for SQLite: one writer thread takes units of work from a bounded queue, applies
 //! as many as are waiting in one transaction — each inside its own savepoint, so one unit's
 //! rejected guard or constraint violation undoes only that unit — commits once, and only then
 //! answers each caller.
@@ -8,22 +8,34 @@
 //! batch grows with the load by itself: an idle writer commits a lone unit at once, a busy one
 //! commits what queued up behind the last fsync.
 //!
+//! The writer owns its connection (rusqlite, on its own thread): each statement runs in place
+//! from a cache of prepared statements. Through sqlx every statement was a hand-off to the
+//! driver's thread and back — two context switches, ~45 µs — and a unit is a dozen statements,
+//! so the hand-offs, not SQLite, were the writer's ceiling.
+//!
 //! Durability is never silent. Any error other than a unit's own constraint violation (a
 //! full disk, an I/O error) fails the whole batch: every caller in it gets an error, none is
-//! told its unit committed, and the write connection is replaced before its next use (SQLite
-//! may have rolled back on its own, and the driver's idea of the transaction is then wrong).
+//! told its unit committed, and whatever is left of the transaction is rolled back (SQLite may
+//! have rolled back on its own; the writer asks the connection, not its own bookkeeping) or the
+//! connection is replaced before its next use.
+
+use std::path::{Path, PathBuf};
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::jobs::{self, Claim, Job};
 use super::sim::{self, SimTransfer};
+use super::sql::{Exec, Lite};
 use super::unit::{Rejected, UnitOfWork, apply};
-use super::{Store, StoreError, StoreResult};
+use super::{Backend, Store, StoreError, StoreResult};
 
 /// Units one batch takes at most (bounds a batch's transaction and its latency).
 const MAX_BATCH: usize = 512;
 /// Units waiting for the writer at most; callers beyond it wait to enqueue (back-pressure).
 const QUEUE: usize = 8_192;
+/// Prepared statements the writer keeps (the write path has a few dozen distinct ones; the
+/// transition statement varies with the facts it sets).
+const STATEMENT_CACHE: usize = 256;
 
 /// What a caller is told about its unit.
 pub(super) type Outcome = StoreResult<Result<(), Rejected>>;
@@ -78,10 +90,15 @@ impl std::fmt::Debug for Request {
 impl GroupCommit {
     /// Starts the writer on `store` (a handle without group commit of its own, so the writer
     /// ends when the last user's handle is dropped).
-    pub(super) fn start(store: Store) -> GroupCommit {
+    pub(super) fn start(store: Store, path: PathBuf) -> StoreResult<GroupCommit> {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(store, rx));
-        GroupCommit { queue }
+        // Open once here so a file that cannot be opened fails the start, not the first write.
+        drop(open(&path)?);
+        std::thread::Builder::new()
+            .name("corridor-writer".into())
+            .spawn(move || writer(store, path, rx))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the database writer: {e}")))?;
+        Ok(GroupCommit { queue })
     }
 
     /// Commits `unit` with whatever else is waiting; answers once the batch's commit returned.
@@ -170,9 +187,31 @@ impl Produced {
     }
 }
 
-async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
+/// Opens the writer's own connection on the database file.
+fn open(path: &Path) -> StoreResult<Lite> {
+    use rusqlite::OpenFlags;
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    // WAL for concurrent readers; FULL so a commit survives power loss. A busy timeout
+    // because another process (the CLI) may hold the lock for a moment.
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
+         PRAGMA foreign_keys = ON;",
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(Lite(conn))
+}
+
+/// The writer thread: owns the one write connection, takes what is queued, commits it as one
+/// batch, answers. Ends when every handle that can send to it is gone.
+fn writer(store: Store, path: PathBuf, mut rx: mpsc::Receiver<Request>) {
+    let mut conn: Option<Lite> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
+    while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -190,7 +229,18 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
                 .map(Request::at)
                 .max()
                 .unwrap_or(crate::domain::Timestamp(0));
-            let result = commit_batch(&store, &batch).await;
+            let lite = match conn.as_mut() {
+                Some(c) => c,
+                None => match open(&path) {
+                    Ok(c) => conn.insert(c),
+                    Err(error) => {
+                        store.note_failure(at, &error);
+                        fail_all(&mut batch, &error);
+                        continue;
+                    }
+                },
+            };
+            let result = futures::executor::block_on(commit_batch(lite, &batch));
             for r in &batch {
                 if let Request::Unit { unit, .. } = r {
                     store.invalidate_caches(unit);
@@ -210,23 +260,35 @@ async fn writer(store: Store, mut rx: mpsc::Receiver<Request>) {
                 }
                 Err(Failed { culprit, error }) => {
                     store.note_failure(at, &error);
+                    // Whatever SQLite did on its own (a full disk rolls the transaction back
+                    // by itself), nothing of this batch may stay open: roll back what is
+                    // left, or start over on a fresh connection.
+                    if !lite.0.is_autocommit() && lite.0.execute_batch("ROLLBACK").is_err() {
+                        conn = None;
+                    }
                     match culprit {
                         Some(i) if !error.is_unavailable() => {
                             batch.remove(i).fail(error);
                         }
                         _ => {
-                            let reason = error.to_string();
-                            for r in batch.drain(..) {
-                                r.fail(StoreError::Batch {
-                                    unavailable: true,
-                                    reason: reason.clone(),
-                                });
-                            }
+                            conn = None;
+                            fail_all(&mut batch, &error);
                         }
                     }
                 }
             }
         }
+    }
+}
+
+/// Fails every request of the batch with `error`: nothing of it committed.
+fn fail_all(batch: &mut Vec<Request>, error: &StoreError) {
+    let reason = error.to_string();
+    for r in batch.drain(..) {
+        r.fail(StoreError::Batch {
+            unavailable: true,
+            reason: reason.clone(),
+        });
     }
 }
 
@@ -245,34 +307,15 @@ impl From<StoreError> for Failed {
     }
 }
 
-impl From<sqlx::Error> for Failed {
-    fn from(error: sqlx::Error) -> Self {
-        StoreError::from(error).into()
-    }
-}
-
-/// A constraint violation undoes only the statement (SQLite keeps the transaction), so the
-/// unit's savepoint can be rolled back and the batch go on; anything else may have ended the
-/// transaction and fails the batch.
-fn unit_level(e: &StoreError) -> bool {
-    match e {
-        StoreError::Db(sqlx::Error::Database(db)) => db
-            .code()
-            .and_then(|c| c.parse::<i64>().ok())
-            .is_some_and(|c| c & 0xff == 19),
-        _ => false,
-    }
-}
-
 /// One transaction for the whole batch; per unit a savepoint. `Err` means nothing of the
 /// batch committed; otherwise one result per request, in order, and whether workers should
 /// wake.
-async fn commit_batch(store: &Store, batch: &[Request]) -> Result<(Vec<Produced>, bool), Failed> {
-    let mut tx = store.begin().await?;
+async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produced>, bool), Failed> {
+    lite.batch("BEGIN IMMEDIATE").await?;
     let mut produced = Vec::with_capacity(batch.len());
     let mut wakes = false;
     // The savepoint of the last unit that succeeded is released together with opening the
-    // next one (one round trip instead of two); COMMIT releases the last.
+    // next one; COMMIT releases the last.
     let mut open = false;
     for (i, r) in batch.iter().enumerate() {
         let at_fault = |error| Failed {
@@ -281,7 +324,7 @@ async fn commit_batch(store: &Store, batch: &[Request]) -> Result<(Vec<Produced>
         };
         let r = match r {
             Request::Claim { claim, .. } => {
-                let jobs = jobs::claim_in(&mut tx, store.backend(), claim)
+                let jobs = jobs::claim_in(lite, Backend::Sqlite, claim)
                     .await
                     .map_err(at_fault)?;
                 produced.push(Produced::Claim(Ok(jobs)));
@@ -289,30 +332,31 @@ async fn commit_batch(store: &Store, batch: &[Request]) -> Result<(Vec<Produced>
             }
             Request::SimInitiate { transfer, .. } => {
                 // An upsert: a repeated ask counts, it never violates a constraint.
-                let stored = sim::initiate_in(&mut tx, transfer)
-                    .await
-                    .map_err(at_fault)?;
+                let stored = sim::initiate_in(lite, transfer).await.map_err(at_fault)?;
                 produced.push(Produced::Sim(Ok(stored)));
                 continue;
             }
             Request::Unit { unit, .. } => unit,
         };
-        let begin = if open {
+        lite.batch(if open {
             "RELEASE unit; SAVEPOINT unit"
         } else {
             "SAVEPOINT unit"
-        };
-        sqlx::raw_sql(begin).execute(&mut *tx).await?;
+        })
+        .await?;
         open = true;
         let mut outcome = Ok(Ok(()));
         for w in r.writes() {
-            match apply(&mut tx, w, r.now()).await {
+            match apply(lite, w, r.now()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(rejected)) => {
                     outcome = Ok(Err(rejected));
                     break;
                 }
-                Err(e) if unit_level(&e) => {
+                // A constraint violation undoes only its statement (SQLite keeps the
+                // transaction), so the unit's savepoint can be rolled back and the batch go
+                // on; anything else may have ended the transaction and fails the batch.
+                Err(e) if e.is_constraint() && !lite.0.is_autocommit() => {
                     outcome = Err(e);
                     break;
                 }
@@ -322,16 +366,13 @@ async fn commit_batch(store: &Store, batch: &[Request]) -> Result<(Vec<Produced>
         if matches!(outcome, Ok(Ok(()))) {
             wakes |= r.wakes_workers();
         } else {
-            sqlx::raw_sql("ROLLBACK TO unit; RELEASE unit")
-                .execute(&mut *tx)
-                .await?;
+            lite.batch("ROLLBACK TO unit; RELEASE unit").await?;
             open = false;
         }
         produced.push(Produced::Unit(outcome));
     }
-    if wakes {
-        jobs::announce(&mut tx).await?;
-    }
-    tx.commit().await?;
+    // Only a COMMIT that returned OK acknowledges anything; had SQLite ended the transaction
+    // on its own, COMMIT fails ("no transaction is active") and so does the whole batch.
+    lite.batch("COMMIT").await?;
     Ok((produced, wakes))
 }

@@ -3,7 +3,7 @@
 //! of two concurrent requests with one key, exactly one unit commits, and the other is
 //! rejected whole and replays the winner's answer (the seed systems checked, then inserted).
 
-use super::{Conn, Store, StoreResult, col};
+use super::{Conn, Store, StoreResult, col, query};
 use crate::domain::Timestamp;
 
 /// The answer stored for a key.
@@ -46,7 +46,7 @@ pub struct Response {
 /// What is stored under `(merchant, key)`, if anything.
 pub async fn lookup(store: &Store, merchant_id: &str, key: &str) -> StoreResult<Option<Stored>> {
     let mut conn = store.reader().await?;
-    let row = sqlx::query(
+    let row = query(
         "SELECT request_hash, response_status, response_body, locked_until FROM idempotency_keys \
          WHERE merchant_id = $1 AND idem_key = $2",
     )
@@ -73,7 +73,7 @@ pub async fn lookup(store: &Store, merchant_id: &str, key: &str) -> StoreResult<
 /// Inserts the answer (or takes over a claim an earlier version left unanswered and whose
 /// lock ran out); false when the key is taken (the unit is then rejected).
 pub(super) async fn save(conn: &mut Conn, r: &Response, now: Timestamp) -> StoreResult<bool> {
-    let inserted = sqlx::query(
+    let inserted = query(
         "INSERT INTO idempotency_keys (merchant_id, idem_key, request_hash, locked_until, created_at, \
          response_status, response_body) VALUES ($1, $2, $3, NULL, $4, $5, $6) \
          ON CONFLICT (merchant_id, idem_key) DO UPDATE SET request_hash = excluded.request_hash, \
@@ -94,7 +94,7 @@ pub(super) async fn save(conn: &mut Conn, r: &Response, now: Timestamp) -> Store
 
 /// Deletes keys created before `cutoff` (kept at least 24 h).
 pub(super) async fn purge_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
-    let r = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+    let r = query("DELETE FROM idempotency_keys WHERE created_at < $1")
         .bind(cutoff.millis())
         .execute(&mut *conn)
         .await?;

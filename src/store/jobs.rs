@@ -5,9 +5,9 @@
 //! Claiming moves `run_at` to the lease's end: a job is due when `run_at` has passed, so a
 //! crashed worker's job becomes due again by itself when its lease runs out.
 
-use sqlx::any::AnyRow;
+use super::Row;
 
-use super::{Backend, Conn, Store, StoreResult, col, dynamic};
+use super::{Backend, Conn, Store, StoreResult, col, dynamic, query};
 use crate::domain::Timestamp;
 use crate::domain::task::Task;
 
@@ -98,8 +98,8 @@ pub const CHANNEL: &str = "corridor_jobs";
 /// Tells idle workers of every process that work is due (delivered at commit). A no-op on
 /// SQLite, whose writers all live in one process and use an in-process notify.
 pub(super) async fn announce(conn: &mut Conn) -> StoreResult<()> {
-    if conn.backend_name() == "PostgreSQL" {
-        sqlx::query("SELECT pg_notify($1, '')")
+    if conn.backend() == Backend::Postgres {
+        query("SELECT pg_notify($1, '')")
             .bind(CHANNEL)
             .execute(&mut *conn)
             .await?;
@@ -109,7 +109,7 @@ pub(super) async fn announce(conn: &mut Conn) -> StoreResult<()> {
 
 /// Inserts a job. Callers that add work due now call [`announce`] once per transaction.
 pub(super) async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
          VALUES ($1, $2, $3, $4, 'ready', $5, 0, $6, $5)",
     )
@@ -172,7 +172,7 @@ pub async fn claim_lane(
         now,
         async {
             let mut tx = store.begin().await?;
-            let jobs = claim_in(&mut tx, store.backend(), &claim).await?;
+            let jobs = claim_in(&mut *tx, store.backend(), &claim).await?;
             tx.commit().await?;
             Ok(jobs)
         }
@@ -227,7 +227,7 @@ pub(super) async fn claim_in(
         lane,
     } = claim;
     let sql = claim_sql(*lane, backend);
-    let rows = sqlx::query(dynamic(sql))
+    let rows = query(dynamic(sql))
         .bind(owner)
         .bind(lease_until.millis())
         .bind(now.millis())
@@ -237,7 +237,7 @@ pub(super) async fn claim_in(
     rows.iter().map(job_from_row).collect()
 }
 
-fn job_from_row(r: &AnyRow) -> StoreResult<Job> {
+fn job_from_row(r: &Row) -> StoreResult<Job> {
     let payload: String = col(r, "payload")?;
     let kind: String = col(r, "kind")?;
     let id: String = col(r, "id")?;
@@ -260,7 +260,7 @@ fn job_from_row(r: &AnyRow) -> StoreResult<Job> {
 /// was claimed with (and row-locks it on PostgreSQL, so no one claims it meanwhile). A
 /// worker whose lease ran out must write nothing: another worker owns the job now.
 pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
-    let r = sqlx::query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
+    let r = query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
         .bind(&lease.job_id)
         .bind(&lease.owner)
         .bind(lease.until.millis())
@@ -271,7 +271,7 @@ pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
 
 /// Removes a finished job (in the same transaction as the work's effects).
 pub(super) async fn complete(conn: &mut Conn, id: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM jobs WHERE id = $1")
+    query("DELETE FROM jobs WHERE id = $1")
         .bind(id)
         .execute(&mut *conn)
         .await?;
@@ -286,7 +286,7 @@ pub(super) async fn reschedule(
     run_at: Timestamp,
     task: &Task,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "UPDATE jobs SET run_at = $1, payload = $2, attempts = 0, lease_owner = NULL, last_error = NULL WHERE id = $3",
     )
     .bind(run_at.millis())
@@ -316,7 +316,7 @@ pub(super) async fn fail(
         "UPDATE jobs SET run_at = $2, last_error = $1, lease_owner = NULL \
          WHERE id = $3 AND lease_owner = $4 AND run_at = $5"
     };
-    let r = sqlx::query(sql)
+    let r = query(sql)
         .bind(error)
         .bind(if dead {
             now.millis()
@@ -337,7 +337,7 @@ pub(super) async fn release_owner(
     owner: &str,
     now: Timestamp,
 ) -> StoreResult<u64> {
-    let r = sqlx::query("UPDATE jobs SET run_at = $1, lease_owner = NULL WHERE lease_owner = $2 AND state = 'ready'")
+    let r = query("UPDATE jobs SET run_at = $1, lease_owner = NULL WHERE lease_owner = $2 AND state = 'ready'")
         .bind(now.millis())
         .bind(owner)
         .execute(&mut *conn)
@@ -349,7 +349,7 @@ pub(super) async fn release_owner(
 pub async fn dead(store: &Store, limit: i64) -> StoreResult<Vec<DeadJob>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
          ORDER BY failed_at DESC, id LIMIT $1",
     )
@@ -372,7 +372,7 @@ pub async fn dead(store: &Store, limit: i64) -> StoreResult<Vec<DeadJob>> {
 
 /// Moves a dead job back to ready with fresh attempts. False if it is not dead.
 pub(super) async fn redrive(conn: &mut Conn, id: &str, now: Timestamp) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = query(
         "UPDATE jobs SET state = 'ready', attempts = 0, run_at = $1, failed_at = NULL, lease_owner = NULL \
          WHERE id = $2 AND state = 'dead'",
     )
@@ -387,7 +387,7 @@ pub(super) async fn redrive(conn: &mut Conn, id: &str, now: Timestamp) -> StoreR
 pub async fn stats(store: &Store, now: Timestamp) -> StoreResult<QueueStats> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query(
+    let row = query(
         "SELECT \
            COALESCE(SUM(CASE WHEN state = 'ready' AND run_at <= $1 THEN 1 ELSE 0 END), 0) AS ready, \
            COALESCE(SUM(CASE WHEN state = 'ready' THEN 1 ELSE 0 END), 0) AS scheduled, \
@@ -424,7 +424,7 @@ pub struct QueueStats {
 pub async fn count_for_payment(store: &Store, payment_id: &str) -> StoreResult<i64> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM jobs WHERE payment_id = $1")
+    let row = query("SELECT COUNT(*) AS n FROM jobs WHERE payment_id = $1")
         .bind(payment_id)
         .fetch_one(&mut *conn)
         .await?;
@@ -435,7 +435,7 @@ pub async fn count_for_payment(store: &Store, payment_id: &str) -> StoreResult<i
 pub async fn next_due(store: &Store) -> StoreResult<Option<Timestamp>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query("SELECT MIN(run_at) AS next FROM jobs WHERE state = 'ready'")
+    let row = query("SELECT MIN(run_at) AS next FROM jobs WHERE state = 'ready'")
         .fetch_one(&mut *conn)
         .await?;
     Ok(col::<Option<i64>>(&row, "next")?.map(Timestamp))
@@ -468,7 +468,7 @@ pub async fn for_payment(
 ) -> StoreResult<Vec<JobSummary>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT id, kind, state, attempts, max_attempts, run_at, last_error FROM jobs \
          WHERE payment_id = $1 ORDER BY created_at DESC, id LIMIT $2",
     )
@@ -498,7 +498,7 @@ pub(super) async fn ensure_recurring(
     task: &Task,
     run_at: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, created_at) \
          VALUES ($1, $2, NULL, $3, 'ready', $4, 0, 1000000, $4) ON CONFLICT (id) DO NOTHING",
     )
@@ -525,7 +525,7 @@ pub(super) async fn schedule_step(
     if let Some(id) = running {
         return reschedule(conn, id, run_at, task).await;
     }
-    let existing = sqlx::query(
+    let existing = query(
         "SELECT id FROM jobs WHERE payment_id = $1 AND kind = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
     )
     .bind(payment_id)
@@ -535,7 +535,7 @@ pub(super) async fn schedule_step(
     match existing {
         Some(row) => {
             let id: String = col(&row, "id")?;
-            sqlx::query(
+            query(
                 "UPDATE jobs SET state = 'ready', run_at = $1, attempts = 0, payload = $2, lease_owner = NULL, \
                  failed_at = NULL, last_error = NULL WHERE id = $3",
             )
@@ -564,7 +564,7 @@ pub(super) async fn schedule_step(
 /// Removes a finished payment's idle step jobs (a job a worker holds is left to it: its
 /// fenced writes find the payment moved on).
 pub(super) async fn complete_steps(conn: &mut Conn, payment_id: &str) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "DELETE FROM jobs WHERE payment_id = $1 AND kind = $2 AND state = 'ready' AND lease_owner IS NULL",
     )
     .bind(payment_id)
@@ -577,7 +577,7 @@ pub(super) async fn complete_steps(conn: &mut Conn, payment_id: &str) -> StoreRe
 /// Whether a job with this id exists (in any state).
 pub async fn exists(store: &Store, id: &str) -> StoreResult<bool> {
     let mut conn = store.reader().await?;
-    let row = sqlx::query("SELECT id FROM jobs WHERE id = $1")
+    let row = query("SELECT id FROM jobs WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;

@@ -1,6 +1,6 @@
 //! Merchants and their API keys (stored as SHA-256 hashes, looked up by index).
 
-use super::{Conn, Store, StoreResult, col};
+use super::{Conn, Store, StoreResult, col, query};
 
 /// A merchant as stored.
 #[derive(Debug, Clone)]
@@ -20,7 +20,7 @@ pub(super) async fn create(
     key_hash: &str,
     key_prefix: &str,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO merchants (merchant_id, name, created_at) VALUES ($1, $2, $3)")
+    query("INSERT INTO merchants (merchant_id, name, created_at) VALUES ($1, $2, $3)")
         .bind(&merchant.merchant_id)
         .bind(&merchant.name)
         .bind(merchant.created_at)
@@ -44,7 +44,7 @@ pub(super) async fn add_key(
     key_prefix: &str,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO api_keys (key_hash, merchant_id, prefix, created_at) VALUES ($1, $2, $3, $4)",
     )
     .bind(key_hash)
@@ -67,7 +67,7 @@ pub(super) async fn rotate_key(
     if find_in(conn, merchant_id).await?.is_none() {
         return Ok(false);
     }
-    sqlx::query("DELETE FROM api_keys WHERE merchant_id = $1")
+    query("DELETE FROM api_keys WHERE merchant_id = $1")
         .bind(merchant_id)
         .execute(&mut *conn)
         .await?;
@@ -82,7 +82,7 @@ pub async fn by_key_hash(store: &Store, key_hash: &str) -> StoreResult<Option<St
     }
     let generation = store.caches.keys.generation();
     let mut conn = store.reader().await?;
-    let row = sqlx::query("SELECT merchant_id FROM api_keys WHERE key_hash = $1")
+    let row = query("SELECT merchant_id FROM api_keys WHERE key_hash = $1")
         .bind(key_hash)
         .fetch_optional(&mut *conn)
         .await?;
@@ -102,11 +102,10 @@ pub async fn find(store: &Store, merchant_id: &str) -> StoreResult<Option<Mercha
 }
 
 async fn find_in(conn: &mut Conn, merchant_id: &str) -> StoreResult<Option<Merchant>> {
-    let row =
-        sqlx::query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
-            .bind(merchant_id)
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row = query("SELECT merchant_id, name, created_at FROM merchants WHERE merchant_id = $1")
+        .bind(merchant_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.map(|r| {
         Ok(Merchant {
             merchant_id: col(&r, "merchant_id")?,

@@ -19,6 +19,7 @@ pub mod quotes;
 mod retention;
 pub mod settings;
 pub mod sim;
+mod sql;
 pub mod unit;
 pub mod webhooks;
 
@@ -31,7 +32,8 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
 /// A database connection; only this module's children hold one.
-pub(in crate::store) type Conn = sqlx::AnyConnection;
+pub(in crate::store) use sql::Conn;
+pub(crate) use sql::{Row, dynamic, query};
 
 /// Which database engine is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,22 +44,38 @@ pub enum Backend {
     Postgres,
 }
 
+/// A driver's error, with the database's code when it gave one (an SQLSTATE on PostgreSQL,
+/// the extended result code on SQLite), so both drivers classify alike.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct DriverError {
+    code: Option<String>,
+    message: String,
+}
+
+impl DriverError {
+    /// The database's code, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
+}
+
 /// Failures of the storage layer, classified by what a caller can do about them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached right now (pool timeout, I/O): answer 503, retry later.
     #[error("database unavailable: {0}")]
-    Unavailable(sqlx::Error),
+    Unavailable(DriverError),
     /// The database cannot write (disk full, I/O error, out of memory): nothing was written;
     /// answer 503 and retry once the operator has made room.
     #[error("database cannot write: {0}")]
-    Storage(sqlx::Error),
+    Storage(DriverError),
     /// A row read back does not make sense (a bug or manual edit).
     #[error("corrupt row: {0}")]
     Corrupt(String),
     /// Any other database error.
     #[error("database error: {0}")]
-    Db(sqlx::Error),
+    Db(DriverError),
     /// The group-commit batch this unit was in failed as a whole (for the error of
     /// another unit, or the commit): nothing of it was written.
     #[error("the batch did not commit: {reason}")]
@@ -69,22 +87,59 @@ pub enum StoreError {
     },
 }
 
+impl StoreError {
+    /// Classifies a driver error by its code.
+    fn classify(unreachable: bool, code: Option<String>, message: String) -> StoreError {
+        let e = DriverError { code, message };
+        if unreachable || is_transient_code(e.code()) {
+            StoreError::Unavailable(e)
+        } else if is_storage_code(e.code()) {
+            StoreError::Storage(e)
+        } else {
+            StoreError::Db(e)
+        }
+    }
+
+    /// Whether this is a constraint violation (SQLite `CONSTRAINT`, PostgreSQL class 23).
+    pub fn is_constraint(&self) -> bool {
+        match self {
+            StoreError::Db(e) => e.code().is_some_and(|c| {
+                if c.len() == 5 {
+                    c.starts_with("23")
+                } else {
+                    c.parse::<i64>().is_ok_and(|n| n & 0xff == 19)
+                }
+            }),
+            _ => false,
+        }
+    }
+}
+
 impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
+        let unreachable = matches!(
+            &e,
             sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e),
-            sqlx::Error::Database(db) if is_transient_code(db.code().as_deref()) => {
-                StoreError::Unavailable(e)
-            }
-            sqlx::Error::Database(db) if is_storage_code(db.code().as_deref()) => {
-                StoreError::Storage(e)
-            }
-            _ => StoreError::Db(e),
-        }
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::WorkerCrashed
+        );
+        let code = match &e {
+            sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+            _ => None,
+        };
+        StoreError::classify(unreachable, code, e.to_string())
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        let code = match &e {
+            rusqlite::Error::SqliteFailure(f, _) => Some(f.extended_code.to_string()),
+            _ => None,
+        };
+        StoreError::classify(false, code, e.to_string())
     }
 }
 
@@ -231,7 +286,7 @@ impl Store {
                             // An integer we formatted, not input.
                             let idle_tx =
                                 format!("SET idle_in_transaction_session_timeout = {idle_tx_ms}");
-                            conn.execute(dynamic(idle_tx)).await?;
+                            conn.execute(sqlx::AssertSqlSafe(idle_tx)).await?;
                             conn.execute("SET tcp_keepalives_idle = 30").await?;
                             conn.execute("SET tcp_keepalives_interval = 10").await?;
                             conn.execute("SET tcp_keepalives_count = 3").await?;
@@ -274,7 +329,8 @@ impl Store {
             caches: std::sync::Arc::default(),
         };
         if backend == Backend::Sqlite && cfg.group_commit {
-            store.group = Some(group::GroupCommit::start(store.clone()));
+            let path = sqlite_path(&store.url);
+            store.group = Some(group::GroupCommit::start(store.clone(), path)?);
         }
         Ok(store)
     }
@@ -420,27 +476,26 @@ impl Store {
     }
 }
 
+/// The file of a `sqlite://PATH[?options]` (or `sqlite:PATH`) URL.
+fn sqlite_path(url: &str) -> std::path::PathBuf {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    rest.split('?').next().unwrap_or(rest).into()
+}
+
 /// Reads a column, turning a type mismatch into [`StoreError::Corrupt`].
-pub(crate) fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> StoreResult<T>
-where
-    T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
-{
-    use sqlx::Row;
-    row.try_get(name)
+pub(crate) fn col<T: sql::Column>(row: &Row, name: &str) -> StoreResult<T> {
+    row.get(name)
         .map_err(|e| StoreError::Corrupt(format!("column {name}: {e}")))
 }
 
 /// Parses a stored text column into a domain type.
-pub(crate) fn parse_col<T: FromStr>(row: &sqlx::any::AnyRow, name: &str) -> StoreResult<T> {
+pub(crate) fn parse_col<T: FromStr>(row: &Row, name: &str) -> StoreResult<T> {
     let s: String = col(row, name)?;
     s.parse()
         .map_err(|_| StoreError::Corrupt(format!("column {name}: bad value `{s}`")))
-}
-
-/// Marks SQL assembled from this module's own constants (column lists, placeholder numbers)
-/// as safe: no caller-supplied text is ever formatted into a statement, only bound.
-pub(crate) fn dynamic(sql: String) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(sql)
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use rust_decimal::Decimal;
 
-use super::{Conn, Store, StoreResult, col};
+use super::{Conn, Store, StoreResult, col, query};
 use crate::domain::{Currency, Timestamp};
 
 /// A pinned customer rate for one direction.
@@ -18,7 +18,7 @@ pub struct RatePin {
     pub pinned_at: Timestamp,
 }
 
-fn pin_from_row(r: &sqlx::any::AnyRow) -> StoreResult<RatePin> {
+fn pin_from_row(r: &super::Row) -> StoreResult<RatePin> {
     Ok(RatePin {
         from: super::parse_col(r, "from_currency")?,
         to: super::parse_col(r, "to_currency")?,
@@ -29,7 +29,7 @@ fn pin_from_row(r: &sqlx::any::AnyRow) -> StoreResult<RatePin> {
 
 /// Sets (or replaces) a pin.
 pub(super) async fn pin_rate(conn: &mut Conn, pin: &RatePin) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO rate_pins (from_currency, to_currency, rate, pinned_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (from_currency, to_currency) DO UPDATE SET rate = excluded.rate, pinned_at = excluded.pinned_at",
     )
@@ -44,7 +44,7 @@ pub(super) async fn pin_rate(conn: &mut Conn, pin: &RatePin) -> StoreResult<()> 
 
 /// Removes a pin; false when there was none.
 pub(super) async fn unpin_rate(conn: &mut Conn, from: Currency, to: Currency) -> StoreResult<bool> {
-    let r = sqlx::query("DELETE FROM rate_pins WHERE from_currency = $1 AND to_currency = $2")
+    let r = query("DELETE FROM rate_pins WHERE from_currency = $1 AND to_currency = $2")
         .bind(from.code())
         .bind(to.code())
         .execute(&mut *conn)
@@ -60,7 +60,7 @@ pub async fn rate_pin(store: &Store, from: Currency, to: Currency) -> StoreResul
     let generation = store.caches.pins.generation();
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query(
+    let row = query(
         "SELECT from_currency, to_currency, rate, pinned_at FROM rate_pins WHERE from_currency = $1 AND to_currency = $2",
     )
     .bind(from.code())
@@ -76,7 +76,7 @@ pub async fn rate_pin(store: &Store, from: Currency, to: Currency) -> StoreResul
 pub async fn rate_pins(store: &Store) -> StoreResult<Vec<RatePin>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query("SELECT from_currency, to_currency, rate, pinned_at FROM rate_pins ORDER BY from_currency, to_currency")
+    let rows = query("SELECT from_currency, to_currency, rate, pinned_at FROM rate_pins ORDER BY from_currency, to_currency")
         .fetch_all(&mut *conn)
         .await?;
     rows.iter().map(pin_from_row).collect()
@@ -110,7 +110,7 @@ pub struct Alert {
     pub since: Timestamp,
 }
 
-fn alert_from_row(r: &sqlx::any::AnyRow) -> StoreResult<Alert> {
+fn alert_from_row(r: &super::Row) -> StoreResult<Alert> {
     Ok(Alert {
         alert_id: col(r, "alert_id")?,
         kind: col(r, "kind")?,
@@ -130,7 +130,7 @@ const ALERT_COLUMNS: &str =
 pub async fn open_alerts(store: &Store) -> StoreResult<Vec<Alert>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(super::dynamic(format!(
+    let rows = query(super::dynamic(format!(
         "SELECT {ALERT_COLUMNS} FROM alerts WHERE cleared_at IS NULL ORDER BY since, alert_id"
     )))
     .fetch_all(&mut *conn)
@@ -140,7 +140,7 @@ pub async fn open_alerts(store: &Store) -> StoreResult<Vec<Alert>> {
 
 /// Stores a newly raised alert (the caller knows none is open for its kind and subject).
 pub(super) async fn insert_alert(conn: &mut Conn, a: &Alert, now: Timestamp) -> StoreResult<()> {
-    sqlx::query(super::dynamic(format!(
+    query(super::dynamic(format!(
         "INSERT INTO alerts ({ALERT_COLUMNS}, raised_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     )))
     .bind(&a.alert_id)
@@ -163,7 +163,7 @@ pub(super) async fn clear_alert(
     alert_id: &str,
     now: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE alerts SET cleared_at = $1 WHERE alert_id = $2")
+    query("UPDATE alerts SET cleared_at = $1 WHERE alert_id = $2")
         .bind(now.millis())
         .bind(alert_id)
         .execute(&mut *conn)
@@ -179,7 +179,7 @@ pub async fn stuck_payments(
 ) -> StoreResult<Vec<(String, String, Timestamp)>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT payment_id, state, state_since FROM payments \
          WHERE state IN ('PENDING', 'ONRAMP_PENDING', 'ONRAMP_COMPLETE', 'OFFRAMP_PENDING', 'REFUND_PENDING') \
          AND state_since < $1 ORDER BY state_since LIMIT $2",
@@ -203,14 +203,13 @@ pub async fn stuck_payments(
 pub async fn failing_endpoints(store: &Store, n: i64) -> StoreResult<Vec<(String, Timestamp)>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let endpoints =
-        sqlx::query("SELECT endpoint_id FROM webhook_endpoints WHERE disabled_at IS NULL")
-            .fetch_all(&mut *conn)
-            .await?;
+    let endpoints = query("SELECT endpoint_id FROM webhook_endpoints WHERE disabled_at IS NULL")
+        .fetch_all(&mut *conn)
+        .await?;
     let mut out = Vec::new();
     for e in &endpoints {
         let id: String = col(e, "endpoint_id")?;
-        let rows = sqlx::query(
+        let rows = query(
             "SELECT status_code, created_at FROM webhook_deliveries WHERE endpoint_id = $1 ORDER BY created_at DESC LIMIT $2",
         )
         .bind(&id)
@@ -246,7 +245,7 @@ pub(super) async fn audit(
     detail: &str,
     at: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO admin_audit (audit_id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)")
+    query("INSERT INTO admin_audit (audit_id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)")
         .bind(format!("aud_{}", uuid::Uuid::new_v4()))
         .bind(at.millis())
         .bind(actor)
@@ -277,7 +276,7 @@ pub struct AuditEntry {
 pub async fn recent_audit(store: &Store, limit: i64) -> StoreResult<Vec<AuditEntry>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT at, actor, action, target, detail FROM admin_audit ORDER BY at DESC LIMIT $1",
     )
     .bind(limit)
@@ -303,7 +302,7 @@ pub(super) async fn create_session(
     now: Timestamp,
     expires_at: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO dashboard_sessions (session_hash, created_at, expires_at) VALUES ($1, $2, $3)",
     )
     .bind(token_hash)
@@ -318,7 +317,7 @@ pub(super) async fn create_session(
 pub async fn session_valid(store: &Store, token_hash: &str, now: Timestamp) -> StoreResult<bool> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query("SELECT expires_at FROM dashboard_sessions WHERE session_hash = $1")
+    let row = query("SELECT expires_at FROM dashboard_sessions WHERE session_hash = $1")
         .bind(token_hash)
         .fetch_optional(&mut *conn)
         .await?;
@@ -330,7 +329,7 @@ pub async fn session_valid(store: &Store, token_hash: &str, now: Timestamp) -> S
 
 /// Ends a session.
 pub(super) async fn delete_session(conn: &mut Conn, token_hash: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM dashboard_sessions WHERE session_hash = $1")
+    query("DELETE FROM dashboard_sessions WHERE session_hash = $1")
         .bind(token_hash)
         .execute(&mut *conn)
         .await?;
@@ -339,7 +338,7 @@ pub(super) async fn delete_session(conn: &mut Conn, token_hash: &str) -> StoreRe
 
 /// Removes expired sessions.
 pub(super) async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> StoreResult<u64> {
-    let r = sqlx::query("DELETE FROM dashboard_sessions WHERE expires_at < $1")
+    let r = query("DELETE FROM dashboard_sessions WHERE expires_at < $1")
         .bind(now.millis())
         .execute(&mut *conn)
         .await?;
@@ -351,13 +350,13 @@ pub(super) async fn purge_sessions(conn: &mut Conn, now: Timestamp) -> StoreResu
 pub async fn open_alerts_page(store: &Store, limit: i64) -> StoreResult<(Vec<Alert>, i64)> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(super::dynamic(format!(
+    let rows = query(super::dynamic(format!(
         "SELECT {ALERT_COLUMNS} FROM alerts WHERE cleared_at IS NULL ORDER BY since, alert_id LIMIT $1"
     )))
     .bind(limit)
     .fetch_all(&mut *conn)
     .await?;
-    let total = sqlx::query("SELECT COUNT(*) AS n FROM alerts WHERE cleared_at IS NULL")
+    let total = query("SELECT COUNT(*) AS n FROM alerts WHERE cleared_at IS NULL")
         .fetch_one(&mut *conn)
         .await?;
     Ok((

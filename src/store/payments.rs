@@ -4,10 +4,10 @@
 //! history row; callers add the follow-up job in the same transaction. The history table's
 //! unique `(payment_id, to_state)` makes a doubled transition impossible even under a bug.
 
+use super::Row;
 use rust_decimal::Decimal;
-use sqlx::any::AnyRow;
 
-use super::{Conn, Store, StoreError, StoreResult, col, dynamic, parse_col};
+use super::{Conn, Store, StoreError, StoreResult, col, dynamic, parse_col, query};
 use crate::domain::lifecycle::Change;
 use crate::domain::payment::CREATED;
 use crate::domain::{FeeBreakdown, LegStatus, PaymentState, Timestamp};
@@ -109,7 +109,7 @@ const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount
 pub(crate) async fn insert(conn: &mut Conn, p: &PaymentRecord) -> StoreResult<()> {
     let metadata =
         serde_json::to_string(&p.metadata).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
+    query(
         "INSERT INTO payments (payment_id, merchant_id, quote_id, state, version, amount, currency, \
          payout_amount, payout_currency, exchange_rate, mid_rate, platform_fee, onramp_fee, offramp_fee, \
          total_fees, source_account, destination_account, metadata, created_at, updated_at, state_since) \
@@ -147,7 +147,7 @@ async fn insert_history(
     at: Timestamp,
     reason: &str,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO payment_history (payment_id, seq, from_state, to_state, at, reason) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(payment_id)
@@ -193,7 +193,7 @@ pub(crate) async fn transition(conn: &mut Conn, t: &Transition) -> StoreResult<b
         }
     ));
     let completed = t.to.is_terminal().then_some(t.at.millis());
-    let mut q = sqlx::query(dynamic(sql))
+    let mut q = query(dynamic(sql))
         .bind(t.to.as_str())
         .bind(t.at.millis())
         .bind(completed);
@@ -246,7 +246,7 @@ pub(crate) async fn update_in_state(
         n + 1,
         n + 2
     ));
-    let mut q = sqlx::query(dynamic(sql)).bind(at.millis());
+    let mut q = query(dynamic(sql)).bind(at.millis());
     for f in &fields {
         q = match f {
             Field::Int(_, v) => q.bind(*v),
@@ -268,7 +268,7 @@ pub(crate) async fn is_in(
     payment_id: &str,
     state: PaymentState,
 ) -> StoreResult<bool> {
-    let r = sqlx::query("UPDATE payments SET state = state WHERE payment_id = $1 AND state = $2")
+    let r = query("UPDATE payments SET state = state WHERE payment_id = $1 AND state = $2")
         .bind(payment_id)
         .bind(state.as_str())
         .execute(&mut *conn)
@@ -283,7 +283,7 @@ pub(crate) async fn claim_onramp(
     payment_id: &str,
     at: Timestamp,
 ) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = query(
         "UPDATE payments SET onramp_claimed_at = COALESCE(onramp_claimed_at, $1) WHERE payment_id = $2 AND state = 'PENDING'",
     )
     .bind(at.millis())
@@ -300,7 +300,7 @@ pub(crate) async fn release_onramp(
     payment_id: &str,
     claimed_at: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "UPDATE payments SET onramp_claimed_at = NULL WHERE payment_id = $1 AND state = 'PENDING' \
          AND onramp_claimed_at = $2 AND onramp_reference IS NULL",
     )
@@ -318,7 +318,7 @@ async fn one_where(
     condition: &str,
     binds: &[&str],
 ) -> StoreResult<Option<PaymentRecord>> {
-    let mut q = sqlx::query(dynamic(format!(
+    let mut q = query(dynamic(format!(
         "SELECT {COLUMNS} FROM payments WHERE {condition}"
     )));
     for b in binds {
@@ -383,7 +383,7 @@ pub async fn find(
 pub async fn history(store: &Store, payment_id: &str) -> StoreResult<Vec<HistoryEntry>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(
+    let rows = query(
         "SELECT from_state, to_state, at, reason FROM payment_history WHERE payment_id = $1 ORDER BY seq",
     )
     .bind(payment_id)
@@ -441,7 +441,7 @@ pub async fn list(store: &Store, q: &ListQuery<'_>) -> StoreResult<Vec<PaymentRe
         " ORDER BY created_at DESC, payment_id DESC LIMIT ${}",
         n + 1
     ));
-    let mut query = sqlx::query(dynamic(sql)).bind(q.merchant_id);
+    let mut query = query(dynamic(sql)).bind(q.merchant_id);
     if let Some(s) = q.state {
         query = query.bind(s.as_str());
     }
@@ -464,7 +464,7 @@ pub async fn providers_in_flight(store: &Store) -> StoreResult<Vec<(String, i64)
         .map(|s| format!("'{}'", s.as_str()))
         .collect::<Vec<_>>()
         .join(", ");
-    let rows = sqlx::query(super::dynamic(format!(
+    let rows = query(super::dynamic(format!(
         "SELECT provider, COUNT(*) AS n FROM ( \
            SELECT onramp_provider AS provider FROM payments \
              WHERE onramp_provider IS NOT NULL AND state NOT IN ({terminal}) \
@@ -484,7 +484,7 @@ pub async fn providers_in_flight(store: &Store) -> StoreResult<Vec<(String, i64)
 pub async fn count_by_state(store: &Store) -> StoreResult<Vec<(PaymentState, i64)>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM payments GROUP BY state")
+    let rows = query("SELECT state, COUNT(*) AS n FROM payments GROUP BY state")
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()
@@ -492,7 +492,7 @@ pub async fn count_by_state(store: &Store) -> StoreResult<Vec<(PaymentState, i64
         .collect()
 }
 
-fn leg(r: &AnyRow, side: Side) -> StoreResult<Option<Leg>> {
+fn leg(r: &Row, side: Side) -> StoreResult<Option<Leg>> {
     let c = columns(side);
     let reference: Option<String> = col(r, c[1])?;
     let Some(reference) = reference else {
@@ -511,7 +511,7 @@ fn leg(r: &AnyRow, side: Side) -> StoreResult<Option<Leg>> {
     }))
 }
 
-fn opt_decimal(r: &AnyRow, name: &str) -> StoreResult<Option<Decimal>> {
+fn opt_decimal(r: &Row, name: &str) -> StoreResult<Option<Decimal>> {
     let s: Option<String> = col(r, name)?;
     s.map(|s| {
         s.parse()
@@ -520,7 +520,7 @@ fn opt_decimal(r: &AnyRow, name: &str) -> StoreResult<Option<Decimal>> {
     .transpose()
 }
 
-fn from_row(r: &AnyRow) -> StoreResult<PaymentRecord> {
+fn from_row(r: &Row) -> StoreResult<PaymentRecord> {
     let metadata: String = col(r, "metadata")?;
     let code: Option<String> = col(r, "failure_code")?;
     let message: Option<String> = col(r, "failure_message")?;
@@ -594,7 +594,7 @@ pub async fn list_all(store: &Store, q: &AdminListQuery) -> StoreResult<Vec<Paym
         " ORDER BY created_at DESC, payment_id DESC LIMIT ${}",
         n + 1
     ));
-    let mut query = sqlx::query(dynamic(sql));
+    let mut query = query(dynamic(sql));
     if let Some(s) = q.state {
         query = query.bind(s.as_str());
     }
@@ -609,7 +609,7 @@ pub async fn list_all(store: &Store, q: &AdminListQuery) -> StoreResult<Vec<Paym
 pub async fn count_created_since(store: &Store, since: Timestamp) -> StoreResult<i64> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query("SELECT COUNT(*) AS n FROM payments WHERE created_at >= $1")
+    let row = query("SELECT COUNT(*) AS n FROM payments WHERE created_at >= $1")
         .bind(since.millis())
         .fetch_one(&mut *conn)
         .await?;

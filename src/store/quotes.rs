@@ -1,10 +1,10 @@
 //! Quotes: priced, rate-locked offers. A quote is used by at most one payment, enforced by a
 //! compare-and-set on `payment_id IS NULL` (and a unique index), never by a prior read.
 
+use super::Row;
 use rust_decimal::Decimal;
-use sqlx::any::AnyRow;
 
-use super::{Conn, Store, StoreResult, col, dynamic, parse_col};
+use super::{Conn, Store, StoreResult, col, dynamic, parse_col, query};
 use crate::domain::{Currency, FeeBreakdown, QuoteTerms, Timestamp};
 
 /// A quote as stored.
@@ -32,7 +32,7 @@ const COLUMNS: &str = "quote_id, merchant_id, from_currency, to_currency, amount
 /// Stores a new quote.
 pub(super) async fn insert(conn: &mut Conn, q: &QuoteRecord) -> StoreResult<()> {
     let t = &q.terms;
-    sqlx::query(dynamic(format!(
+    query(dynamic(format!(
         "INSERT INTO quotes ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     )))
     .bind(&q.quote_id)
@@ -63,7 +63,7 @@ pub async fn find(
 ) -> StoreResult<Option<QuoteRecord>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query(dynamic(format!(
+    let row = query(dynamic(format!(
         "SELECT {COLUMNS} FROM quotes WHERE quote_id = $1 AND merchant_id = $2"
     )))
     .bind(quote_id)
@@ -79,25 +79,24 @@ pub(super) async fn mark_used(
     quote_id: &str,
     payment_id: &str,
 ) -> StoreResult<bool> {
-    let r =
-        sqlx::query("UPDATE quotes SET payment_id = $1 WHERE quote_id = $2 AND payment_id IS NULL")
-            .bind(payment_id)
-            .bind(quote_id)
-            .execute(&mut *conn)
-            .await?;
+    let r = query("UPDATE quotes SET payment_id = $1 WHERE quote_id = $2 AND payment_id IS NULL")
+        .bind(payment_id)
+        .bind(quote_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
 /// Deletes unused quotes that expired before `cutoff`. Returns how many went.
 pub(super) async fn purge_unused_before(conn: &mut Conn, cutoff: Timestamp) -> StoreResult<u64> {
-    let r = sqlx::query("DELETE FROM quotes WHERE expires_at < $1 AND payment_id IS NULL")
+    let r = query("DELETE FROM quotes WHERE expires_at < $1 AND payment_id IS NULL")
         .bind(cutoff.millis())
         .execute(&mut *conn)
         .await?;
     Ok(r.rows_affected())
 }
 
-fn from_row(r: &AnyRow) -> StoreResult<QuoteRecord> {
+fn from_row(r: &Row) -> StoreResult<QuoteRecord> {
     Ok(QuoteRecord {
         quote_id: col(r, "quote_id")?,
         merchant_id: col(r, "merchant_id")?,

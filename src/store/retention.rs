@@ -2,7 +2,7 @@
 //! `CORRIDOR_HISTORY_RETENTION`, oldest first and a bounded number of rows at a time, so one
 //! pass stays a short transaction however much has piled up.
 
-use super::{Conn, StoreResult, dynamic};
+use super::{Conn, StoreResult, dynamic, query};
 use crate::domain::Timestamp;
 
 /// The history tables: name, key and the column the age is measured on. A cleared alert ages
@@ -23,7 +23,7 @@ pub(super) async fn purge(conn: &mut Conn, cutoff: Timestamp, limit: i64) -> Sto
         let sql = format!(
             "DELETE FROM {table} WHERE {key} IN (SELECT {key} FROM {table} WHERE {age} < $1 LIMIT $2)"
         );
-        purged[n] = sqlx::query(dynamic(sql))
+        purged[n] = query(dynamic(sql))
             .bind(cutoff.millis())
             .bind(limit)
             .execute(&mut *conn)

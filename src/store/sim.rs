@@ -2,9 +2,9 @@
 //! no transfer (the seed system's in-memory mocks did), and the unique `(payment_id, leg)`
 //! makes provider-side idempotency a property of the schema.
 
-use sqlx::any::AnyRow;
+use super::Row;
 
-use super::{Conn, Store, StoreResult, col, dynamic};
+use super::{Conn, Store, StoreResult, col, dynamic, query};
 use crate::domain::Timestamp;
 
 /// A simulated transfer.
@@ -46,7 +46,7 @@ pub async fn initiate(store: &Store, t: &SimTransfer) -> StoreResult<SimTransfer
         t.created_at,
         async {
             let mut tx = store.begin().await?;
-            let out = initiate_in(&mut tx, t).await?;
+            let out = initiate_in(&mut *tx, t).await?;
             tx.commit().await?;
             Ok(out)
         }
@@ -56,7 +56,7 @@ pub async fn initiate(store: &Store, t: &SimTransfer) -> StoreResult<SimTransfer
 }
 
 pub(super) async fn initiate_in(conn: &mut Conn, t: &SimTransfer) -> StoreResult<SimTransfer> {
-    let row = sqlx::query(dynamic(format!(
+    let row = query(dynamic(format!(
         "INSERT INTO sim_transfers ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9) \
          ON CONFLICT (payment_id, leg) DO UPDATE SET initiate_calls = sim_transfers.initiate_calls + 1 \
          RETURNING {COLUMNS}"
@@ -83,7 +83,7 @@ pub async fn find(
 ) -> StoreResult<Option<SimTransfer>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query(dynamic(format!(
+    let row = query(dynamic(format!(
         "SELECT {COLUMNS} FROM sim_transfers WHERE provider = $1 AND reference = $2"
     )))
     .bind(provider)
@@ -104,7 +104,7 @@ pub async fn settle(
         at,
         async {
             let mut tx = store.begin().await?;
-            let out = settle_in(&mut tx, reference, outcome, at).await?;
+            let out = settle_in(&mut *tx, reference, outcome, at).await?;
             tx.commit().await?;
             Ok(out)
         }
@@ -119,13 +119,12 @@ async fn settle_in(
     outcome: &str,
     at: Timestamp,
 ) -> StoreResult<bool> {
-    let r =
-        sqlx::query("UPDATE sim_transfers SET outcome = $1, settle_at = $2 WHERE reference = $3")
-            .bind(outcome)
-            .bind(at.millis())
-            .bind(reference)
-            .execute(&mut *conn)
-            .await?;
+    let r = query("UPDATE sim_transfers SET outcome = $1, settle_at = $2 WHERE reference = $3")
+        .bind(outcome)
+        .bind(at.millis())
+        .bind(reference)
+        .execute(&mut *conn)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -138,7 +137,7 @@ pub async fn due_notifications(
 ) -> StoreResult<Vec<SimTransfer>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = sqlx::query(dynamic(format!(
+    let rows = query(dynamic(format!(
         "SELECT {COLUMNS} FROM sim_transfers WHERE notified_at IS NULL AND settle_at <= $1 \
          ORDER BY settle_at, reference LIMIT $2"
     )))
@@ -156,7 +155,7 @@ pub async fn mark_notified(store: &Store, reference: &str, at: Timestamp) -> Sto
         at,
         async {
             let mut tx = store.begin().await?;
-            let out = mark_notified_in(&mut tx, reference, at).await?;
+            let out = mark_notified_in(&mut *tx, reference, at).await?;
             tx.commit().await?;
             Ok(out)
         }
@@ -166,7 +165,7 @@ pub async fn mark_notified(store: &Store, reference: &str, at: Timestamp) -> Sto
 }
 
 async fn mark_notified_in(conn: &mut Conn, reference: &str, at: Timestamp) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = query(
         "UPDATE sim_transfers SET notified_at = $1 WHERE reference = $2 AND notified_at IS NULL",
     )
     .bind(at.millis())
@@ -186,7 +185,7 @@ pub async fn list(
     let conn = &mut *conn;
     let rows = match payment_id {
         Some(p) => {
-            sqlx::query(dynamic(format!(
+            query(dynamic(format!(
                 "SELECT {COLUMNS} FROM sim_transfers WHERE payment_id = $1 ORDER BY created_at, leg LIMIT $2"
             )))
             .bind(p)
@@ -195,7 +194,7 @@ pub async fn list(
             .await?
         }
         None => {
-            sqlx::query(dynamic(format!(
+            query(dynamic(format!(
                 "SELECT {COLUMNS} FROM sim_transfers ORDER BY created_at DESC, reference LIMIT $1"
             )))
             .bind(limit)
@@ -206,7 +205,7 @@ pub async fn list(
     rows.iter().map(from_row).collect()
 }
 
-fn from_row(r: &AnyRow) -> StoreResult<SimTransfer> {
+fn from_row(r: &Row) -> StoreResult<SimTransfer> {
     Ok(SimTransfer {
         reference: col(r, "reference")?,
         provider: col(r, "provider")?,

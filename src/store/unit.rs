@@ -385,13 +385,13 @@ impl Store {
         let mut tx = self.begin().await?;
         let at = unit.at;
         for w in &unit.writes {
-            if let Err(rejected) = apply(&mut tx, w, at).await? {
+            if let Err(rejected) = apply(&mut *tx, w, at).await? {
                 tx.rollback().await?;
                 return Ok(Err(rejected));
             }
         }
         if unit.wakes {
-            jobs::announce(&mut tx).await?;
+            jobs::announce(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(Ok(()))

@@ -1,9 +1,9 @@
 //! Merchant webhook endpoints, the event outbox, and the delivery log.
 
+use super::Row;
 use secrecy::{ExposeSecret, SecretString};
-use sqlx::any::AnyRow;
 
-use super::{Conn, Store, StoreError, StoreResult, col};
+use super::{Conn, Store, StoreError, StoreResult, col, query};
 use crate::domain::Timestamp;
 
 /// A merchant's webhook endpoint.
@@ -84,7 +84,7 @@ pub struct Delivery {
 const ENDPOINT_COLUMNS: &str = "endpoint_id, merchant_id, url, events, secret, previous_secret, \
     previous_secret_until, disabled_at, created_at";
 
-fn endpoint_from_row(r: &AnyRow) -> StoreResult<Endpoint> {
+fn endpoint_from_row(r: &Row) -> StoreResult<Endpoint> {
     let events: String = col(r, "events")?;
     Ok(Endpoint {
         endpoint_id: col(r, "endpoint_id")?,
@@ -104,7 +104,7 @@ fn endpoint_from_row(r: &AnyRow) -> StoreResult<Endpoint> {
 pub(super) async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResult<()> {
     let events =
         serde_json::to_string(&e.events).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    sqlx::query(
+    query(
         "INSERT INTO webhook_endpoints (endpoint_id, merchant_id, url, events, secret, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -122,14 +122,14 @@ pub(super) async fn create_endpoint(conn: &mut Conn, e: &Endpoint) -> StoreResul
 /// A merchant's endpoints, oldest first.
 pub async fn list_endpoints(store: &Store, merchant_id: &str) -> StoreResult<Vec<Endpoint>> {
     let mut conn = store.reader().await?;
-    list_endpoints_in(&mut conn, merchant_id).await
+    list_endpoints_in(&mut *conn, merchant_id).await
 }
 
 pub(crate) async fn list_endpoints_in(
     conn: &mut Conn,
     merchant_id: &str,
 ) -> StoreResult<Vec<Endpoint>> {
-    let rows = sqlx::query(super::dynamic(format!(
+    let rows = query(super::dynamic(format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1 ORDER BY created_at, endpoint_id"
     )))
     .bind(merchant_id)
@@ -142,7 +142,7 @@ pub(crate) async fn list_endpoints_in(
 pub async fn get_endpoint(store: &Store, endpoint_id: &str) -> StoreResult<Option<Endpoint>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query(super::dynamic(format!(
+    let row = query(super::dynamic(format!(
         "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE endpoint_id = $1"
     )))
     .bind(endpoint_id)
@@ -157,12 +157,11 @@ pub(super) async fn delete_endpoint(
     merchant_id: &str,
     endpoint_id: &str,
 ) -> StoreResult<bool> {
-    let r =
-        sqlx::query("DELETE FROM webhook_endpoints WHERE endpoint_id = $1 AND merchant_id = $2")
-            .bind(endpoint_id)
-            .bind(merchant_id)
-            .execute(&mut *conn)
-            .await?;
+    let r = query("DELETE FROM webhook_endpoints WHERE endpoint_id = $1 AND merchant_id = $2")
+        .bind(endpoint_id)
+        .bind(merchant_id)
+        .execute(&mut *conn)
+        .await?;
     Ok(r.rows_affected() == 1)
 }
 
@@ -175,7 +174,7 @@ pub(super) async fn rotate_secret(
     new_secret: &str,
     overlap_until: Timestamp,
 ) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = query(
         "UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $1, secret = $2 \
          WHERE endpoint_id = $3 AND merchant_id = $4",
     )
@@ -195,7 +194,7 @@ pub(super) async fn disable_endpoint(
     reason: &str,
     at: Timestamp,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE webhook_endpoints SET disabled_at = $1, disabled_reason = $2 WHERE endpoint_id = $3")
+    query("UPDATE webhook_endpoints SET disabled_at = $1, disabled_reason = $2 WHERE endpoint_id = $3")
         .bind(at.millis())
         .bind(reason)
         .bind(endpoint_id)
@@ -206,7 +205,7 @@ pub(super) async fn disable_endpoint(
 
 /// Writes an event to the outbox.
 pub(super) async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO events (event_id, merchant_id, payment_id, event_type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&e.event_id)
@@ -224,7 +223,7 @@ pub(super) async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> 
 pub async fn get_event(store: &Store, event_id: &str) -> StoreResult<Option<Event>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query(
+    let row = query(
         "SELECT event_id, merchant_id, payment_id, event_type, body, created_at FROM events WHERE event_id = $1",
     )
     .bind(event_id)
@@ -245,7 +244,7 @@ pub async fn get_event(store: &Store, event_id: &str) -> StoreResult<Option<Even
 
 /// Records a delivery attempt.
 pub(super) async fn insert_delivery(conn: &mut Conn, d: &Delivery) -> StoreResult<()> {
-    sqlx::query(
+    query(
         "INSERT INTO webhook_deliveries (delivery_id, event_id, endpoint_id, merchant_id, payment_id, event_type, \
          attempt, status_code, error, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
     )
@@ -268,7 +267,7 @@ pub(super) async fn insert_delivery(conn: &mut Conn, d: &Delivery) -> StoreResul
 const DELIVERY_COLUMNS: &str = "delivery_id, event_id, endpoint_id, merchant_id, payment_id, event_type, attempt, \
     status_code, error, duration_ms, created_at";
 
-fn delivery_from_row(r: &AnyRow) -> StoreResult<Delivery> {
+fn delivery_from_row(r: &Row) -> StoreResult<Delivery> {
     Ok(Delivery {
         delivery_id: col(r, "delivery_id")?,
         event_id: col(r, "event_id")?,
@@ -295,7 +294,7 @@ pub async fn list_deliveries(
     let conn = &mut *conn;
     let rows = match payment_id {
         Some(p) => {
-            sqlx::query(super::dynamic(format!(
+            query(super::dynamic(format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 AND payment_id = $2 \
                  ORDER BY created_at, delivery_id LIMIT $3"
             )))
@@ -306,7 +305,7 @@ pub async fn list_deliveries(
             .await?
         }
         None => {
-            sqlx::query(super::dynamic(format!(
+            query(super::dynamic(format!(
                 "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 \
                  ORDER BY created_at DESC, delivery_id LIMIT $2"
             )))
@@ -327,7 +326,7 @@ pub async fn find_delivery(
 ) -> StoreResult<Option<Delivery>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let row = sqlx::query(super::dynamic(format!(
+    let row = query(super::dynamic(format!(
         "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE delivery_id = $1 AND merchant_id = $2"
     )))
     .bind(delivery_id)

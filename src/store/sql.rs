@@ -1,0 +1,379 @@
+//! One statement API over two drivers: sqlx (PostgreSQL, and SQLite reads) and rusqlite (the
+//! SQLite writer).
+//!
+//! Every query function of the store is written once against [`Conn`] (`dyn Exec`): it builds
+//! a [`Query`] — SQL text from this module's children and bound arguments — and runs it on
+//! whatever connection it was handed. The group-commit writer hands it a rusqlite connection
+//! it owns on its own thread, so a unit's statements run with cached prepared statements and
+//! no hand-off to a driver thread per statement (sqlx runs SQLite on a worker thread and pays
+//! two context switches for every statement; at group-commit rates that was the ceiling).
+//!
+//! Arguments are typed even when null: PostgreSQL refuses a `bigint` null for a `text` column.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use super::{StoreError, StoreResult};
+
+/// SQL text the store itself assembled (constants, column lists, placeholder numbers): no
+/// caller-supplied text is ever formatted into a statement, only bound.
+#[derive(Debug, Clone)]
+pub(crate) struct Sql(Cow<'static, str>);
+
+impl From<&'static str> for Sql {
+    fn from(s: &'static str) -> Sql {
+        Sql(Cow::Borrowed(s))
+    }
+}
+
+/// Marks SQL assembled from the store's own constants as safe to run.
+pub(crate) fn dynamic(sql: String) -> Sql {
+    Sql(Cow::Owned(sql))
+}
+
+/// A bound argument.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Arg {
+    /// An integer (or a typed integer null).
+    Int(Option<i64>),
+    /// Text (or a typed text null).
+    Text(Option<String>),
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Arg {
+        Arg::Int(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Arg {
+        Arg::Int(Some(i64::from(v)))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(Some(v))
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Arg {
+        Arg::Text(Some(v.clone()))
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::Text(v)
+    }
+}
+impl From<Option<&String>> for Arg {
+    fn from(v: Option<&String>) -> Arg {
+        Arg::Text(v.cloned())
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Arg {
+        Arg::Text(v.map(str::to_owned))
+    }
+}
+impl From<&Option<String>> for Arg {
+    fn from(v: &Option<String>) -> Arg {
+        Arg::Text(v.clone())
+    }
+}
+
+/// A statement with its arguments, run by one of the `fetch`/`execute` methods.
+#[derive(Debug, Clone)]
+#[must_use = "a query does nothing until it is run"]
+pub(crate) struct Query {
+    sql: Sql,
+    args: Vec<Arg>,
+}
+
+/// Starts a statement.
+pub(crate) fn query(sql: impl Into<Sql>) -> Query {
+    Query {
+        sql: sql.into(),
+        args: Vec::new(),
+    }
+}
+
+/// What a statement without rows did.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Done(u64);
+
+impl Done {
+    /// Rows inserted, updated or deleted.
+    pub(crate) fn rows_affected(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Query {
+    /// Binds the next argument (`$1`, `$2`, … in order).
+    pub(crate) fn bind(mut self, v: impl Into<Arg>) -> Query {
+        self.args.push(v.into());
+        self
+    }
+
+    /// Runs a statement that returns no rows.
+    pub(crate) async fn execute(self, conn: &mut Conn) -> StoreResult<Done> {
+        Ok(Done(conn.run(&self.sql.0, self.args, false).await?.0))
+    }
+
+    /// Runs a statement and returns its rows.
+    pub(crate) async fn fetch_all(self, conn: &mut Conn) -> StoreResult<Vec<Row>> {
+        Ok(conn.run(&self.sql.0, self.args, true).await?.1)
+    }
+
+    /// Runs a statement and returns its first row, if any.
+    pub(crate) async fn fetch_optional(self, conn: &mut Conn) -> StoreResult<Option<Row>> {
+        Ok(self.fetch_all(conn).await?.into_iter().next())
+    }
+
+    /// Runs a statement that must return a row.
+    pub(crate) async fn fetch_one(self, conn: &mut Conn) -> StoreResult<Row> {
+        let sql = self.sql.clone();
+        self.fetch_optional(conn)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt(format!("no row returned by `{}`", sql.0)))
+    }
+}
+
+/// A connection a [`Query`] can run on.
+#[async_trait]
+pub(crate) trait Exec: Send {
+    /// Runs `sql` with `args`; returns the rows changed and, when `rows`, the rows returned.
+    async fn run(&mut self, sql: &str, args: Vec<Arg>, rows: bool) -> StoreResult<(u64, Vec<Row>)>;
+
+    /// Runs statements without arguments (transaction control), one after the other.
+    async fn batch(&mut self, sql: &str) -> StoreResult<()>;
+
+    /// Which engine this connection talks to.
+    fn backend(&self) -> super::Backend;
+}
+
+/// What the store's query functions take.
+pub(crate) type Conn = dyn Exec;
+
+#[async_trait]
+impl Exec for sqlx::AnyConnection {
+    async fn run(&mut self, sql: &str, args: Vec<Arg>, rows: bool) -> StoreResult<(u64, Vec<Row>)> {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
+        for a in args {
+            q = match a {
+                Arg::Int(v) => q.bind(v),
+                Arg::Text(v) => q.bind(v),
+            };
+        }
+        if rows {
+            let rows = q.fetch_all(&mut *self).await?;
+            Ok((rows.len() as u64, rows.into_iter().map(Row::Any).collect()))
+        } else {
+            Ok((q.execute(&mut *self).await?.rows_affected(), Vec::new()))
+        }
+    }
+
+    async fn batch(&mut self, sql: &str) -> StoreResult<()> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut *self)
+            .await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> super::Backend {
+        if self.backend_name() == "PostgreSQL" {
+            super::Backend::Postgres
+        } else {
+            super::Backend::Sqlite
+        }
+    }
+}
+
+/// A SQLite connection owned by one thread (the group-commit writer): statements prepared
+/// once and cached by their text, run in place.
+pub(crate) struct Lite(pub(crate) rusqlite::Connection);
+
+impl Lite {
+    fn run_now(&mut self, sql: &str, args: Vec<Arg>, rows: bool) -> StoreResult<(u64, Vec<Row>)> {
+        use rusqlite::types::Value;
+        let mut stmt = self.0.prepare_cached(sql)?;
+        // `$N` is SQLite's named parameter "$N": bind by its number, as sqlx does, so a
+        // placeholder may repeat or appear out of order.
+        for i in 1..=stmt.parameter_count() {
+            let n = stmt
+                .parameter_name(i)
+                .and_then(|name| name.get(1..))
+                .and_then(|n| n.parse::<usize>().ok())
+                .unwrap_or(i);
+            let arg = args.get(n - 1).ok_or_else(|| {
+                StoreError::Corrupt(format!("statement wants argument {n}: `{sql}`"))
+            })?;
+            match arg {
+                Arg::Int(v) => stmt.raw_bind_parameter(i, v)?,
+                Arg::Text(v) => stmt.raw_bind_parameter(i, v)?,
+            }
+        }
+        if stmt.column_count() == 0 {
+            let changed = stmt.raw_execute()?;
+            return Ok((changed as u64, Vec::new()));
+        }
+        let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
+        let width = names.len();
+        let mut out = Vec::new();
+        let mut cursor = stmt.raw_query();
+        while let Some(r) = cursor.next()? {
+            let mut values = Vec::with_capacity(width);
+            for i in 0..width {
+                values.push(r.get::<_, Value>(i)?);
+            }
+            out.push(Row::Lite {
+                names: names.clone(),
+                values,
+            });
+        }
+        drop(cursor);
+        let changed = if rows {
+            out.len() as u64
+        } else {
+            self.0.changes()
+        };
+        Ok((changed, if rows { out } else { Vec::new() }))
+    }
+}
+
+#[async_trait]
+impl Exec for Lite {
+    async fn run(&mut self, sql: &str, args: Vec<Arg>, rows: bool) -> StoreResult<(u64, Vec<Row>)> {
+        self.run_now(sql, args, rows)
+    }
+
+    async fn batch(&mut self, sql: &str) -> StoreResult<()> {
+        Ok(self.0.execute_batch(sql)?)
+    }
+
+    fn backend(&self) -> super::Backend {
+        super::Backend::Sqlite
+    }
+}
+
+/// A row from either driver.
+pub(crate) enum Row {
+    /// From sqlx.
+    Any(sqlx::any::AnyRow),
+    /// From rusqlite.
+    Lite {
+        /// Column names, shared by the statement's rows.
+        names: Arc<[String]>,
+        /// Values in column order.
+        values: Vec<rusqlite::types::Value>,
+    },
+}
+
+impl std::fmt::Debug for Row {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Row")
+    }
+}
+
+/// A column type the store reads.
+pub(crate) trait Column: Sized {
+    /// From a sqlx row.
+    fn from_any(row: &sqlx::any::AnyRow, name: &str) -> Result<Self, String>;
+    /// From a rusqlite value.
+    fn from_lite(v: &rusqlite::types::Value) -> Result<Self, String>;
+}
+
+fn any_get<T>(row: &sqlx::any::AnyRow, name: &str) -> Result<T, String>
+where
+    T: for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>,
+{
+    use sqlx::Row as _;
+    row.try_get(name).map_err(|e| e.to_string())
+}
+
+impl Column for Option<i64> {
+    fn from_any(row: &sqlx::any::AnyRow, name: &str) -> Result<Self, String> {
+        any_get(row, name)
+    }
+    fn from_lite(v: &rusqlite::types::Value) -> Result<Self, String> {
+        use rusqlite::types::Value;
+        match v {
+            Value::Null => Ok(None),
+            Value::Integer(i) => Ok(Some(*i)),
+            other => Err(format!(
+                "expected an integer, found {:?}",
+                other.data_type()
+            )),
+        }
+    }
+}
+
+impl Column for Option<String> {
+    fn from_any(row: &sqlx::any::AnyRow, name: &str) -> Result<Self, String> {
+        any_get(row, name)
+    }
+    fn from_lite(v: &rusqlite::types::Value) -> Result<Self, String> {
+        use rusqlite::types::Value;
+        match v {
+            Value::Null => Ok(None),
+            Value::Text(s) => Ok(Some(s.clone())),
+            other => Err(format!("expected text, found {:?}", other.data_type())),
+        }
+    }
+}
+
+impl Column for i64 {
+    fn from_any(row: &sqlx::any::AnyRow, name: &str) -> Result<Self, String> {
+        any_get(row, name)
+    }
+    fn from_lite(v: &rusqlite::types::Value) -> Result<Self, String> {
+        Option::<i64>::from_lite(v)?.ok_or_else(|| "unexpected null".to_owned())
+    }
+}
+
+impl Column for String {
+    fn from_any(row: &sqlx::any::AnyRow, name: &str) -> Result<Self, String> {
+        any_get(row, name)
+    }
+    fn from_lite(v: &rusqlite::types::Value) -> Result<Self, String> {
+        Option::<String>::from_lite(v)?.ok_or_else(|| "unexpected null".to_owned())
+    }
+}
+
+impl Column for bool {
+    fn from_any(row: &sqlx::any::AnyRow, name: &str) -> Result<Self, String> {
+        // Booleans are stored as integers on both engines.
+        any_get::<i64>(row, name).map(|v| v != 0)
+    }
+    fn from_lite(v: &rusqlite::types::Value) -> Result<Self, String> {
+        i64::from_lite(v).map(|v| v != 0)
+    }
+}
+
+impl Row {
+    /// Reads column `name`.
+    pub(crate) fn get<T: Column>(&self, name: &str) -> Result<T, String> {
+        match self {
+            Row::Any(r) => T::from_any(r, name),
+            Row::Lite { names, values } => {
+                let i = names
+                    .iter()
+                    .position(|n| n == name)
+                    .ok_or_else(|| format!("no column {name}"))?;
+                T::from_lite(&values[i])
+            }
+        }
+    }
+}
