@@ -377,3 +377,76 @@ impl Row {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lite() -> Lite {
+        Lite(rusqlite::Connection::open_in_memory().expect("in-memory SQLite"))
+    }
+
+    #[test]
+    fn placeholders_bind_by_their_number_repeated_or_out_of_order() {
+        let mut c = lite();
+        let rows = futures::executor::block_on(
+            query("SELECT $2 AS a, $1 AS b, $2 AS c, $3 AS d")
+                .bind(7_i64)
+                .bind("x")
+                .bind(None::<String>)
+                .fetch_all(&mut c),
+        )
+        .expect("query runs");
+        let row = &rows[0];
+        assert_eq!(row.get::<String>("a").unwrap(), "x");
+        assert_eq!(row.get::<i64>("b").unwrap(), 7);
+        assert_eq!(row.get::<String>("c").unwrap(), "x");
+        assert_eq!(row.get::<Option<String>>("d").unwrap(), None);
+        // A type mismatch is an error, not a silent conversion.
+        assert!(row.get::<i64>("a").is_err());
+        assert!(row.get::<i64>("missing").is_err());
+    }
+
+    #[test]
+    fn a_statement_missing_an_argument_is_refused_and_changes_are_counted() {
+        let mut c = lite();
+        futures::executor::block_on(async {
+            c.batch("CREATE TABLE t (k TEXT PRIMARY KEY, v INTEGER)")
+                .await
+                .unwrap();
+            let err = query("INSERT INTO t (k, v) VALUES ($1, $2)")
+                .bind("a")
+                .execute(&mut c)
+                .await
+                .unwrap_err();
+            assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+            for k in ["a", "b"] {
+                query("INSERT INTO t (k, v) VALUES ($1, $2)")
+                    .bind(k)
+                    .bind(1_i64)
+                    .execute(&mut c)
+                    .await
+                    .unwrap();
+            }
+            let done = query("UPDATE t SET v = v + 1")
+                .execute(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(done.rows_affected(), 2);
+            // A unique violation is a constraint error (a unit's own fault, not the batch's).
+            let dup = query("INSERT INTO t (k, v) VALUES ($1, 0)")
+                .bind("a")
+                .execute(&mut c)
+                .await
+                .unwrap_err();
+            assert!(dup.is_constraint(), "{dup}");
+            // RETURNING rows come back from a write.
+            let rows = query("UPDATE t SET v = 0 WHERE k = $1 RETURNING k")
+                .bind("b")
+                .fetch_all(&mut c)
+                .await
+                .unwrap();
+            assert_eq!(rows.len(), 1);
+        });
+    }
+}
