@@ -130,15 +130,20 @@ impl Service {
         via: Via,
         unit: UnitOfWork,
     ) -> Result<Applied, Error> {
-        self.apply_for(p, effects, via, None, unit).await
+        self.apply_for(p, effects, via, None, false, unit).await
     }
 
+    /// As [`Service::apply`], for the job `running` the step. `keep`: the next step is due
+    /// now and this worker runs it at once, so the job keeps its lease (with the next step's
+    /// task, for whoever takes over should this process die) instead of going back to the
+    /// queue for a claim.
     async fn apply_for(
         &self,
         p: &PaymentRecord,
         effects: Effects,
         via: Via,
         running: Option<&Job>,
+        keep: bool,
         mut unit: UnitOfWork,
     ) -> Result<Applied, Error> {
         let now = unit.now();
@@ -183,6 +188,11 @@ impl Service {
             });
         }
         match effects.next {
+            Next::Run { state, polls, .. } if let Some(job) = running.filter(|_| keep) => unit
+                .push(Write::KeepLease {
+                    lease: job.lease.clone(),
+                    task: Task::PaymentStep { state, polls },
+                }),
             Next::Run {
                 state,
                 after_ms,
@@ -227,7 +237,7 @@ impl Service {
             .payment_id
             .as_deref()
             .ok_or_else(|| StepError::Permanent("step job without payment".into()))?;
-        let Some(p) = payments::get(&self.store, payment_id).await? else {
+        let Some(mut p) = payments::get(&self.store, payment_id).await? else {
             return Err(StepError::Permanent(format!(
                 "payment {payment_id} does not exist"
             )));
@@ -237,21 +247,50 @@ impl Service {
             // Someone (a webhook, an operator, a duplicate run) moved it on: nothing to do.
             return self.finish(job).await;
         }
-        let Some(answer) = self.ask_provider(job, &p).await? else {
-            return self.finish(job).await;
-        };
-        let effects = lifecycle::decide(&p, Input::Provider(answer), &self.step_context(&p, polls))
-            .map_err(|e| StepError::Transient(e.to_string()))?;
-        let mut unit = UnitOfWork::at(self.clock.now());
-        unit.push(Write::HoldLease(job.lease.clone()));
-        match self
-            .apply_for(&p, effects, Via::Poll, Some(job), unit)
-            .await?
-        {
-            Applied::Written(_) | Applied::Rejected(Rejected::LeaseLost) => Ok(()),
-            // The payment moved on between the read and the write: the job has nothing to do.
-            Applied::Rejected(_) => self.finish(job).await,
+        let mut polls = polls;
+        // A step whose next step is due at once (the onramp settled: pay out now) runs that
+        // one too, under the same lease: no trip through the queue, no claim, no re-read.
+        loop {
+            let Some(answer) = self.ask_provider(job, &p).await? else {
+                return self.finish(job).await;
+            };
+            let effects =
+                lifecycle::decide(&p, Input::Provider(answer), &self.step_context(&p, polls))
+                    .map_err(|e| StepError::Transient(e.to_string()))?;
+            let now = self.clock.now();
+            let chained = match effects.next {
+                Next::Run {
+                    state,
+                    after_ms: 0,
+                    polls,
+                } if self.lease_left_for_a_call(job, now) => Some((state, polls)),
+                _ => None,
+            };
+            let mut unit = UnitOfWork::at(now);
+            unit.push(Write::HoldLease(job.lease.clone()));
+            match self
+                .apply_for(&p, effects, Via::Poll, Some(job), chained.is_some(), unit)
+                .await?
+            {
+                Applied::Written(after) => match chained {
+                    Some((state, next_polls)) if after.state == state => {
+                        p = *after;
+                        polls = next_polls;
+                    }
+                    _ => return Ok(()),
+                },
+                Applied::Rejected(Rejected::LeaseLost) => return Ok(()),
+                // The payment moved on between the read and the write: nothing to do.
+                Applied::Rejected(_) => return self.finish(job).await,
+            }
         }
+    }
+
+    /// Whether `job`'s lease outlasts another provider call started at `now` (with a
+    /// second to spare for the write that follows it).
+    fn lease_left_for_a_call(&self, job: &Job, now: crate::domain::Timestamp) -> bool {
+        let call_ms = i64::try_from(self.settings.provider_timeout.as_millis()).unwrap_or(i64::MAX);
+        job.lease.until.millis().saturating_sub(now.millis()) > call_ms.saturating_add(1_000)
     }
 
     /// Removes a job whose work is done or moot, if this worker still holds it.

@@ -269,6 +269,22 @@ pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
     Ok(r.rows_affected() == 1)
 }
 
+/// Gives the held job `task` as its payload while keeping the lease (fenced by it), so the
+/// worker runs `task` next without a claim. False if the lease was lost.
+pub(super) async fn keep_lease(conn: &mut Conn, lease: &Lease, task: &Task) -> StoreResult<bool> {
+    let r = query(
+        "UPDATE jobs SET payload = $1, attempts = 0, last_error = NULL \
+         WHERE id = $2 AND lease_owner = $3 AND run_at = $4",
+    )
+    .bind(task.payload())
+    .bind(&lease.job_id)
+    .bind(&lease.owner)
+    .bind(lease.until.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Removes a finished job (in the same transaction as the work's effects).
 pub(super) async fn complete(conn: &mut Conn, id: &str) -> StoreResult<()> {
     query("DELETE FROM jobs WHERE id = $1")

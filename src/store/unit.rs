@@ -126,6 +126,14 @@ pub enum Write {
         /// Attempts for a new job.
         max_attempts: i64,
     },
+    /// Guard (lease fence): the running job stays leased to this worker with `task`, which it
+    /// runs next at once (should it die, the lease runs out and another worker runs `task`).
+    KeepLease {
+        /// The hold.
+        lease: Lease,
+        /// The step it runs next.
+        task: Task,
+    },
     /// Removes a finished payment's idle step jobs.
     CompleteSteps {
         /// Payment.
@@ -476,6 +484,9 @@ pub(super) async fn apply(
             )
             .await?;
             Ok(())
+        }
+        Write::KeepLease { lease, task } => {
+            guard(jobs::keep_lease(tx, lease, task).await?, LeaseLost)
         }
         Write::CompleteSteps { payment_id } => {
             jobs::complete_steps(tx, payment_id).await?;

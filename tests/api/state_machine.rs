@@ -308,3 +308,62 @@ async fn running_due_jobs_by_hand_drives_a_payment_to_completed() {
     }
     panic!("payment did not complete by running due jobs; last status {status}");
 }
+
+/// Once the onramp has settled, the worker that saw it pays out in the same run: one job takes
+/// the payment from ONRAMP_PENDING through ONRAMP_COMPLETE to OFFRAMP_PENDING, with no trip
+/// through the queue (and no claim) in between.
+#[tokio::test]
+async fn a_settled_onramp_is_paid_out_in_the_same_job_run() {
+    let zero = corridor::config::DurRange {
+        min: std::time::Duration::ZERO,
+        max: std::time::Duration::ZERO,
+    };
+    let Some(app) = spawn_app_with(|c| {
+        c.workers = 0;
+        c.sim_onramp_delay = zero;
+        c.sim_offramp_delay = zero;
+        c.poll_interval = corridor::config::Dur(std::time::Duration::from_secs(5));
+    })
+    .await
+    else {
+        return;
+    };
+    let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
+    let created = app
+        .pay(&app.merchant_key, body(&quote, "user123", "merchant456"))
+        .await;
+    let id = created["payment_id"].as_str().expect("payment_id");
+    let status = |p: &Value| p["status"].as_str().unwrap_or_default().to_owned();
+    let path = format!("/v1/payments/{id}");
+    let get = || app.get(&path, &app.merchant_key);
+
+    // Each stage runs the alerts sweep (due every 2 s of the app's clock) and one payment job.
+    let sweep_and_one_step = 2;
+    // The payment's first step initiates the onramp; its poll is 5 s away on the app's clock.
+    assert_eq!(
+        app.app.run_due_jobs(100).await.expect("jobs run"),
+        sweep_and_one_step
+    );
+    assert_eq!(status(&expect_status(get().await, 200).await), "ONRAMP_PENDING");
+
+    // The poll finds the onramp settled and, in the same run, initiates the payout.
+    app.advance_clock(std::time::Duration::from_secs(6));
+    assert_eq!(
+        app.app.run_due_jobs(100).await.expect("jobs run"),
+        sweep_and_one_step
+    );
+    let p = expect_status(get().await, 200).await;
+    assert_eq!(status(&p), "OFFRAMP_PENDING");
+    assert!(states(&p).iter().any(|s| s == "ONRAMP_COMPLETE"), "{p}");
+    assert_history_is_a_chain(&p);
+
+    // The payout's poll completes it.
+    app.advance_clock(std::time::Duration::from_secs(6));
+    assert_eq!(
+        app.app.run_due_jobs(100).await.expect("jobs run"),
+        sweep_and_one_step
+    );
+    let p = expect_status(get().await, 200).await;
+    assert_eq!(status(&p), "COMPLETED");
+    assert_eq!(states(&p), HAPPY_PATH);
+}
