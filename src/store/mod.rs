@@ -35,6 +35,37 @@ use sqlx::{AnyPool, Connection, Executor};
 pub(in crate::store) use sql::Conn;
 pub(crate) use sql::{Row, dynamic, query};
 
+/// A connection for reads: pooled by sqlx (PostgreSQL) or a SQLite connection run in place.
+pub(in crate::store) enum Reader {
+    Pool(sqlx::pool::PoolConnection<sqlx::Any>),
+    Lite(sql::LiteReader),
+}
+
+impl std::ops::Deref for Reader {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        match self {
+            Reader::Pool(c) => {
+                let c: &sqlx::AnyConnection = c;
+                c
+            }
+            Reader::Lite(l) => l.conn_ref(),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Reader {
+    fn deref_mut(&mut self) -> &mut Conn {
+        match self {
+            Reader::Pool(c) => {
+                let c: &mut sqlx::AnyConnection = c;
+                c
+            }
+            Reader::Lite(l) => l.conn(),
+        }
+    }
+}
+
 /// Which database engine is behind the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -204,6 +235,8 @@ pub struct Store {
     wake: std::sync::Arc<tokio::sync::Notify>,
     /// Health of the write path: poisoned connections, a failing disk.
     writes: std::sync::Arc<WriteHealth>,
+    /// SQLite read connections run in place (`None` on PostgreSQL, which reads from `read`).
+    lite_read: Option<std::sync::Arc<sql::LitePool>>,
     /// The group-commit writer units go through (SQLite); `None`: each unit commits alone.
     group: Option<group::GroupCommit>,
     /// API keys and rate pins, cleared by the units that change them.
@@ -318,11 +351,18 @@ impl Store {
                 (pool.clone(), pool)
             }
         };
+        let lite_read = (backend == Backend::Sqlite).then(|| {
+            sql::LitePool::new(
+                sqlite_path(&url),
+                usize::try_from(cfg.max_connections.max(2)).unwrap_or(2),
+            )
+        });
         let mut store = Store {
             write,
             read,
             backend,
             url,
+            lite_read,
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             writes,
             group: None,
@@ -359,11 +399,12 @@ impl Store {
         Ok(self.write.begin().await?)
     }
 
-    /// A pooled connection for reads (for this module's children only).
-    pub(in crate::store) async fn reader(
-        &self,
-    ) -> StoreResult<sqlx::pool::PoolConnection<sqlx::Any>> {
-        Ok(self.read.acquire().await?)
+    /// A connection for reads (for this module's children only).
+    pub(in crate::store) async fn reader(&self) -> StoreResult<Reader> {
+        match &self.lite_read {
+            Some(pool) => Ok(Reader::Lite(pool.get()?)),
+            None => Ok(Reader::Pool(self.read.acquire().await?)),
+        }
     }
 
     /// Records how a write transaction ended (see [`Store::note_success`] and

@@ -268,6 +268,95 @@ impl Exec for Lite {
     }
 }
 
+/// Read connections on a SQLite file, run in place by the task that asks (WAL readers never
+/// wait for the writer, and an indexed read takes microseconds: less than handing it to a
+/// driver thread and back). Opened on demand; up to `keep` are kept idle for reuse.
+pub(crate) struct LitePool {
+    path: std::path::PathBuf,
+    idle: std::sync::Mutex<Vec<Lite>>,
+    keep: usize,
+}
+
+impl std::fmt::Debug for LitePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LitePool")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl LitePool {
+    /// A pool on `path` keeping up to `keep` idle connections.
+    pub(crate) fn new(path: std::path::PathBuf, keep: usize) -> Arc<LitePool> {
+        Arc::new(LitePool {
+            path,
+            idle: std::sync::Mutex::new(Vec::new()),
+            keep,
+        })
+    }
+
+    /// A connection for reads.
+    pub(crate) fn get(self: &Arc<Self>) -> StoreResult<LiteReader> {
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match pooled {
+            Some(c) => c,
+            None => {
+                use rusqlite::OpenFlags;
+                let c = rusqlite::Connection::open_with_flags(
+                    &self.path,
+                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                )?;
+                // Reads only: a bug that tried to write here fails instead of racing the
+                // writer for the lock.
+                c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+                c.set_prepared_statement_cache_capacity(128);
+                Lite(c)
+            }
+        };
+        Ok(LiteReader {
+            conn: Some(conn),
+            pool: self.clone(),
+        })
+    }
+}
+
+/// A read connection borrowed from a [`LitePool`], given back when dropped.
+pub(crate) struct LiteReader {
+    conn: Option<Lite>,
+    pool: Arc<LitePool>,
+}
+
+impl LiteReader {
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> &mut Lite {
+        self.conn
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+
+    /// The connection, shared.
+    pub(crate) fn conn_ref(&self) -> &Lite {
+        self.conn
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only on drop"))
+    }
+}
+
+impl Drop for LiteReader {
+    fn drop(&mut self) {
+        let Some(c) = self.conn.take() else { return };
+        // A connection left inside a transaction (a read that failed half-way) is closed,
+        // not reused.
+        if !c.0.is_autocommit() {
+            return;
+        }
+        let mut idle = self.pool.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < self.pool.keep {
+            idle.push(c);
+        }
+    }
+}
+
 /// A row from either driver.
 pub(crate) enum Row {
     /// From sqlx.
