@@ -265,8 +265,10 @@ pub struct Config {
     /// How long a claimed job is held before another worker may take it.
     #[arg(long, env = "CORRIDOR_JOB_LEASE", default_value = "30s")]
     pub job_lease: Dur,
-    /// Concurrent job handlers in this process (0: none).
-    #[arg(long, env = "CORRIDOR_WORKERS", default_value_t = 16)]
+    /// Concurrent job handlers in this process (0: none). Handlers are tasks, not threads:
+    /// most of a step is waiting for its commit, and the more steps wait together, the more
+    /// units each commit carries (64 drained a creation burst 1.8× faster than 16).
+    #[arg(long, env = "CORRIDOR_WORKERS", default_value_t = 64)]
     pub workers: usize,
     /// Concurrent webhook deliveries in this process, a budget apart from
     /// `CORRIDOR_WORKERS` (one merchant gets at most half of it, at least 3).
