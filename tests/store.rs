@@ -392,6 +392,69 @@ async fn a_worker_whose_lease_was_taken_over_writes_nothing() {
     }
 }
 
+/// A step's unit carries no separate lease check: the job write at its end (reschedule,
+/// removal) is fenced by the lease in its own `WHERE`, and a lost lease there undoes the whole
+/// unit — the transition written before it included.
+#[tokio::test]
+async fn a_lease_fence_in_the_job_write_undoes_the_whole_unit() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        insert_quote(store, "quote_g").await;
+        commit(store, accept("pay_g", "quote_g", "key-g"))
+            .await
+            .unwrap();
+        let lease_end = NOW.plus_millis(30_000);
+        let job = jobs::claim(store, "worker_a", NOW, lease_end, 10)
+            .await
+            .unwrap()
+            .remove(0);
+        let later = lease_end.plus_millis(1);
+        let taken = jobs::claim(store, "worker_b", later, later.plus_millis(30_000), 10)
+            .await
+            .unwrap()
+            .remove(0);
+        let step = |lease: &jobs::Lease, done: bool| {
+            let mut unit = UnitOfWork::at(later);
+            unit.push(Write::Transition(transition(
+                "pay_g",
+                PaymentState::Pending,
+                PaymentState::OnrampPending,
+            )));
+            if done {
+                unit.push(Write::CompleteHeld(lease.clone()));
+            } else {
+                unit.push(Write::ScheduleStep {
+                    payment_id: "pay_g".into(),
+                    running: Some(lease.clone()),
+                    task: Task::step(PaymentState::OnrampPending),
+                    run_at: later.plus_millis(1_000),
+                    max_attempts: 8,
+                });
+            }
+            unit
+        };
+        for done in [false, true] {
+            assert_eq!(
+                commit(store, step(&job.lease, done)).await,
+                Err(Rejected::LeaseLost),
+                "{name}: the old holder (done: {done})"
+            );
+            let p = payments::get(store, "pay_g").await.unwrap().unwrap();
+            assert_eq!(
+                p.state,
+                PaymentState::Pending,
+                "{name}: nothing was written"
+            );
+            assert_eq!(jobs::count_for_payment(store, "pay_g").await.unwrap(), 1);
+        }
+        // The new holder's unit commits, and its job is rescheduled with the next step.
+        commit(store, step(&taken.lease, false)).await.unwrap();
+        let p = payments::get(store, "pay_g").await.unwrap().unwrap();
+        assert_eq!(p.state, PaymentState::OnrampPending, "{name}");
+        assert_eq!(jobs::count_for_payment(store, "pay_g").await.unwrap(), 1);
+    }
+}
+
 /// Many units committed at once (on SQLite they share one group commit): each rejected or
 /// failing unit is undone alone, every other one is written — and exactly those.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -199,15 +199,13 @@ impl Service {
                 polls,
             } => unit.push(Write::ScheduleStep {
                 payment_id: p.payment_id.clone(),
-                running: running.map(|j| j.id.clone()),
+                running: running.map(|j| j.lease.clone()),
                 task: Task::PaymentStep { state, polls },
                 run_at: now.plus_millis(after_ms),
                 max_attempts: self.settings.job_max_attempts,
             }),
             Next::Done => match running {
-                Some(job) => unit.push(Write::CompleteJob {
-                    job_id: job.id.clone(),
-                }),
+                Some(job) => unit.push(Write::CompleteHeld(job.lease.clone())),
                 None => unit.push(Write::CompleteSteps {
                     payment_id: p.payment_id.clone(),
                 }),
@@ -266,8 +264,9 @@ impl Service {
                 } if self.lease_left_for_a_call(job, now) => Some((state, polls)),
                 _ => None,
             };
-            let mut unit = UnitOfWork::at(now);
-            unit.push(Write::HoldLease(job.lease.clone()));
+            // Fenced by the job's lease in the unit's job write (rescheduled, kept or
+            // removed), so a lost lease rejects the whole unit.
+            let unit = UnitOfWork::at(now);
             match self
                 .apply_for(&p, effects, Via::Poll, Some(job), chained.is_some(), unit)
                 .await?
@@ -296,10 +295,7 @@ impl Service {
     /// Removes a job whose work is done or moot, if this worker still holds it.
     pub async fn finish(&self, job: &Job) -> Result<(), StepError> {
         let mut unit = UnitOfWork::at(self.clock.now());
-        unit.push(Write::HoldLease(job.lease.clone()))
-            .push(Write::CompleteJob {
-                job_id: job.id.clone(),
-            });
+        unit.push(Write::CompleteHeld(job.lease.clone()));
         match self.commit(unit).await? {
             Ok(()) | Err(Rejected::LeaseLost) => Ok(()),
             Err(other) => Err(StepError::Transient(other.to_string())),

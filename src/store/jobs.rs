@@ -285,6 +285,39 @@ pub(super) async fn keep_lease(conn: &mut Conn, lease: &Lease, task: &Task) -> S
     Ok(r.rows_affected() == 1)
 }
 
+/// Runs the held job again at `run_at` with `task`, releasing the lease, fenced by it (the
+/// fence is the write's own `WHERE`: no separate statement). False if the lease was lost.
+pub(super) async fn reschedule_held(
+    conn: &mut Conn,
+    lease: &Lease,
+    run_at: Timestamp,
+    task: &Task,
+) -> StoreResult<bool> {
+    let r = query(
+        "UPDATE jobs SET run_at = $1, payload = $2, attempts = 0, lease_owner = NULL, last_error = NULL \
+         WHERE id = $3 AND lease_owner = $4 AND run_at = $5",
+    )
+    .bind(run_at.millis())
+    .bind(task.payload())
+    .bind(&lease.job_id)
+    .bind(&lease.owner)
+    .bind(lease.until.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Removes the held job, fenced by its lease. False if the lease was lost.
+pub(super) async fn complete_held(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
+    let r = query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
+        .bind(&lease.job_id)
+        .bind(&lease.owner)
+        .bind(lease.until.millis())
+        .execute(&mut *conn)
+        .await?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Removes a finished job (in the same transaction as the work's effects).
 pub(super) async fn complete(conn: &mut Conn, id: &str) -> StoreResult<()> {
     query("DELETE FROM jobs WHERE id = $1")
@@ -533,14 +566,10 @@ pub(super) async fn ensure_recurring(
 pub(super) async fn schedule_step(
     conn: &mut Conn,
     payment_id: &str,
-    running: Option<&str>,
     task: &Task,
     run_at: Timestamp,
     max_attempts: i64,
 ) -> StoreResult<()> {
-    if let Some(id) = running {
-        return reschedule(conn, id, run_at, task).await;
-    }
     let existing = query(
         "SELECT id FROM jobs WHERE payment_id = $1 AND kind = $2 ORDER BY created_at DESC, id DESC LIMIT 1",
     )

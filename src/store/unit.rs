@@ -117,8 +117,10 @@ pub enum Write {
     ScheduleStep {
         /// Payment.
         payment_id: String,
-        /// The job running this step, if any.
-        running: Option<String>,
+        /// The hold of the job running this step, if any: that job is rescheduled, fenced by
+        /// its lease (a guard: [`Rejected::LeaseLost`] when another worker holds it now), so
+        /// a step's unit needs no separate [`Write::HoldLease`].
+        running: Option<Lease>,
         /// The step.
         task: Task,
         /// When it is due.
@@ -141,6 +143,8 @@ pub enum Write {
     },
     /// A new job.
     Enqueue(NewJob),
+    /// Guard (lease fence): removes the finished job this worker still holds.
+    CompleteHeld(Lease),
     /// Removes a finished job.
     CompleteJob {
         /// Job.
@@ -473,18 +477,17 @@ pub(super) async fn apply(
             task,
             run_at,
             max_attempts,
-        } => {
-            jobs::schedule_step(
-                tx,
-                payment_id,
-                running.as_deref(),
-                task,
-                *run_at,
-                *max_attempts,
-            )
-            .await?;
-            Ok(())
-        }
+        } => match running {
+            Some(lease) => guard(
+                jobs::reschedule_held(tx, lease, *run_at, task).await?,
+                LeaseLost,
+            ),
+            None => {
+                jobs::schedule_step(tx, payment_id, task, *run_at, *max_attempts).await?;
+                Ok(())
+            }
+        },
+        Write::CompleteHeld(lease) => guard(jobs::complete_held(tx, lease).await?, LeaseLost),
         Write::KeepLease { lease, task } => {
             guard(jobs::keep_lease(tx, lease, task).await?, LeaseLost)
         }
