@@ -203,7 +203,7 @@ fn open(path: &Path) -> StoreResult<Lite> {
          PRAGMA foreign_keys = ON;",
     )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(Lite(conn))
+    Ok(Lite(conn, "writer"))
 }
 
 /// The writer thread: owns the one write connection, takes what is queued, commits it as one

@@ -170,6 +170,7 @@ pub(crate) type Conn = dyn Exec;
 #[async_trait]
 impl Exec for sqlx::AnyConnection {
     async fn run(&mut self, sql: &str, args: Vec<Arg>, rows: bool) -> StoreResult<(u64, Vec<Row>)> {
+        metrics::counter!("corridor_db_statements_total", "conn" => "pool").increment(1);
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()));
         for a in args {
             q = match a {
@@ -203,11 +204,12 @@ impl Exec for sqlx::AnyConnection {
 
 /// A SQLite connection owned by one thread (the group-commit writer): statements prepared
 /// once and cached by their text, run in place.
-pub(crate) struct Lite(pub(crate) rusqlite::Connection);
+pub(crate) struct Lite(pub(crate) rusqlite::Connection, pub(crate) &'static str);
 
 impl Lite {
     fn run_now(&mut self, sql: &str, args: Vec<Arg>, rows: bool) -> StoreResult<(u64, Vec<Row>)> {
         use rusqlite::types::Value;
+        metrics::counter!("corridor_db_statements_total", "conn" => self.1).increment(1);
         let mut stmt = self.0.prepare_cached(sql)?;
         // `$N` is SQLite's named parameter "$N": bind by its number, as sqlx does, so a
         // placeholder may repeat or appear out of order.
@@ -310,7 +312,7 @@ impl LitePool {
                 // writer for the lock.
                 c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
                 c.set_prepared_statement_cache_capacity(128);
-                Lite(c)
+                Lite(c, "reader")
             }
         };
         Ok(LiteReader {
@@ -472,7 +474,10 @@ mod tests {
     use super::*;
 
     fn lite() -> Lite {
-        Lite(rusqlite::Connection::open_in_memory().expect("in-memory SQLite"))
+        Lite(
+            rusqlite::Connection::open_in_memory().expect("in-memory SQLite"),
+            "test",
+        )
     }
 
     #[test]
