@@ -26,8 +26,42 @@ pub struct CorridorView {
     pub max_amount: i64,
     /// Fee schedule: per leg, tiers of `flat + percentage`, the first tier whose `up_to` the
     /// amount is below applies.
-    #[schema(value_type = Object)]
+    #[schema(value_type = FeeScheduleView)]
     pub fees: FeeSchedule,
+}
+
+/// The document's picture of a corridor's fee schedule (the domain type is serialized as
+/// is; these types only describe it, so the domain stays free of documentation concerns).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct FeeScheduleView {
+    /// The platform's own fee.
+    platform: LegFeesView,
+    /// The fiat → USDC provider's fee.
+    onramp: LegFeesView,
+    /// The USDC → payout provider's fee.
+    offramp: LegFeesView,
+}
+
+/// One leg's fee: the first tier whose `up_to` the amount is below applies.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LegFeesView {
+    /// Tiers in ascending `up_to` order; the last is unbounded.
+    tiers: Vec<FeeTierView>,
+}
+
+/// One band of a leg's fee: `flat + ceil(amount × percentage)`, rounded up to the minor unit.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct FeeTierView {
+    /// Exclusive upper bound in source minor units; `null`: unbounded (the last tier).
+    up_to: Option<i64>,
+    /// Flat part, source minor units.
+    flat: i64,
+    /// Proportional part as a fraction (`0.029` = 2.9 %), a JSON number.
+    #[schema(value_type = f64)]
+    percentage: rust_decimal::Decimal,
 }
 
 /// A list of corridors.

@@ -21,7 +21,7 @@ pub struct ApiError {
 }
 
 /// Every error code of the contract, each with exactly one status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumIter)]
 pub enum Code {
     /// 400: malformed input or out-of-range parameter.
     InvalidRequest,

@@ -427,5 +427,30 @@ impl Modify for Constraints {
                 ("payment_id", text(id_pattern("pay_"), Some(40))),
             ],
         );
+        // Response-side enumerations: what a client can switch on exhaustively.
+        use strum::IntoEnumIterator;
+        let codes: Vec<String> = super::error::Code::iter()
+            .map(|c| c.parts().1.to_owned())
+            .collect();
+        let leg_statuses: Vec<String> = crate::domain::LegStatus::iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        let failures: Vec<String> = crate::domain::payment::FailureCode::iter()
+            .map(|s| s.as_str().to_owned())
+            .collect();
+        for (schema, prop, values) in [
+            ("ErrorBody", "error", &codes),
+            ("PaymentView", "status", &states),
+            ("HistoryView", "to", &states),
+            ("LegView", "status", &leg_statuses),
+            ("FailureView", "code", &failures),
+        ] {
+            let Some(RefOr::T(Schema::Object(obj))) = components.schemas.get_mut(schema) else {
+                continue;
+            };
+            if let Some(RefOr::T(Schema::Object(p))) = obj.properties.get_mut(prop) {
+                p.enum_values = Some(values.iter().map(|v| v.clone().into()).collect());
+            }
+        }
     }
 }

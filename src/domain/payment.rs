@@ -90,7 +90,15 @@ impl PaymentState {
 
 /// Status of one provider leg as the API reports it.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum LegStatus {
@@ -113,7 +121,15 @@ impl LegStatus {
 
 /// Why a payment did not complete.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, strum::Display, strum::EnumString, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::Display,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
 )]
 #[strum(serialize_all = "SCREAMING_SNAKE_CASE")]
 pub enum FailureCode {

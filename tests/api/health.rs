@@ -181,6 +181,65 @@ async fn openapi_json_is_openapi_3_and_lists_quotes_and_payments() {
     }
 }
 
+/// What a client switches on is enumerated in the document (every error code, payment
+/// state, leg status, failure code), and a corridor's fee schedule is a typed object.
+#[tokio::test]
+async fn the_document_enumerates_response_codes_and_states_and_types_the_fee_schedule() {
+    let Some(app) = spawn_app().await else { return };
+    let doc = expect_status(get_public(&app, "/openapi.json").await, 200).await;
+    let schemas = &doc["components"]["schemas"];
+    let values = |schema: &str, prop: &str| -> Vec<String> {
+        schemas[schema]["properties"][prop]["enum"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{schema}.{prop} has no enum: {}", schemas[schema]))
+            .iter()
+            .map(|v| v.as_str().expect("string").to_owned())
+            .collect()
+    };
+    let codes = values("ErrorBody", "error");
+    for code in [
+        "INVALID_REQUEST",
+        "QUOTE_EXPIRED",
+        "IDEMPOTENCY_KEY_REUSED",
+        "RATE_LIMITED",
+        "REQUEST_TIMEOUT",
+        "UNAVAILABLE",
+    ] {
+        assert!(codes.iter().any(|c| c == code), "{code} not in {codes:?}");
+    }
+    let states = values("PaymentView", "status");
+    assert_eq!(states.len(), 9, "{states:?}");
+    for s in ["PENDING", "COMPLETED", "REFUNDED", "CANCELLED", "FAILED"] {
+        assert!(states.iter().any(|x| x == s), "{s} not in {states:?}");
+    }
+    assert_eq!(values("HistoryView", "to"), states);
+    assert_eq!(
+        values("LegView", "status"),
+        ["PENDING", "COMPLETED", "FAILED", "REVERSED"]
+    );
+    assert_eq!(
+        values("FailureView", "code"),
+        ["ONRAMP_FAILED", "OFFRAMP_FAILED"]
+    );
+    // The corridor's fees: platform/onramp/offramp, each tiers of up_to/flat/percentage.
+    let fees = &schemas["CorridorView"]["properties"]["fees"];
+    assert_eq!(
+        fees["$ref"], "#/components/schemas/FeeScheduleView",
+        "{fees}"
+    );
+    for leg in ["platform", "onramp", "offramp"] {
+        assert!(
+            schemas["FeeScheduleView"]["properties"][leg].is_object(),
+            "{leg}: {}",
+            schemas["FeeScheduleView"]
+        );
+    }
+    let tier = &schemas["FeeTierView"]["properties"];
+    for field in ["up_to", "flat", "percentage"] {
+        assert!(tier[field].is_object(), "{field}: {tier}");
+    }
+}
+
 #[tokio::test]
 async fn docs_page_renders_from_locally_served_assets() {
     let Some(app) = spawn_app().await else { return };
