@@ -260,7 +260,14 @@ fn job_from_row(r: &Row) -> StoreResult<Job> {
 /// was claimed with (and row-locks it on PostgreSQL, so no one claims it meanwhile). A
 /// worker whose lease ran out must write nothing: another worker owns the job now.
 pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
-    let r = query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
+    fenced(conn, query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3"), lease).await
+}
+
+/// Runs `q`, a write to one job whose statement ends with the lease fence
+/// (`… WHERE id = $k AND lease_owner = $k+1 AND run_at = $k+2`, its last three placeholders),
+/// binding the fence from `lease`. True when the job was still held (and so was written).
+async fn fenced(conn: &mut Conn, q: super::sql::Query, lease: &Lease) -> StoreResult<bool> {
+    let r = q
         .bind(&lease.job_id)
         .bind(&lease.owner)
         .bind(lease.until.millis())
@@ -272,17 +279,16 @@ pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
 /// Gives the held job `task` as its payload while keeping the lease (fenced by it), so the
 /// worker runs `task` next without a claim. False if the lease was lost.
 pub(super) async fn keep_lease(conn: &mut Conn, lease: &Lease, task: &Task) -> StoreResult<bool> {
-    let r = query(
-        "UPDATE jobs SET payload = $1, attempts = 0, last_error = NULL \
+    fenced(
+        conn,
+        query(
+            "UPDATE jobs SET payload = $1, attempts = 0, last_error = NULL \
          WHERE id = $2 AND lease_owner = $3 AND run_at = $4",
+        )
+        .bind(task.payload()),
+        lease,
     )
-    .bind(task.payload())
-    .bind(&lease.job_id)
-    .bind(&lease.owner)
-    .bind(lease.until.millis())
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    .await
 }
 
 /// Runs the held job again at `run_at` with `task`, releasing the lease, fenced by it (the
@@ -293,29 +299,22 @@ pub(super) async fn reschedule_held(
     run_at: Timestamp,
     task: &Task,
 ) -> StoreResult<bool> {
-    let r = query(
+    fenced(conn, query(
         "UPDATE jobs SET run_at = $1, payload = $2, attempts = 0, lease_owner = NULL, last_error = NULL \
          WHERE id = $3 AND lease_owner = $4 AND run_at = $5",
     )
     .bind(run_at.millis())
-    .bind(task.payload())
-    .bind(&lease.job_id)
-    .bind(&lease.owner)
-    .bind(lease.until.millis())
-    .execute(&mut *conn)
-    .await?;
-    Ok(r.rows_affected() == 1)
+    .bind(task.payload()), lease).await
 }
 
 /// Removes the held job, fenced by its lease. False if the lease was lost.
 pub(super) async fn complete_held(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
-    let r = query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
-        .bind(&lease.job_id)
-        .bind(&lease.owner)
-        .bind(lease.until.millis())
-        .execute(&mut *conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+    fenced(
+        conn,
+        query("DELETE FROM jobs WHERE id = $1 AND lease_owner = $2 AND run_at = $3"),
+        lease,
+    )
+    .await
 }
 
 /// Removes a finished job (in the same transaction as the work's effects).
@@ -365,19 +364,16 @@ pub(super) async fn fail(
         "UPDATE jobs SET run_at = $2, last_error = $1, lease_owner = NULL \
          WHERE id = $3 AND lease_owner = $4 AND run_at = $5"
     };
-    let r = query(sql)
-        .bind(error)
-        .bind(if dead {
+    fenced(
+        conn,
+        query(sql).bind(error).bind(if dead {
             now.millis()
         } else {
             retry_at.millis()
-        })
-        .bind(&lease.job_id)
-        .bind(&lease.owner)
-        .bind(lease.until.millis())
-        .execute(&mut *conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
+        }),
+        lease,
+    )
+    .await
 }
 
 /// Makes every job leased by `owner` due now (graceful shutdown hands work back).
