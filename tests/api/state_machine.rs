@@ -267,29 +267,36 @@ async fn the_sandbox_is_forbidden_to_merchants() {
     expect_error(resp, 403, "FORBIDDEN", "merchant key on the sandbox").await;
 }
 
-/// With the worker loop off, running the due jobs by hand drives a payment to the end: the
-/// entry point tests and the simulator use instead of waiting on timers.
-#[tokio::test]
-async fn running_due_jobs_by_hand_drives_a_payment_to_completed() {
+/// An app whose worker loop is off and whose simulated providers settle at once (polls
+/// `poll` apart), with one payment just created; `None` when its backend is skipped.
+async fn one_payment_by_hand(poll: std::time::Duration) -> Option<(TestApp, String)> {
     let zero = corridor::config::DurRange {
         min: std::time::Duration::ZERO,
         max: std::time::Duration::ZERO,
     };
-    let Some(app) = spawn_app_with(|c| {
+    let app = spawn_app_with(|c| {
         c.workers = 0;
         c.sim_onramp_delay = zero;
         c.sim_offramp_delay = zero;
-        c.poll_interval = corridor::config::Dur(std::time::Duration::from_millis(1));
+        c.poll_interval = corridor::config::Dur(poll);
     })
-    .await
-    else {
-        return;
-    };
+    .await?;
     let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
     let created = app
         .pay(&app.merchant_key, body(&quote, "user123", "merchant456"))
         .await;
-    let id = created["payment_id"].as_str().expect("payment_id");
+    let id = created["payment_id"].as_str().expect("payment_id").to_owned();
+    Some((app, id))
+}
+
+/// With the worker loop off, running the due jobs by hand drives a payment to the end: the
+/// entry point tests and the simulator use instead of waiting on timers.
+#[tokio::test]
+async fn running_due_jobs_by_hand_drives_a_payment_to_completed() {
+    let Some((app, id)) = one_payment_by_hand(std::time::Duration::from_millis(1)).await else {
+        return;
+    };
+    let id = id.as_str();
     let mut status = String::new();
     for _ in 0..200 {
         app.app.run_due_jobs(100).await.expect("jobs run");
@@ -314,25 +321,9 @@ async fn running_due_jobs_by_hand_drives_a_payment_to_completed() {
 /// through the queue (and no claim) in between.
 #[tokio::test]
 async fn a_settled_onramp_is_paid_out_in_the_same_job_run() {
-    let zero = corridor::config::DurRange {
-        min: std::time::Duration::ZERO,
-        max: std::time::Duration::ZERO,
-    };
-    let Some(app) = spawn_app_with(|c| {
-        c.workers = 0;
-        c.sim_onramp_delay = zero;
-        c.sim_offramp_delay = zero;
-        c.poll_interval = corridor::config::Dur(std::time::Duration::from_secs(5));
-    })
-    .await
-    else {
+    let Some((app, id)) = one_payment_by_hand(std::time::Duration::from_secs(5)).await else {
         return;
     };
-    let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
-    let created = app
-        .pay(&app.merchant_key, body(&quote, "user123", "merchant456"))
-        .await;
-    let id = created["payment_id"].as_str().expect("payment_id");
     let status = |p: &Value| p["status"].as_str().unwrap_or_default().to_owned();
     let path = format!("/v1/payments/{id}");
     let get = || app.get(&path, &app.merchant_key);
