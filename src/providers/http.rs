@@ -225,6 +225,16 @@ fn initiate_outcome(
                 t.payment_id, t.leg
             )));
         }
+        // A transfer of another amount or currency than asked for is not the one asked for:
+        // the leg is not recorded and the step keeps retrying under the same key until the
+        // provider answers with what was sent — or the job goes dead for an operator (money
+        // may have moved, so this is never taken as a refusal that would end the leg).
+        if t.amount != sent.amount || t.currency != sent.currency {
+            return Err(ProviderError::Transient(format!(
+                "{name} answered with a transfer of {} {} when {} {} was asked for",
+                t.amount, t.currency, sent.amount, sent.currency
+            )));
+        }
         if t.reference.is_empty() || t.reference.chars().count() > MAX_REFERENCE_CHARS {
             return Err(ProviderError::Transient(format!(
                 "{name} answered with an empty or overlong reference"
@@ -477,6 +487,22 @@ mod tests {
                 "empty_ref",
                 201,
                 transfer("", "onramp", "PENDING", None),
+                Want::Transient,
+            ),
+            (
+                "other_amount",
+                201,
+                json!({"reference": "ref_1", "payment_id": "pay_1", "leg": "onramp",
+                       "amount": 101, "currency": "USDC", "status": "PENDING"})
+                .to_string(),
+                Want::Transient,
+            ),
+            (
+                "other_currency",
+                201,
+                json!({"reference": "ref_1", "payment_id": "pay_1", "leg": "onramp",
+                       "amount": 100, "currency": "USDT", "status": "PENDING"})
+                .to_string(),
                 Want::Transient,
             ),
         ];
