@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use super::{LegRequest, Offramp, Onramp, ProviderError, TransferStatus};
+use super::{LegRequest, Offramp, Onramp, ProviderError, Sent, TransferStatus};
 
 /// Default name of an HTTP onramp, as shown on legs and in webhook URLs.
 pub const ONRAMP_NAME: &str = "http-onramp";
@@ -183,7 +183,8 @@ impl Endpoint {
         initiate_outcome(&self.name, status, &bytes, &body)
     }
 
-    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
+    async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
+        let reference = sent.reference.as_str();
         let resp = self
             .http
             .get(self.url(&["transfers", reference]))
@@ -192,7 +193,7 @@ impl Endpoint {
             .map_err(|e| self.unreachable(e))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
-        status_outcome(&self.name, status, &bytes, reference)
+        status_outcome(&self.name, status, &bytes, sent)
     }
 }
 
@@ -263,8 +264,9 @@ fn status_outcome(
     name: &str,
     status: StatusCode,
     body: &[u8],
-    reference: &str,
+    sent: &Sent,
 ) -> Result<TransferStatus, ProviderError> {
+    let reference = sent.reference.as_str();
     if status != StatusCode::OK {
         return Err(ProviderError::Transient(format!(
             "{name} answered {status} to the status of {reference}"
@@ -277,6 +279,13 @@ fn status_outcome(
         return Err(ProviderError::Transient(format!(
             "{name} answered the status of {} when asked for {reference}",
             t.reference
+        )));
+    }
+    // Settled for another amount or currency is not this transfer settled (see initiate).
+    if t.amount != sent.amount || t.currency != sent.currency {
+        return Err(ProviderError::Transient(format!(
+            "{name} reports {reference} as {} {} when {} {} was sent",
+            t.amount, t.currency, sent.amount, sent.currency
         )));
     }
     Ok(match t.status {
@@ -315,8 +324,8 @@ impl Onramp for HttpOnramp {
         self.0.initiate("reversal", req).await
     }
 
-    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
-        self.0.status(reference).await
+    async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
+        self.0.status(sent).await
     }
 }
 
@@ -341,8 +350,8 @@ impl Offramp for HttpOfframp {
         self.0.initiate("offramp", req).await
     }
 
-    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
-        self.0.status(reference).await
+    async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
+        self.0.status(sent).await
     }
 }
 
@@ -424,6 +433,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
         (format!("http://{addr}"), fake)
+    }
+
+    /// What the tests' transfers were sent with (the fake answers 100 USDC).
+    fn sent(reference: &str) -> Sent {
+        Sent {
+            reference: reference.into(),
+            amount: 100,
+            currency: "USDC".into(),
+        }
     }
 
     fn leg(leg: &str) -> LegRequest {
@@ -614,6 +632,22 @@ mod tests {
                 Err(()),
             ),
             ("server_error", 502, String::new(), Err(())),
+            (
+                "other_amount",
+                200,
+                json!({"reference": "ref_1", "payment_id": "pay_1", "leg": "onramp",
+                       "amount": 99, "currency": "USDC", "status": "COMPLETED"})
+                .to_string(),
+                Err(()),
+            ),
+            (
+                "other_currency",
+                200,
+                json!({"reference": "ref_1", "payment_id": "pay_1", "leg": "onramp",
+                       "amount": 100, "currency": "EUR", "status": "COMPLETED"})
+                .to_string(),
+                Err(()),
+            ),
         ];
         let (base, _) = serve(
             cases
@@ -629,7 +663,7 @@ mod tests {
                 Duration::from_secs(2),
             )
             .unwrap();
-            let got = offramp.status("ref_1").await;
+            let got = offramp.status(&sent("ref_1")).await;
             match want {
                 Ok(s) => assert_eq!(got, Ok(s), "{case}"),
                 Err(()) => assert_eq!(kind(&got), "transient", "{case}: {got:?}"),
@@ -648,7 +682,7 @@ mod tests {
         .unwrap();
         let got = slow.buy(&leg("onramp")).await;
         assert_eq!(kind(&got), "transient", "{got:?}");
-        assert_eq!(kind(&slow.status("ref_1").await), "transient");
+        assert_eq!(kind(&slow.status(&sent("ref_1")).await), "transient");
 
         // A port nobody listens on: bind one, then let it go.
         let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

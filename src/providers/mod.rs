@@ -44,6 +44,18 @@ pub enum ProviderError {
 
 pub use crate::domain::TransferStatus;
 
+/// A transfer Corridor started, as it asks about it: the provider's reference and what was
+/// sent, so an answer about another amount or currency is not taken for this transfer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// The provider's reference.
+    pub reference: String,
+    /// Amount sent, minor units of `currency`.
+    pub amount: i64,
+    /// Currency or asset code sent.
+    pub currency: String,
+}
+
 /// Fiat → USDC, and USDC → fiat back to the source when a payment is refunded.
 #[async_trait]
 pub trait Onramp: Send + Sync + 'static {
@@ -54,7 +66,7 @@ pub trait Onramp: Send + Sync + 'static {
     /// Sells USDC back and returns `amount` of source currency to the account.
     async fn reverse(&self, req: &LegRequest) -> Result<String, ProviderError>;
     /// Current status of a transfer.
-    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError>;
+    async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError>;
 }
 
 /// USDC → payout currency.
@@ -65,7 +77,7 @@ pub trait Offramp: Send + Sync + 'static {
     /// Pays `amount` (payout currency) to the destination account.
     async fn pay_out(&self, req: &LegRequest) -> Result<String, ProviderError>;
     /// Current status of a transfer.
-    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError>;
+    async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError>;
 }
 
 /// The providers an engine runs with.

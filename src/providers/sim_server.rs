@@ -166,7 +166,12 @@ fn idempotency_key(headers: &HeaderMap) -> Result<String, Reject> {
 
 /// The simulator's verdict on a stored transfer, in wire form.
 async fn wire_transfer(sim: &Simulator, t: &SimTransfer) -> Result<TransferBody, ProviderError> {
-    let (status, failure_reason) = match Onramp::status(sim, &t.reference).await? {
+    let sent = super::Sent {
+        reference: t.reference.clone(),
+        amount: t.amount,
+        currency: t.currency.clone(),
+    };
+    let (status, failure_reason) = match Onramp::status(sim, &sent).await? {
         TransferStatus::Pending => (WireStatus::Pending, None),
         TransferStatus::Completed => (WireStatus::Completed, None),
         TransferStatus::Failed(reason) => (WireStatus::Failed, Some(reason)),

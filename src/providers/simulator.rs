@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{LegRequest, Offramp, Onramp, ProviderError, TransferStatus};
+use super::{LegRequest, Offramp, Onramp, ProviderError, Sent, TransferStatus};
 use crate::clock::SharedClock;
 use crate::store::sim::{self, SimTransfer};
 use crate::store::{Store, StoreError};
@@ -150,8 +150,8 @@ impl Onramp for Simulator {
         self.initiate("reversal", req, delay, false).await
     }
 
-    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
-        self.lookup(reference).await
+    async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
+        self.lookup(&sent.reference).await
     }
 }
 
@@ -170,7 +170,7 @@ impl Offramp for Simulator {
         self.initiate("offramp", req, delay, fails).await
     }
 
-    async fn status(&self, reference: &str) -> Result<TransferStatus, ProviderError> {
-        self.lookup(reference).await
+    async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
+        self.lookup(&sent.reference).await
     }
 }

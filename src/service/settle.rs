@@ -13,7 +13,7 @@ use super::{Error, Service};
 use crate::domain::lifecycle::{self, Answer, Context, Effects, Input, Next};
 use crate::domain::task::Task;
 use crate::domain::{HistoryEntry, PaymentRecord, PaymentState, Side, TransferStatus, ledger};
-use crate::providers::{LegRequest, ProviderError};
+use crate::providers::{LegRequest, ProviderError, Sent};
 use crate::store::jobs::Job;
 use crate::store::payments::Transition;
 use crate::store::unit::Write;
@@ -357,8 +357,8 @@ impl Service {
                 }
             }
             OnrampPending => {
-                let reference = leg_reference(p, Side::Onramp)?;
-                self.timed(onramp.name(), onramp.status(&reference))
+                let sent = sent(p, Side::Onramp)?;
+                self.timed(onramp.name(), onramp.status(&sent))
                     .await
                     .map(Answer::Status)
             }
@@ -375,37 +375,46 @@ impl Service {
                     .map(Answer::Initiated)
             }
             OfframpPending => {
-                let reference = leg_reference(p, Side::Offramp)?;
-                self.timed(offramp.name(), offramp.status(&reference))
+                let sent = sent(p, Side::Offramp)?;
+                self.timed(offramp.name(), offramp.status(&sent))
                     .await
                     .map(Answer::Status)
             }
-            RefundPending => match &p.reversal_reference {
-                None => {
-                    let refund = ledger::refund_amount(p.amount, p.fees.onramp, p.currency)
-                        .map_err(|e| StepError::Permanent(e.to_string()))?;
-                    let req = LegRequest {
-                        payment_id: p.payment_id.clone(),
-                        idempotency_key: key("reversal"),
-                        amount: refund.minor(),
-                        currency: refund.currency().code().to_owned(),
-                        account: p.source_account.clone(),
-                    };
-                    self.timed(onramp.name(), onramp.reverse(&req))
-                        .await
-                        .map(Answer::Initiated)
-                }
-                Some(reference) => {
-                    match self.timed(onramp.name(), onramp.status(reference)).await {
-                        // A reversal must not fail for good: keep retrying and let the job
-                        // dead-letter so an operator sees it.
-                        Ok(TransferStatus::Failed(msg)) => {
-                            return Err(StepError::Transient(format!("reversal failed: {msg}")));
+            RefundPending => {
+                let refund = ledger::refund_amount(p.amount, p.fees.onramp, p.currency)
+                    .map_err(|e| StepError::Permanent(e.to_string()))?;
+                match &p.reversal_reference {
+                    None => {
+                        let req = LegRequest {
+                            payment_id: p.payment_id.clone(),
+                            idempotency_key: key("reversal"),
+                            amount: refund.minor(),
+                            currency: refund.currency().code().to_owned(),
+                            account: p.source_account.clone(),
+                        };
+                        self.timed(onramp.name(), onramp.reverse(&req))
+                            .await
+                            .map(Answer::Initiated)
+                    }
+                    Some(reference) => {
+                        let sent = Sent {
+                            reference: reference.clone(),
+                            amount: refund.minor(),
+                            currency: refund.currency().code().to_owned(),
+                        };
+                        match self.timed(onramp.name(), onramp.status(&sent)).await {
+                            // A reversal must not fail for good: keep retrying and let the
+                            // job dead-letter so an operator sees it.
+                            Ok(TransferStatus::Failed(msg)) => {
+                                return Err(StepError::Transient(format!(
+                                    "reversal failed: {msg}"
+                                )));
+                            }
+                            other => other.map(Answer::Status),
                         }
-                        other => other.map(Answer::Status),
                     }
                 }
-            },
+            }
             Completed | Failed | Cancelled | Refunded => return Ok(None),
         };
         match result {
@@ -502,8 +511,19 @@ impl Service {
     }
 }
 
-fn leg_reference(p: &PaymentRecord, side: Side) -> Result<String, StepError> {
-    p.leg(side)
-        .map(|l| l.reference.clone())
-        .ok_or_else(|| StepError::Permanent("leg has no reference".into()))
+/// What was sent on the payment's leg on `side`: its reference, amount and currency (USDC
+/// bought on the onramp, the payout currency on the offramp).
+fn sent(p: &PaymentRecord, side: Side) -> Result<Sent, StepError> {
+    let leg = p
+        .leg(side)
+        .ok_or_else(|| StepError::Permanent("leg has no reference".into()))?;
+    let currency = match side {
+        Side::Onramp => crate::domain::Currency::Usdc.code().to_owned(),
+        Side::Offramp => p.payout_currency.code().to_owned(),
+    };
+    Ok(Sent {
+        reference: leg.reference.clone(),
+        amount: leg.amount,
+        currency,
+    })
 }
