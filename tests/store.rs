@@ -692,7 +692,7 @@ async fn the_history_past_its_retention_is_purged_and_the_rest_kept() {
                 .is_some(),
             "{name}"
         );
-        let log = webhooks::list_deliveries(store, "mer_1", None, 10)
+        let log = webhooks::list_deliveries(store, "mer_1", None, None, 10)
             .await
             .unwrap();
         let ids: Vec<_> = log.iter().map(|d| d.delivery_id.as_str()).collect();

@@ -66,6 +66,10 @@ pub async fn create(
 pub struct TransferQuery {
     /// Only this payment's transfers.
     pub payment_id: Option<String>,
+    /// Page size, 1–100 (default 100).
+    pub limit: Option<String>,
+    /// Cursor: the last `reference` of the previous page.
+    pub starting_after: Option<String>,
 }
 
 /// A simulated transfer.
@@ -92,8 +96,12 @@ pub struct TransferView {
 /// A list of transfers.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TransferList {
-    /// Transfers.
+    /// Transfers (oldest first for one payment, newest first otherwise).
     pub data: Vec<TransferView>,
+    /// Whether another page exists.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page; `null` when none.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/sandbox/transfers`: what the simulator was asked to do.
@@ -109,7 +117,21 @@ pub async fn transfers(
     }
     super::extract::payment_id_filter(q.payment_id.as_deref())?;
     let now = state.now();
-    let rows = sim::list(state.store(), q.payment_id.as_deref(), 1_000).await?;
+    let store = state.store();
+    let limit = super::page::limit(q.limit.as_deref(), super::page::MAX_LIMIT)?;
+    if let Some(after) = &q.starting_after
+        && (after.is_empty() || after.len() > 255 || !sim::exists(store, after).await?)
+    {
+        return Err(super::page::unknown_cursor("transfers"));
+    }
+    let rows = sim::list(
+        store,
+        q.payment_id.as_deref(),
+        q.starting_after.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let (rows, has_more, next_cursor) = super::page::cut(rows, limit, |t| t.reference.clone());
     let data = rows
         .into_iter()
         .map(|t| TransferView {
@@ -127,5 +149,9 @@ pub async fn transfers(
             created_at: t.created_at.to_rfc3339(),
         })
         .collect();
-    Ok(Json(TransferList { data }))
+    Ok(Json(TransferList {
+        data,
+        has_more,
+        next_cursor,
+    }))
 }

@@ -17,6 +17,7 @@ pub mod idempotency;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;
+pub mod page;
 pub mod payments;
 pub mod provider_webhooks;
 pub mod quotes;

@@ -239,6 +239,14 @@ impl Modify for Constraints {
                 for p in op.parameters.iter_mut().flatten() {
                     let RefOr::T(p) = p else { continue };
                     let schema = match (p.name.as_str(), path.as_str()) {
+                        ("starting_after", "/v1/webhook-deliveries") => {
+                            text(id_pattern("whd_"), Some(40))
+                        }
+                        ("starting_after", "/v1/admin/jobs/dead") => text(
+                            format!("{}|^[a-z][a-z-]{{0,63}}$", id_pattern("")),
+                            Some(64),
+                        ),
+                        ("starting_after", "/v1/sandbox/transfers") => text(TEXT.into(), Some(255)),
                         ("payment_id" | "starting_after", _) => text(id_pattern("pay_"), Some(40)),
                         ("quote_id", _) => text(id_pattern("quote_"), Some(42)),
                         ("merchant_id", _) => text(id_pattern("mer_"), Some(40)),

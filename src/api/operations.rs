@@ -181,17 +181,41 @@ pub struct DeadJobView {
 pub struct DeadJobList {
     /// Dead jobs, newest first.
     pub data: Vec<DeadJobView>,
+    /// Whether another page exists.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page; `null` when none.
+    pub next_cursor: Option<String>,
+}
+
+/// A page of dead jobs.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DeadJobQuery {
+    /// Page size, 1–100 (default 100).
+    pub limit: Option<String>,
+    /// Cursor: the last `id` of the previous page.
+    pub starting_after: Option<String>,
 }
 
 /// `GET /v1/admin/jobs/dead`.
-#[utoipa::path(get, path = "/v1/admin/jobs/dead", operation_id = "list_dead_jobs", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/v1/admin/jobs/dead", operation_id = "list_dead_jobs", tag = "admin", security(("bearer" = [])), params(DeadJobQuery),
     responses((status = 200, description = "OK", body = DeadJobList)))]
 pub async fn dead_jobs(
     State(state): State<AppState>,
     _a: Admin,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<DeadJobQuery>,
 ) -> Result<Json<DeadJobList>, ApiError> {
-    let data = jobs::dead(state.store(), 500)
-        .await?
+    let store = state.store();
+    let limit = super::page::limit(q.limit.as_deref(), super::page::MAX_LIMIT)?;
+    if let Some(after) = &q.starting_after
+        && (!crate::domain::ids::IdKind::Job.matches(after) || !jobs::exists(store, after).await?)
+    {
+        return Err(super::page::unknown_cursor("dead jobs"));
+    }
+    let rows = jobs::dead(store, q.starting_after.as_deref(), limit + 1).await?;
+    let (rows, has_more, next_cursor) = super::page::cut(rows, limit, |j| j.id.clone());
+    let data = rows
         .into_iter()
         .map(|j| DeadJobView {
             id: j.id,
@@ -202,7 +226,11 @@ pub async fn dead_jobs(
             failed_at: j.failed_at.to_rfc3339(),
         })
         .collect();
-    Ok(Json(DeadJobList { data }))
+    Ok(Json(DeadJobList {
+        data,
+        has_more,
+        next_cursor,
+    }))
 }
 
 /// `POST /v1/admin/jobs/{id}/redrive`.

@@ -177,18 +177,7 @@ pub async fn list(
     m: Merchant,
     ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<PaymentList>, ApiError> {
-    let limit = match q.limit.as_deref() {
-        None => 20,
-        Some(l) => match l.parse::<i64>() {
-            Ok(n) if (1..=100).contains(&n) => n,
-            _ => {
-                return Err(ApiError::invalid(
-                    "limit",
-                    "`limit` must be an integer from 1 to 100",
-                ));
-            }
-        },
-    };
+    let limit = super::page::limit(q.limit.as_deref(), 20)?;
     let status = q
         .status
         .as_deref()
@@ -212,7 +201,7 @@ pub async fn list(
             Some((p.created_at, p.payment_id))
         }
     };
-    let mut rows = payments::list(
+    let rows = payments::list(
         store,
         &ListQuery {
             merchant_id: &m.merchant_id,
@@ -222,18 +211,12 @@ pub async fn list(
         },
     )
     .await?;
-    let has_more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+    let (rows, has_more, next_cursor) = super::page::cut(rows, limit, |p| p.payment_id.clone());
     let mut data = Vec::with_capacity(rows.len());
     for p in &rows {
         let h = payments::history(store, &p.payment_id).await?;
         data.push(view(p, &h));
     }
-    let next_cursor = if has_more {
-        rows.last().map(|p| p.payment_id.clone())
-    } else {
-        None
-    };
     Ok(Json(PaymentList {
         data,
         has_more,

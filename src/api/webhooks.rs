@@ -199,6 +199,10 @@ pub async fn rotate_secret(
 pub struct DeliveryQuery {
     /// Only deliveries about this payment.
     pub payment_id: Option<String>,
+    /// Page size, 1–100 (default 100).
+    pub limit: Option<String>,
+    /// Cursor: the last `id` of the previous page.
+    pub starting_after: Option<String>,
 }
 
 /// One delivery attempt.
@@ -229,6 +233,10 @@ pub struct DeliveryView {
 pub struct DeliveryList {
     /// Attempts (oldest first for one payment, newest first otherwise).
     pub data: Vec<DeliveryView>,
+    /// Whether another page exists.
+    pub has_more: bool,
+    /// Pass as `starting_after` for the next page; `null` when none.
+    pub next_cursor: Option<String>,
 }
 
 fn delivery_view(d: &Delivery) -> DeliveryView {
@@ -260,10 +268,28 @@ pub async fn deliveries(
     {
         return Err(ApiError::not_found("payment"));
     }
-    let rows =
-        webhooks::list_deliveries(store, &m.merchant_id, q.payment_id.as_deref(), 500).await?;
+    let limit = super::page::limit(q.limit.as_deref(), super::page::MAX_LIMIT)?;
+    if let Some(after) = &q.starting_after
+        && (!IdKind::Delivery.matches(after)
+            || webhooks::find_delivery(store, &m.merchant_id, after)
+                .await?
+                .is_none())
+    {
+        return Err(super::page::unknown_cursor("deliveries"));
+    }
+    let rows = webhooks::list_deliveries(
+        store,
+        &m.merchant_id,
+        q.payment_id.as_deref(),
+        q.starting_after.as_deref(),
+        limit + 1,
+    )
+    .await?;
+    let (rows, has_more, next_cursor) = super::page::cut(rows, limit, |d| d.delivery_id.clone());
     Ok(Json(DeliveryList {
         data: rows.iter().map(delivery_view).collect(),
+        has_more,
+        next_cursor,
     }))
 }
 

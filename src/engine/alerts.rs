@@ -63,7 +63,7 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
             10_000,
         )
         .await?,
-        jobs::dead(store, 10_000).await?,
+        jobs::dead(store, None, 10_000).await?,
         ops::failing_endpoints(store, FAILING_AFTER).await?,
     );
     let mut wanted = Vec::new();

@@ -391,16 +391,32 @@ pub(super) async fn release_owner(
 }
 
 /// Dead-lettered jobs, newest first.
-pub async fn dead(store: &Store, limit: i64) -> StoreResult<Vec<DeadJob>> {
+pub async fn dead(store: &Store, after: Option<&str>, limit: i64) -> StoreResult<Vec<DeadJob>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = query(
-        "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
-         ORDER BY failed_at DESC, id LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    // Newest first; the cursor is a job id, the page continues past its (failed_at, id).
+    let rows = match after {
+        None => {
+            query(
+                "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
+                 ORDER BY failed_at DESC, id DESC LIMIT $1",
+            )
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+        Some(id) => {
+            query(
+                "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
+                 AND (failed_at, id) < (SELECT failed_at, id FROM jobs WHERE id = $1) \
+                 ORDER BY failed_at DESC, id DESC LIMIT $2",
+            )
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&mut *conn)
+            .await?
+        }
+    };
     rows.iter()
         .map(|r| {
             Ok(DeadJob {

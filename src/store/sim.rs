@@ -93,6 +93,16 @@ pub async fn find(
     row.map(|r| from_row(&r)).transpose()
 }
 
+/// Whether a transfer with this reference exists (a list cursor must name one).
+pub async fn exists(store: &Store, reference: &str) -> StoreResult<bool> {
+    let mut conn = store.reader().await?;
+    let row = query("SELECT 1 AS one FROM sim_transfers WHERE reference = $1")
+        .bind(reference)
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Settles a transfer now with `outcome` (a provider webhook does this). False if unknown.
 pub async fn settle(
     store: &Store,
@@ -179,29 +189,40 @@ async fn mark_notified_in(conn: &mut Conn, reference: &str, at: Timestamp) -> St
 pub async fn list(
     store: &Store,
     payment_id: Option<&str>,
+    after: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<SimTransfer>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = match payment_id {
-        Some(p) => {
-            query(dynamic(format!(
-                "SELECT {COLUMNS} FROM sim_transfers WHERE payment_id = $1 ORDER BY created_at, leg LIMIT $2"
-            )))
-            .bind(p)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        None => {
-            query(dynamic(format!(
-                "SELECT {COLUMNS} FROM sim_transfers ORDER BY created_at DESC, reference LIMIT $1"
-            )))
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
+    // One payment's transfers oldest first, all of them newest first; the cursor is a
+    // reference, the page continues past its (created_at, reference).
+    let (dir, cmp) = if payment_id.is_some() {
+        ("ASC", ">")
+    } else {
+        ("DESC", "<")
     };
+    let mut sql = format!("SELECT {COLUMNS} FROM sim_transfers WHERE 1 = 1");
+    let mut args = Vec::new();
+    if let Some(p) = payment_id {
+        args.push(p);
+        sql.push_str(&format!(" AND payment_id = ${}", args.len()));
+    }
+    if let Some(a) = after {
+        args.push(a);
+        sql.push_str(&format!(
+            " AND (created_at, reference) {cmp} (SELECT created_at, reference FROM sim_transfers WHERE reference = ${})",
+            args.len()
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at {dir}, reference {dir} LIMIT ${}",
+        args.len() + 1
+    ));
+    let mut q = query(dynamic(sql));
+    for a in args {
+        q = q.bind(a);
+    }
+    let rows = q.bind(limit).fetch_all(&mut *conn).await?;
     rows.iter().map(from_row).collect()
 }
 

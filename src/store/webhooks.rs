@@ -288,33 +288,41 @@ pub async fn list_deliveries(
     store: &Store,
     merchant_id: &str,
     payment_id: Option<&str>,
+    after: Option<&str>,
     limit: i64,
 ) -> StoreResult<Vec<Delivery>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = match payment_id {
-        Some(p) => {
-            query(super::dynamic(format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 AND payment_id = $2 \
-                 ORDER BY created_at, delivery_id LIMIT $3"
-            )))
-            .bind(merchant_id)
-            .bind(p)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        None => {
-            query(super::dynamic(format!(
-                "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1 \
-                 ORDER BY created_at DESC, delivery_id LIMIT $2"
-            )))
-            .bind(merchant_id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
+    // One payment's attempts read oldest first (a story); all of them newest first (a log).
+    // The cursor is a delivery id: the page continues past its (created_at, id).
+    let (dir, cmp) = if payment_id.is_some() {
+        ("ASC", ">")
+    } else {
+        ("DESC", "<")
     };
+    let mut sql =
+        format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1");
+    let mut q = Vec::new();
+    if let Some(p) = payment_id {
+        q.push(p);
+        sql.push_str(&format!(" AND payment_id = ${}", q.len() + 1));
+    }
+    if let Some(a) = after {
+        q.push(a);
+        sql.push_str(&format!(
+            " AND (created_at, delivery_id) {cmp} (SELECT created_at, delivery_id FROM webhook_deliveries WHERE delivery_id = ${})",
+            q.len() + 1
+        ));
+    }
+    sql.push_str(&format!(
+        " ORDER BY created_at {dir}, delivery_id {dir} LIMIT ${}",
+        q.len() + 2
+    ));
+    let mut query = query(super::dynamic(sql)).bind(merchant_id);
+    for v in q {
+        query = query.bind(v);
+    }
+    let rows = query.bind(limit).fetch_all(&mut *conn).await?;
     rows.iter().map(delivery_from_row).collect()
 }
 

@@ -185,3 +185,19 @@ async fn an_onramp_outage_neither_dead_letters_the_step_nor_blocks_cancel() {
     let cancelled = expect_status(resp, 200).await;
     assert_eq!(cancelled["status"], "CANCELLED");
 }
+
+/// Dead jobs page by cursor, newest first.
+#[tokio::test]
+async fn dead_jobs_page_by_cursor() {
+    let Some(app) = app_with_dead_offramp().await else { return };
+    for _ in 0..3 {
+        app.pay(&app.merchant_key, payment_body("dst")).await;
+    }
+    wait_until("three dead jobs", async || {
+        let v = expect_status(app.get("/v1/admin/jobs/dead", &app.admin_key).await, 200).await;
+        v["data"].as_array().unwrap().len() == 3
+    })
+    .await;
+    let ids = app.page_through("/v1/admin/jobs/dead", &app.admin_key, "id", 2).await;
+    assert_eq!(ids.len(), 3, "{ids:?}");
+}

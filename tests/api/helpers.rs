@@ -184,6 +184,72 @@ impl TestApp {
         v
     }
 
+    /// Pages through the list at `path` (which may carry a filter) `limit` items at a time by
+    /// its cursor, checking each page's `has_more` and `next_cursor`, and returns the `id_field`
+    /// of every item in order. Also checks that the whole list in one page is the same, and
+    /// that a cursor naming nothing is a 400.
+    pub async fn page_through(
+        &self,
+        path: &str,
+        key: &str,
+        id_field: &str,
+        limit: usize,
+    ) -> Vec<String> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let ids = |page: &Value| -> Vec<String> {
+            page["data"]
+                .as_array()
+                .expect("data")
+                .iter()
+                .map(|item| item[id_field].as_str().expect("id").to_owned())
+                .collect()
+        };
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let url = match &cursor {
+                None => format!("{path}{sep}limit={limit}"),
+                Some(c) => format!("{path}{sep}limit={limit}&starting_after={c}"),
+            };
+            let r = self.get(&url, key).await;
+            assert_eq!(r.status(), 200, "{url}");
+            let page: Value = r.json().await.expect("page");
+            let got = ids(&page);
+            assert!(got.len() <= limit, "{url}: {page}");
+            let more = page["has_more"].as_bool().expect("has_more");
+            if more {
+                assert_eq!(got.len(), limit, "{url}: a page with more after it is full");
+                assert_eq!(
+                    page["next_cursor"].as_str(),
+                    got.last().map(String::as_str),
+                    "{url}"
+                );
+            } else {
+                assert!(page["next_cursor"].is_null(), "{url}: {page}");
+            }
+            seen.extend(got);
+            if !more {
+                break;
+            }
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+            assert!(seen.len() < 10_000, "{path} never ends");
+        }
+        let whole: Value = self
+            .get(&format!("{path}{sep}limit=100"), key)
+            .await
+            .json()
+            .await
+            .expect("list");
+        assert_eq!(ids(&whole), seen, "{path}: pages in order, each item once");
+        let r = self
+            .get(&format!("{path}{sep}starting_after=nothing_like_it"), key)
+            .await;
+        assert_eq!(r.status(), 400, "{path}: an unknown cursor");
+        let r = self.get(&format!("{path}{sep}limit=0"), key).await;
+        assert_eq!(r.status(), 400, "{path}: limit 0");
+        seen
+    }
+
     /// Polls a payment until its status is one of `statuses` (panics after 60 s).
     pub async fn wait_for_status(&self, key: &str, payment_id: &str, statuses: &[&str]) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

@@ -358,3 +358,34 @@ async fn a_settled_onramp_is_paid_out_in_the_same_job_run() {
     assert_eq!(status(&p), "COMPLETED");
     assert_eq!(states(&p), HAPPY_PATH);
 }
+
+/// The sandbox's transfers page by cursor: newest first, or oldest first for one payment.
+#[tokio::test]
+async fn sandbox_transfers_page_by_cursor() {
+    let Some(app) = spawn_app().await else { return };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
+        let p = app
+            .pay(&app.merchant_key, body(&quote, "user123", "merchant456"))
+            .await;
+        let id = p["payment_id"].as_str().expect("payment_id").to_owned();
+        app.wait_for_status(&app.merchant_key, &id, &["COMPLETED"]).await;
+        ids.push(id);
+    }
+    let all = app
+        .page_through("/v1/sandbox/transfers", &app.admin_key, "reference", 1)
+        .await;
+    assert_eq!(all.len(), 4, "an onramp and an offramp per payment: {all:?}");
+    let one = app
+        .page_through(
+            &format!("/v1/sandbox/transfers?payment_id={}", ids[0]),
+            &app.admin_key,
+            "reference",
+            1,
+        )
+        .await;
+    assert_eq!(one.len(), 2, "{one:?}");
+    // Newest first overall: the second payment's transfers come first.
+    assert!(one.iter().all(|r| all[2..].contains(r)), "{all:?} / {one:?}");
+}

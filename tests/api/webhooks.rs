@@ -495,3 +495,38 @@ async fn one_merchants_silent_endpoints_starve_neither_payments_nor_other_mercha
         })
         .await;
 }
+
+/// The delivery log pages by cursor: newest first, or oldest first for one payment.
+#[tokio::test]
+async fn the_delivery_log_pages_by_cursor() {
+    let Some(app) = spawn_app_with(fast_webhooks).await else { return };
+    let ok = receiver(Mode::Ok).await;
+    add_endpoint(&app, &ok.url, None).await;
+    let first = completed_payment(&app).await;
+    completed_payment(&app).await;
+    ok.wait_for("two completions", |h| of_type(h, "payment.completed").len() == 2)
+        .await;
+    // Every attempt so far is recorded once its answer came back; wait for the log to hold
+    // all the events the receiver got.
+    let received = ok.hits.lock().unwrap().len();
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        all = app
+            .page_through("/v1/webhook-deliveries", &app.merchant_key, "id", 2)
+            .await;
+        if all.len() >= received {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(all.len() >= received && received >= 8, "{received} received, {} logged", all.len());
+    let one = app
+        .page_through(
+            &format!("/v1/webhook-deliveries?payment_id={first}"),
+            &app.merchant_key,
+            "id",
+            3,
+        )
+        .await;
+    assert!(one.len() >= 4, "{one:?}");
+}

@@ -410,7 +410,7 @@ pub async fn payment(
     let history = payments::history(store, &id).await?;
     let job_rows = jobs::for_payment(store, &id, 20).await?;
     let deliveries =
-        webhooks::list_deliveries(store, &p.merchant_id, Some(&id), DELIVERIES_SHOWN).await?;
+        webhooks::list_deliveries(store, &p.merchant_id, Some(&id), None, DELIVERIES_SHOWN).await?;
     let view = crate::views::view(&p, &history);
 
     let mut b = String::new();
@@ -620,7 +620,7 @@ pub async fn dead_jobs(
     let outcome = query(outcome)?;
     let now = dash.app.now();
     let store = dash.app.store();
-    let dead = jobs::dead(store, DEAD_JOBS_SHOWN).await?;
+    let dead = jobs::dead(store, None, DEAD_JOBS_SHOWN).await?;
     let total = jobs::stats(store, now).await?.dead;
     let mut b = String::new();
     if dead.is_empty() {
