@@ -25,7 +25,7 @@ use super::{
         operations::retry_payment, operations::dead_jobs, operations::redrive, operations::alerts,
     ),
     components(schemas(error::ErrorBody)),
-    modifiers(&Bearer, &CommonResponses, &Constraints),
+    modifiers(&Bearer, &CommonResponses, &Constraints, &Links),
     tags(
         (name = "quotes", description = "Rate-locked quotes"),
         (name = "payments", description = "Payments and their state machine"),
@@ -196,6 +196,85 @@ fn operations(
             .map(move |op| (path.clone(), op))
         })
         .collect()
+}
+
+/// Response links of the stateful flows — a quote is paid with and read back by its id, a
+/// payment read and cancelled by its id — so a client (or a stateful fuzzer) knows which
+/// value of one answer feeds which next call.
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::link::LinkBuilder;
+        let by_id = |op: &str, param: &str, field: &str, description: &str| {
+            LinkBuilder::new()
+                .operation_id(op)
+                .parameter(param, format!("$response.body#/{field}"))
+                .description(description)
+                .build()
+        };
+        let flows: [(&str, &str, Vec<(&str, utoipa::openapi::link::Link)>); 2] = [
+            (
+                "create_quote",
+                "200",
+                vec![
+                    (
+                        "PayWithQuote",
+                        LinkBuilder::new()
+                            .operation_id("create_payment")
+                            .request_body(Some(serde_json::json!({
+                                "quote_id": "$response.body#/quote_id"
+                            })))
+                            .description("Pay with the quote (its rate and fees are locked).")
+                            .build(),
+                    ),
+                    (
+                        "GetQuote",
+                        by_id("get_quote", "quote_id", "quote_id", "Read the quote back."),
+                    ),
+                ],
+            ),
+            (
+                "create_payment",
+                "202",
+                vec![
+                    (
+                        "GetPayment",
+                        by_id(
+                            "get_payment",
+                            "payment_id",
+                            "payment_id",
+                            "Follow the payment.",
+                        ),
+                    ),
+                    (
+                        "CancelPayment",
+                        by_id(
+                            "cancel_payment",
+                            "payment_id",
+                            "payment_id",
+                            "Cancel it while it is still PENDING.",
+                        ),
+                    ),
+                ],
+            ),
+        ];
+        for (_, op) in operations(openapi) {
+            for (id, status, links) in &flows {
+                if op.operation_id.as_deref() != Some(id) {
+                    continue;
+                }
+                if let Some(RefOr::T(response)) = op.responses.responses.get_mut(*status) {
+                    for (name, link) in links {
+                        response
+                            .links
+                            .insert((*name).to_owned(), RefOr::T(link.clone()));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// An id's shape as a pattern (see `domain::ids`).

@@ -240,6 +240,25 @@ async fn the_document_enumerates_response_codes_and_states_and_types_the_fee_sch
     }
 }
 
+/// The stateful flows are linked: a quote's answer feeds a payment and a quote read, a
+/// payment's answer feeds its read and its cancel.
+#[tokio::test]
+async fn the_document_links_quote_to_payment_and_payment_to_get_and_cancel() {
+    let Some(app) = spawn_app().await else { return };
+    let doc = expect_status(get_public(&app, "/openapi.json").await, 200).await;
+    let links = |path: &str, status: &str| doc["paths"][path]["post"]["responses"][status]["links"].clone();
+    let quote = links("/v1/quotes", "200");
+    assert_eq!(quote["PayWithQuote"]["operationId"], "create_payment", "{quote}");
+    assert_eq!(quote["PayWithQuote"]["requestBody"]["quote_id"], "$response.body#/quote_id");
+    assert_eq!(quote["GetQuote"]["operationId"], "get_quote");
+    assert_eq!(quote["GetQuote"]["parameters"]["quote_id"], "$response.body#/quote_id");
+    let payment = links("/v1/payments", "202");
+    for (name, op) in [("GetPayment", "get_payment"), ("CancelPayment", "cancel_payment")] {
+        assert_eq!(payment[name]["operationId"], op, "{payment}");
+        assert_eq!(payment[name]["parameters"]["payment_id"], "$response.body#/payment_id");
+    }
+}
+
 #[tokio::test]
 async fn docs_page_renders_from_locally_served_assets() {
     let Some(app) = spawn_app().await else { return };
