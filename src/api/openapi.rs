@@ -198,6 +198,13 @@ fn operations(
         .collect()
 }
 
+/// An operation, the status of its answer, and the links from that answer by name.
+type Flow = (
+    &'static str,
+    &'static str,
+    Vec<(&'static str, utoipa::openapi::link::Link)>,
+);
+
 /// Response links of the stateful flows — a quote is paid with and read back by its id, a
 /// payment read and cancelled by its id — so a client (or a stateful fuzzer) knows which
 /// value of one answer feeds which next call.
@@ -214,7 +221,7 @@ impl Modify for Links {
                 .description(description)
                 .build()
         };
-        let flows: [(&str, &str, Vec<(&str, utoipa::openapi::link::Link)>); 2] = [
+        let flows: [Flow; 2] = [
             (
                 "create_quote",
                 "200",
