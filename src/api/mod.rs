@@ -34,9 +34,10 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::service::Service;
@@ -115,69 +116,53 @@ impl AppState {
     }
 }
 
-/// The full router.
+/// The full router. Each route is registered once, with its handler's OpenAPI operation
+/// (`routes!`), so the served document cannot list a route the router lacks or miss one.
 pub fn router(state: AppState) -> Router {
-    let v1 = Router::new()
-        .route("/v1/corridors", get(corridors::list))
-        .route("/v1/rates", get(corridors::rate))
-        .route("/v1/quotes", post(quotes::create))
-        .route("/v1/quotes/{quote_id}", get(quotes::get))
-        .route("/v1/payments", post(payments::create).get(payments::list))
-        .route("/v1/payments/{payment_id}", get(payments::get))
-        .route("/v1/payments/{payment_id}/cancel", post(payments::cancel))
-        .route(
-            "/v1/webhook-endpoints",
-            post(webhooks::create).get(webhooks::list),
-        )
-        .route(
-            "/v1/webhook-endpoints/{id}",
-            axum::routing::delete(webhooks::delete),
-        )
-        .route(
-            "/v1/webhook-endpoints/{id}/rotate-secret",
-            post(webhooks::rotate_secret),
-        )
-        .route("/v1/webhook-deliveries", get(webhooks::deliveries))
-        .route("/v1/webhook-deliveries/{id}/retry", post(webhooks::retry))
-        .route(
-            "/v1/provider-webhooks/{provider}",
-            post(provider_webhooks::receive),
-        )
-        .route("/v1/admin/merchants", post(admin::create))
-        .route(
-            "/v1/admin/merchants/{merchant_id}/rotate-key",
-            post(operations::rotate_key),
-        )
-        .route("/v1/admin/rates", get(operations::pins))
-        .route(
-            "/v1/admin/rates/{from}/{to}",
-            axum::routing::put(operations::pin).delete(operations::unpin),
-        )
-        .route(
-            "/v1/admin/payments/{id}/retry",
-            post(operations::retry_payment),
-        )
-        .route("/v1/admin/jobs/dead", get(operations::dead_jobs))
-        .route("/v1/admin/jobs/{id}/redrive", post(operations::redrive))
-        .route("/v1/admin/alerts", get(operations::alerts))
-        .route("/v1/sandbox/transfers", get(admin::transfers))
-        .layer(middleware::from_fn_with_state(state.clone(), timeout));
+    let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(corridors::list))
+        .routes(routes!(corridors::rate))
+        .routes(routes!(quotes::create))
+        .routes(routes!(quotes::get))
+        .routes(routes!(payments::create, payments::list))
+        .routes(routes!(payments::get))
+        .routes(routes!(payments::cancel))
+        .routes(routes!(webhooks::create, webhooks::list))
+        .routes(routes!(webhooks::delete))
+        .routes(routes!(webhooks::rotate_secret))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::retry))
+        .routes(routes!(provider_webhooks::receive))
+        .routes(routes!(admin::create))
+        .routes(routes!(operations::rotate_key))
+        .routes(routes!(operations::pins))
+        .routes(routes!(operations::pin, operations::unpin))
+        .routes(routes!(operations::retry_payment))
+        .routes(routes!(operations::dead_jobs))
+        .routes(routes!(operations::redrive))
+        .routes(routes!(operations::alerts))
+        .routes(routes!(admin::transfers))
+        .layer(middleware::from_fn_with_state(state.clone(), timeout))
+        .split_for_parts();
+    let (ops, ops_doc) = ops_routes().split_for_parts();
+    let mut doc = doc;
+    doc.merge(ops_doc);
     let api = Router::new()
         .merge(v1)
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::ApiDoc::openapi()));
-    with_common_layers(api.merge(ops_routes()), state.clone()).merge(dashboard::router(state))
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", openapi::finish(doc)));
+    with_common_layers(api.merge(ops), state.clone()).merge(dashboard::router(state))
 }
 
 /// The router of a `--role worker` process: health and metrics only.
 pub fn ops_router(state: AppState) -> Router {
-    with_common_layers(ops_routes(), state)
+    with_common_layers(ops_routes().split_for_parts().0, state)
 }
 
-fn ops_routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::render))
+fn ops_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(metrics::render))
 }
 
 fn with_common_layers(routes: Router<AppState>, state: AppState) -> Router {

@@ -3,29 +3,13 @@
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{
-    admin, corridors, error, health, metrics, operations, payments, provider_webhooks, quotes,
-    webhooks,
-};
+use super::error;
 
 /// The API description served at `/openapi.json`.
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Corridor", description = "Cross-border payments on stablecoin rails: rate-locked quotes and a durable payment state machine. Amounts are integers in minor units; rates are exact decimals."),
-    paths(
-        health::healthz, health::readyz, metrics::render,
-        corridors::list, corridors::rate,
-        quotes::create, quotes::get,
-        payments::create, payments::get, payments::list, payments::cancel,
-        webhooks::create, webhooks::list, webhooks::delete, webhooks::rotate_secret,
-        webhooks::deliveries, webhooks::retry,
-        provider_webhooks::receive,
-        admin::create, admin::transfers,
-        operations::rotate_key, operations::pin, operations::unpin, operations::pins,
-        operations::retry_payment, operations::dead_jobs, operations::redrive, operations::alerts,
-    ),
     components(schemas(error::ErrorBody)),
-    modifiers(&Bearer, &CommonResponses, &Constraints, &Links),
     tags(
         (name = "quotes", description = "Rate-locked quotes"),
         (name = "payments", description = "Payments and their state machine"),
@@ -37,6 +21,21 @@ use super::{
     )
 )]
 pub struct ApiDoc;
+
+/// The served document: [`ApiDoc`] with the operations the router registered (`api::router`),
+/// then the shared responses, the input rules and the links written into it — after the
+/// paths are in, since each of those works on the operations.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    for m in [
+        &Bearer as &dyn Modify,
+        &CommonResponses,
+        &Constraints,
+        &Links,
+    ] {
+        m.modify(&mut doc);
+    }
+    doc
+}
 
 struct Bearer;
 
