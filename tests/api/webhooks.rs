@@ -506,19 +506,29 @@ async fn the_delivery_log_pages_by_cursor() {
     completed_payment(&app).await;
     ok.wait_for("two completions", |h| of_type(h, "payment.completed").len() == 2)
         .await;
-    // Every attempt so far is recorded once its answer came back; wait for the log to hold
-    // all the events the receiver got.
-    let received = ok.hits.lock().unwrap().len();
-    let mut all = Vec::new();
+    // Deliveries of the earlier events may still be on their way: wait until the log holds
+    // every attempt the receiver got and stops growing, so the pages see one fixed log.
+    let logged = async || -> usize {
+        let v = expect_status(
+            app.get("/v1/webhook-deliveries?limit=100", &app.merchant_key).await,
+            200,
+        )
+        .await;
+        v["data"].as_array().map_or(0, Vec::len)
+    };
+    let mut last = usize::MAX;
     for _ in 0..100 {
-        all = app
-            .page_through("/v1/webhook-deliveries", &app.merchant_key, "id", 2)
-            .await;
-        if all.len() >= received {
+        let n = logged().await;
+        if n == last && n >= ok.hits.lock().unwrap().len() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        last = n;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let received = ok.hits.lock().unwrap().len();
+    let all = app
+        .page_through("/v1/webhook-deliveries", &app.merchant_key, "id", 2)
+        .await;
     assert!(all.len() >= received && received >= 8, "{received} received, {} logged", all.len());
     let one = app
         .page_through(
