@@ -119,7 +119,7 @@ impl AppState {
 /// The full router. Each route is registered once, with its handler's OpenAPI operation
 /// (`routes!`), so the served document cannot list a route the router lacks or miss one.
 pub fn router(state: AppState) -> Router {
-    let (v1, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+    let (v1, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(corridors::list))
         .routes(routes!(corridors::rate))
         .routes(routes!(quotes::create))
@@ -145,7 +145,6 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .split_for_parts();
     let (ops, ops_doc) = ops_routes().split_for_parts();
-    let mut doc = doc;
     doc.merge(ops_doc);
     let api = Router::new()
         .merge(v1)

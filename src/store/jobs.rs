@@ -390,33 +390,20 @@ pub(super) async fn release_owner(
     Ok(r.rows_affected())
 }
 
-/// Dead-lettered jobs, newest first.
+/// A page of dead-lettered jobs, newest first, after the job `after`.
 pub async fn dead(store: &Store, after: Option<&str>, limit: i64) -> StoreResult<Vec<DeadJob>> {
     let mut conn = store.reader().await?;
-    let conn = &mut *conn;
-    // Newest first; the cursor is a job id, the page continues past its (failed_at, id).
-    let rows = match after {
-        None => {
-            query(
-                "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
-                 ORDER BY failed_at DESC, id DESC LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-        Some(id) => {
-            query(
-                "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs WHERE state = 'dead' \
-                 AND (failed_at, id) < (SELECT failed_at, id FROM jobs WHERE id = $1) \
-                 ORDER BY failed_at DESC, id DESC LIMIT $2",
-            )
-            .bind(id)
-            .bind(limit)
-            .fetch_all(&mut *conn)
-            .await?
-        }
-    };
+    let rows = super::sql::Keyset {
+        select: "SELECT id, kind, payment_id, attempts, last_error, failed_at FROM jobs".into(),
+        table: "jobs",
+        scope: "state = 'dead'",
+        order: "failed_at",
+        id: "id",
+        ascending: false,
+    }
+    .page(&[], after, limit)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter()
         .map(|r| {
             Ok(DeadJob {

@@ -193,36 +193,19 @@ pub async fn list(
     limit: i64,
 ) -> StoreResult<Vec<SimTransfer>> {
     let mut conn = store.reader().await?;
-    let conn = &mut *conn;
-    // One payment's transfers oldest first, all of them newest first; the cursor is a
-    // reference, the page continues past its (created_at, reference).
-    let (dir, cmp) = if payment_id.is_some() {
-        ("ASC", ">")
-    } else {
-        ("DESC", "<")
-    };
-    let mut sql = format!("SELECT {COLUMNS} FROM sim_transfers WHERE 1 = 1");
-    let mut args = Vec::new();
-    if let Some(p) = payment_id {
-        args.push(p);
-        sql.push_str(&format!(" AND payment_id = ${}", args.len()));
+    // One payment's transfers oldest first, all of them newest first.
+    let filters: Vec<_> = payment_id.map(|p| ("payment_id", p)).into_iter().collect();
+    let rows = super::sql::Keyset {
+        select: format!("SELECT {COLUMNS} FROM sim_transfers"),
+        table: "sim_transfers",
+        scope: "1 = 1",
+        order: "created_at",
+        id: "reference",
+        ascending: payment_id.is_some(),
     }
-    if let Some(a) = after {
-        args.push(a);
-        sql.push_str(&format!(
-            " AND (created_at, reference) {cmp} (SELECT created_at, reference FROM sim_transfers WHERE reference = ${})",
-            args.len()
-        ));
-    }
-    sql.push_str(&format!(
-        " ORDER BY created_at {dir}, reference {dir} LIMIT ${}",
-        args.len() + 1
-    ));
-    let mut q = query(dynamic(sql));
-    for a in args {
-        q = q.bind(a);
-    }
-    let rows = q.bind(limit).fetch_all(&mut *conn).await?;
+    .page(&filters, after, limit)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter().map(from_row).collect()
 }
 

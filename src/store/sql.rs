@@ -144,10 +144,72 @@ impl Query {
 
     /// Runs a statement that must return a row.
     pub(crate) async fn fetch_one(self, conn: &mut Conn) -> StoreResult<Row> {
-        let sql = self.sql.clone();
-        self.fetch_optional(conn)
+        let Query { sql, args } = self;
+        conn.run(&sql.0, args, true)
             .await?
+            .1
+            .into_iter()
+            .next()
             .ok_or_else(|| StoreError::Corrupt(format!("no row returned by `{}`", sql.0)))
+    }
+}
+
+/// A page of one table in keyset order — by `(order, id)`, ascending or descending — after
+/// the row whose `id` is the cursor: the one shape of every cursor-paginated list but
+/// payments'. `filters` are `column = value` conditions on top of the fixed `scope`.
+pub(crate) struct Keyset {
+    /// `SELECT … FROM table`.
+    pub(crate) select: String,
+    /// The table (for the cursor's row).
+    pub(crate) table: &'static str,
+    /// A fixed condition (`1 = 1` for none).
+    pub(crate) scope: &'static str,
+    /// The ordering column.
+    pub(crate) order: &'static str,
+    /// The unique id column (tie-break and cursor).
+    pub(crate) id: &'static str,
+    /// Oldest first (else newest first).
+    pub(crate) ascending: bool,
+}
+
+impl Keyset {
+    /// The page query: at most `limit` rows matching `filters`, after `after` if given.
+    pub(crate) fn page(&self, filters: &[(&str, &str)], after: Option<&str>, limit: i64) -> Query {
+        let Keyset {
+            select,
+            table,
+            scope,
+            order,
+            id,
+            ascending,
+        } = self;
+        let (dir, cmp) = if *ascending {
+            ("ASC", ">")
+        } else {
+            ("DESC", "<")
+        };
+        let mut sql = format!("{select} WHERE {scope}");
+        let mut args: Vec<Arg> = Vec::new();
+        for (column, value) in filters {
+            args.push((*value).into());
+            sql.push_str(&format!(" AND {column} = ${}", args.len()));
+        }
+        if let Some(a) = after {
+            args.push(a.into());
+            sql.push_str(&format!(
+                " AND ({order}, {id}) {cmp} (SELECT {order}, {id} FROM {table} WHERE {id} = ${})",
+                args.len()
+            ));
+        }
+        args.push(limit.into());
+        sql.push_str(&format!(
+            " ORDER BY {order} {dir}, {id} {dir} LIMIT ${}",
+            args.len()
+        ));
+        Query {
+            sql: dynamic(sql),
+            args,
+        }
     }
 }
 
@@ -202,8 +264,9 @@ impl Exec for sqlx::AnyConnection {
     }
 }
 
-/// A SQLite connection owned by one thread (the group-commit writer): statements prepared
-/// once and cached by their text, run in place.
+/// A SQLite connection run in place by its holder (the group-commit writer, or a reader of
+/// [`LitePool`]), with statements prepared once and cached by their text; the `&str` names the
+/// connection's role in `corridor_db_statements_total`.
 pub(crate) struct Lite(pub(crate) rusqlite::Connection, pub(crate) &'static str);
 
 impl Lite {
@@ -236,6 +299,11 @@ impl Lite {
         let mut out = Vec::new();
         let mut cursor = stmt.raw_query();
         while let Some(r) = cursor.next()? {
+            // A statement run for its effect (a write with RETURNING) is stepped to the end,
+            // its rows not kept.
+            if !rows {
+                continue;
+            }
             let mut values = Vec::with_capacity(width);
             for i in 0..width {
                 values.push(r.get::<_, Value>(i)?);
@@ -251,7 +319,7 @@ impl Lite {
         } else {
             self.0.changes()
         };
-        Ok((changed, if rows { out } else { Vec::new() }))
+        Ok((changed, out))
     }
 }
 

@@ -283,7 +283,8 @@ fn delivery_from_row(r: &Row) -> StoreResult<Delivery> {
     })
 }
 
-/// Delivery attempts of a merchant, for one payment or all, oldest first, bounded.
+/// A page of a merchant's delivery attempts, for one payment (oldest first) or all (newest
+/// first), after the attempt `after`.
 pub async fn list_deliveries(
     store: &Store,
     merchant_id: &str,
@@ -292,37 +293,20 @@ pub async fn list_deliveries(
     limit: i64,
 ) -> StoreResult<Vec<Delivery>> {
     let mut conn = store.reader().await?;
-    let conn = &mut *conn;
     // One payment's attempts read oldest first (a story); all of them newest first (a log).
-    // The cursor is a delivery id: the page continues past its (created_at, id).
-    let (dir, cmp) = if payment_id.is_some() {
-        ("ASC", ">")
-    } else {
-        ("DESC", "<")
-    };
-    let mut sql =
-        format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE merchant_id = $1");
-    let mut q = Vec::new();
-    if let Some(p) = payment_id {
-        q.push(p);
-        sql.push_str(&format!(" AND payment_id = ${}", q.len() + 1));
+    let mut filters = vec![("merchant_id", merchant_id)];
+    filters.extend(payment_id.map(|p| ("payment_id", p)));
+    let rows = super::sql::Keyset {
+        select: format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries"),
+        table: "webhook_deliveries",
+        scope: "1 = 1",
+        order: "created_at",
+        id: "delivery_id",
+        ascending: payment_id.is_some(),
     }
-    if let Some(a) = after {
-        q.push(a);
-        sql.push_str(&format!(
-            " AND (created_at, delivery_id) {cmp} (SELECT created_at, delivery_id FROM webhook_deliveries WHERE delivery_id = ${})",
-            q.len() + 1
-        ));
-    }
-    sql.push_str(&format!(
-        " ORDER BY created_at {dir}, delivery_id {dir} LIMIT ${}",
-        q.len() + 2
-    ));
-    let mut query = query(super::dynamic(sql)).bind(merchant_id);
-    for v in q {
-        query = query.bind(v);
-    }
-    let rows = query.bind(limit).fetch_all(&mut *conn).await?;
+    .page(&filters, after, limit)
+    .fetch_all(&mut *conn)
+    .await?;
     rows.iter().map(delivery_from_row).collect()
 }
 
