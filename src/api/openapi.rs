@@ -96,78 +96,76 @@ impl Modify for CommonResponses {
             }
         };
         for (path, op) in operations(openapi) {
-            {
-                let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
-                let params = op.parameters.iter().flatten().filter_map(|p| match p {
-                    RefOr::T(p) => Some(p),
-                    RefOr::Ref(_) => None,
-                });
-                let (mut has_path, mut has_query) = (false, false);
-                for p in params {
-                    has_path |= matches!(p.parameter_in, ParameterIn::Path);
-                    has_query |= matches!(p.parameter_in, ParameterIn::Query)
-                        && matches!(p.required, Required::True | Required::False);
-                }
-                let has_body = op.request_body.is_some();
-                let is_v1 = path.starts_with("/v1/");
-                if is_v1 && (has_path || has_query || has_body) {
-                    add(op, "400", "The request is invalid (error format)");
-                }
-                if secured || path.starts_with("/v1/provider-webhooks/") {
-                    add(op, "401", "Missing or invalid credentials (error format)");
-                }
-                if secured {
-                    add(op, "403", "The key may not call this route (error format)");
-                    add(
-                        op,
-                        "429",
-                        "Too many requests: the key's rate limit, or too many unknown keys from this address (error format)",
-                    );
-                }
-                if has_path {
-                    add(op, "404", "Not found (error format)");
-                }
-                if has_body {
-                    add(
-                        op,
-                        "408",
-                        "The request body did not arrive in time (error format)",
-                    );
-                    add(op, "413", "Body over 64 KiB (error format)");
-                    add(
-                        op,
-                        "415",
-                        "Not `application/json`, or a `Content-Encoding` other than identity (error format)",
-                    );
-                }
-                if is_v1 || path == "/readyz" {
-                    add(
-                        op,
-                        "503",
-                        "Temporarily unavailable: retry later (error format)",
-                    );
-                }
-                let idempotent = op.parameters.iter().flatten().any(
-                    |p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("Idempotency-Key")),
+            let secured = op.security.as_ref().is_some_and(|s| !s.is_empty());
+            let params = op.parameters.iter().flatten().filter_map(|p| match p {
+                RefOr::T(p) => Some(p),
+                RefOr::Ref(_) => None,
+            });
+            let (mut has_path, mut has_query) = (false, false);
+            for p in params {
+                has_path |= matches!(p.parameter_in, ParameterIn::Path);
+                has_query |= matches!(p.parameter_in, ParameterIn::Query)
+                    && matches!(p.required, Required::True | Required::False);
+            }
+            let has_body = op.request_body.is_some();
+            let is_v1 = path.starts_with("/v1/");
+            if is_v1 && (has_path || has_query || has_body) {
+                add(op, "400", "The request is invalid (error format)");
+            }
+            if secured || path.starts_with("/v1/provider-webhooks/") {
+                add(op, "401", "Missing or invalid credentials (error format)");
+            }
+            if secured {
+                add(op, "403", "The key may not call this route (error format)");
+                add(
+                    op,
+                    "429",
+                    "Too many requests: the key's rate limit, or too many unknown keys from this address (error format)",
                 );
-                // Every answer names its request, for support and for the logs.
-                for resp in op.responses.responses.values_mut() {
-                    if let RefOr::T(resp) = resp {
-                        if idempotent {
-                            resp.headers.insert(
-                                "Idempotent-Replayed".into(),
-                                RefOr::T(string_header(
-                                    "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
-                                )),
-                            );
-                        }
+            }
+            if has_path {
+                add(op, "404", "Not found (error format)");
+            }
+            if has_body {
+                add(
+                    op,
+                    "408",
+                    "The request body did not arrive in time (error format)",
+                );
+                add(op, "413", "Body over 64 KiB (error format)");
+                add(
+                    op,
+                    "415",
+                    "Not `application/json`, or a `Content-Encoding` other than identity (error format)",
+                );
+            }
+            if is_v1 || path == "/readyz" {
+                add(
+                    op,
+                    "503",
+                    "Temporarily unavailable: retry later (error format)",
+                );
+            }
+            let idempotent = op.parameters.iter().flatten().any(
+                |p| matches!(p, RefOr::T(p) if p.name.eq_ignore_ascii_case("Idempotency-Key")),
+            );
+            // Every answer names its request, for support and for the logs.
+            for resp in op.responses.responses.values_mut() {
+                if let RefOr::T(resp) = resp {
+                    if idempotent {
                         resp.headers.insert(
-                            "X-Request-Id".into(),
+                            "Idempotent-Replayed".into(),
                             RefOr::T(string_header(
-                                "The request's id (the client's, when it sent a valid one)",
+                                "`true` when this is the stored answer of an earlier request with the same Idempotency-Key",
                             )),
                         );
                     }
+                    resp.headers.insert(
+                        "X-Request-Id".into(),
+                        RefOr::T(string_header(
+                            "The request's id (the client's, when it sent a valid one)",
+                        )),
+                    );
                 }
             }
         }
@@ -320,56 +318,54 @@ impl Modify for Constraints {
             .map(|s| s.as_str().to_owned())
             .collect();
         for (path, op) in operations(openapi) {
-            {
-                for p in op.parameters.iter_mut().flatten() {
-                    let RefOr::T(p) = p else { continue };
-                    let schema = match (p.name.as_str(), path.as_str()) {
-                        ("starting_after", "/v1/webhook-deliveries") => {
-                            text(id_pattern("whd_"), Some(40))
-                        }
-                        ("starting_after", "/v1/admin/jobs/dead") => text(
-                            format!("{}|^[a-z][a-z-]{{0,63}}$", id_pattern("")),
-                            Some(64),
-                        ),
-                        ("starting_after", "/v1/sandbox/transfers") => text(TEXT.into(), Some(255)),
-                        ("payment_id" | "starting_after", _) => text(id_pattern("pay_"), Some(40)),
-                        ("quote_id", _) => text(id_pattern("quote_"), Some(42)),
-                        ("merchant_id", _) => text(id_pattern("mer_"), Some(40)),
-                        ("id", p) if p.starts_with("/v1/webhook-endpoints/") => {
-                            text(id_pattern("we_"), Some(40))
-                        }
-                        ("id", p) if p.starts_with("/v1/webhook-deliveries/") => {
-                            text(id_pattern("whd_"), Some(40))
-                        }
-                        ("id", p) if p.starts_with("/v1/admin/payments/") => {
-                            text(id_pattern("pay_"), Some(40))
-                        }
-                        ("id", p) if p.starts_with("/v1/admin/jobs/") => text(
-                            format!("{}|^[a-z][a-z-]{{0,63}}$", id_pattern("")),
-                            Some(64),
-                        ),
-                        ("provider", _) => text("^[A-Za-z0-9._-]{1,64}$".into(), Some(64)),
-                        ("Idempotency-Key", _) => text("^[\\x20-\\x7E]{1,255}$".into(), Some(255)),
-                        ("from" | "to", _) => text(CURRENCY.into(), Some(3)),
-                        ("status", _) => Schema::Object(
-                            ObjectBuilder::new()
-                                .schema_type(Type::String)
-                                .enum_values(Some(states.clone()))
-                                .build(),
-                        ),
-                        ("limit", _) => Schema::Object(
-                            ObjectBuilder::new()
-                                .schema_type(Type::Integer)
-                                .minimum(Some(1))
-                                .maximum(Some(100))
-                                .build(),
-                        ),
-                        _ => continue,
-                    };
-                    p.schema = Some(RefOr::T(schema));
-                    if path == "/v1/rates" {
-                        p.required = Required::True;
+            for p in op.parameters.iter_mut().flatten() {
+                let RefOr::T(p) = p else { continue };
+                let schema = match (p.name.as_str(), path.as_str()) {
+                    ("starting_after", "/v1/webhook-deliveries") => {
+                        text(id_pattern("whd_"), Some(40))
                     }
+                    ("starting_after", "/v1/admin/jobs/dead") => text(
+                        format!("{}|^[a-z][a-z-]{{0,63}}$", id_pattern("")),
+                        Some(64),
+                    ),
+                    ("starting_after", "/v1/sandbox/transfers") => text(TEXT.into(), Some(255)),
+                    ("payment_id" | "starting_after", _) => text(id_pattern("pay_"), Some(40)),
+                    ("quote_id", _) => text(id_pattern("quote_"), Some(42)),
+                    ("merchant_id", _) => text(id_pattern("mer_"), Some(40)),
+                    ("id", p) if p.starts_with("/v1/webhook-endpoints/") => {
+                        text(id_pattern("we_"), Some(40))
+                    }
+                    ("id", p) if p.starts_with("/v1/webhook-deliveries/") => {
+                        text(id_pattern("whd_"), Some(40))
+                    }
+                    ("id", p) if p.starts_with("/v1/admin/payments/") => {
+                        text(id_pattern("pay_"), Some(40))
+                    }
+                    ("id", p) if p.starts_with("/v1/admin/jobs/") => text(
+                        format!("{}|^[a-z][a-z-]{{0,63}}$", id_pattern("")),
+                        Some(64),
+                    ),
+                    ("provider", _) => text("^[A-Za-z0-9._-]{1,64}$".into(), Some(64)),
+                    ("Idempotency-Key", _) => text("^[\\x20-\\x7E]{1,255}$".into(), Some(255)),
+                    ("from" | "to", _) => text(CURRENCY.into(), Some(3)),
+                    ("status", _) => Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .enum_values(Some(states.clone()))
+                            .build(),
+                    ),
+                    ("limit", _) => Schema::Object(
+                        ObjectBuilder::new()
+                            .schema_type(Type::Integer)
+                            .minimum(Some(1))
+                            .maximum(Some(100))
+                            .build(),
+                    ),
+                    _ => continue,
+                };
+                p.schema = Some(RefOr::T(schema));
+                if path == "/v1/rates" {
+                    p.required = Required::True;
                 }
             }
         }
