@@ -36,6 +36,120 @@ pub struct Bootstrap {
     pub merchant_key: Option<SecretString>,
 }
 
+/// Prepares a database for serving: the one-time bootstrap (admin key, demo merchant) and
+/// the recurring jobs. Returns the admin key's hash and what the bootstrap created.
+pub async fn prepare(
+    store: &Store,
+    cfg: &Config,
+    clock: &SharedClock,
+) -> Result<(String, Option<Bootstrap>), StartError> {
+    let boot = bootstrap(store, cfg, clock).await?;
+    let mut recurring = UnitOfWork::at(clock.now());
+    recurring
+        .push(janitor::ensure_scheduled(clock.now()))
+        .push(alerts::ensure_scheduled(clock.now()));
+    committed(store.commit(recurring).await?)?;
+    Ok(boot)
+}
+
+/// One Corridor process's use cases, workers and HTTP state over an open store: what
+/// `serve` runs, and what `corridor simulate` builds again after every crash it injects.
+pub struct Node {
+    /// The use cases.
+    pub service: Arc<Service>,
+    /// The workers (their loop is started by the caller, if at all).
+    pub engine: Arc<Engine>,
+    /// What the HTTP handlers run with.
+    pub state: AppState,
+}
+
+impl Node {
+    /// Builds the use cases, the engine (its random choices from `seed`) and the HTTP state
+    /// from `cfg`, with `providers` and the admin key's hash.
+    pub fn build(
+        cfg: &Config,
+        store: Store,
+        clock: SharedClock,
+        seed: u64,
+        providers: Providers,
+        admin_hash: String,
+    ) -> Result<Node, StartError> {
+        let corridors = cfg.corridor_table().map_err(StartError::Config)?;
+        let shared = clock;
+
+        let service = Arc::new(Service {
+            store: store.clone(),
+            clock: shared.clone(),
+            corridors,
+            rates: Arc::new(WithPins {
+                market: StaticTable {
+                    table: RateTable::static_default(),
+                    spread_bps: cfg.spread_bps,
+                },
+                store: store.clone(),
+            }),
+            providers,
+            settings: Settings {
+                quote_ttl_ms: i64::try_from(cfg.quote_ttl.0.as_millis()).unwrap_or(60_000),
+                job_max_attempts: i64::from(cfg.job_max_attempts),
+                poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis())
+                    .unwrap_or(i64::MAX),
+                provider_timeout: cfg.provider_timeout.0,
+            },
+        });
+        // Built in every role; its worker loop runs only where workers are configured.
+        let engine = Engine::new(
+            service.clone(),
+            EngineConfig {
+                workers: cfg.workers,
+                webhook_workers: cfg.webhook_workers,
+                lease: cfg.job_lease.0,
+                idle_poll: Duration::from_millis(250),
+                webhook_retry: cfg.webhook_retry.0.clone(),
+                webhook_timeout: cfg.webhook_timeout.0,
+                webhook_allow_private: cfg.webhook_allow_private,
+                stuck_after: cfg.stuck_after.0,
+                retry_for: cfg.job_retry_for.0,
+                history_retention: cfg.history_retention.0,
+                alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
+                    (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
+                        url: url.clone(),
+                        secret: Secret::parse(secret.expose_secret()).map_err(|_| {
+                            StartError::Config(
+                                "CORRIDOR_ALERT_WEBHOOK_SECRET must look like whsec_<base64>"
+                                    .into(),
+                            )
+                        })?,
+                    }),
+                    _ => None,
+                },
+            },
+            seed,
+        );
+        let provider_secrets = provider_secrets(cfg)?;
+        let state = AppState::new(Inner {
+            service: service.clone(),
+            admin_hash,
+            prometheus: api::metrics::handle(),
+            simulated: cfg.onramp_url.is_none() && cfg.offramp_url.is_none(),
+            request_timeout: cfg.request_timeout.0,
+            webhook_allow_private: cfg.webhook_allow_private,
+            provider_secrets,
+            rate_limiter: api::rate_limit::Limiter::new(cfg.rate_limit),
+            trusted_proxies: cfg.trusted_proxies.clone(),
+            auth_failures: api::client::FailureLimiter::new(
+                cfg.auth_failure_limit.requests as usize,
+                cfg.auth_failure_limit.per,
+            ),
+        });
+        Ok(Node {
+            service,
+            engine,
+            state,
+        })
+    }
+}
+
 /// A running Corridor: HTTP server and workers.
 pub struct Application {
     addr: SocketAddr,
@@ -63,9 +177,6 @@ pub enum StartError {
 
 const ADMIN_HASH_KEY: &str = "admin_key_hash";
 
-/// The secret inbound provider webhooks must be signed with: configured, or generated once
-/// per database and shared by every node. Returns the text too when this call generated it,
-/// so it can be shown once.
 /// Each provider's webhook secret, from configuration only: the receiver needs the secret
 /// itself (an HMAC key cannot be checked against a hash), so it is never written to the
 /// database. A provider without one has its webhooks refused; polling still settles its legs.
@@ -177,7 +288,6 @@ impl Application {
         cfg.validate().map_err(StartError::Config)?;
         // One TLS provider for every outbound HTTPS client (webhooks, providers).
         crate::tls::init();
-        let corridors = cfg.corridor_table().map_err(StartError::Config)?;
         let shared: SharedClock = clock;
         let pool = PoolConfig {
             max_connections: cfg.db_pool,
@@ -188,12 +298,7 @@ impl Application {
         };
         let store = Store::connect(&cfg.database_url, pool).await?;
         store.migrate().await?;
-        let (admin_hash, boot) = bootstrap(&store, &cfg, &shared).await?;
-        let mut recurring = UnitOfWork::at(shared.now());
-        recurring
-            .push(janitor::ensure_scheduled(shared.now()))
-            .push(alerts::ensure_scheduled(shared.now()));
-        committed(store.commit(recurring).await?)?;
+        let (admin_hash, boot) = prepare(&store, &cfg, &shared).await?;
 
         let (onramp, offramp) = simulator::pair(
             store.clone(),
@@ -241,75 +346,20 @@ impl Application {
         }
         let providers = Providers { onramp, offramp };
         let (shutdown, shutdown_rx) = watch::channel(false);
-
-        let service = Arc::new(Service {
-            store: store.clone(),
-            clock: shared.clone(),
-            corridors,
-            rates: Arc::new(WithPins {
-                market: StaticTable {
-                    table: RateTable::static_default(),
-                    spread_bps: cfg.spread_bps,
-                },
-                store: store.clone(),
-            }),
-            providers,
-            settings: Settings {
-                quote_ttl_ms: i64::try_from(cfg.quote_ttl.0.as_millis()).unwrap_or(60_000),
-                job_max_attempts: i64::from(cfg.job_max_attempts),
-                poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis())
-                    .unwrap_or(i64::MAX),
-                provider_timeout: cfg.provider_timeout.0,
-            },
-        });
-        // Built in every role; its worker loop runs only where workers are configured.
-        let engine = Engine::new(
-            service.clone(),
-            EngineConfig {
-                workers: cfg.workers,
-                webhook_workers: cfg.webhook_workers,
-                lease: cfg.job_lease.0,
-                idle_poll: Duration::from_millis(250),
-                webhook_retry: cfg.webhook_retry.0.clone(),
-                webhook_timeout: cfg.webhook_timeout.0,
-                webhook_allow_private: cfg.webhook_allow_private,
-                stuck_after: cfg.stuck_after.0,
-                retry_for: cfg.job_retry_for.0,
-                history_retention: cfg.history_retention.0,
-                alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
-                    (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
-                        url: url.clone(),
-                        secret: Secret::parse(secret.expose_secret()).map_err(|_| {
-                            StartError::Config(
-                                "CORRIDOR_ALERT_WEBHOOK_SECRET must look like whsec_<base64>"
-                                    .into(),
-                            )
-                        })?,
-                    }),
-                    _ => None,
-                },
-            },
+        let Node {
+            engine,
+            state,
+            service: _,
+        } = Node::build(
+            &cfg,
+            store.clone(),
+            shared.clone(),
             seed,
-        );
+            providers,
+            admin_hash,
+        )?;
         let worker_loop = (cfg.role != Role::Api && cfg.workers > 0)
             .then(|| tokio::spawn(engine.clone().run(shutdown_rx.clone())));
-        let provider_secrets = provider_secrets(&cfg)?;
-
-        let state = AppState::new(Inner {
-            service,
-            admin_hash,
-            prometheus: api::metrics::handle(),
-            simulated: cfg.onramp_url.is_none() && cfg.offramp_url.is_none(),
-            request_timeout: cfg.request_timeout.0,
-            webhook_allow_private: cfg.webhook_allow_private,
-            provider_secrets,
-            rate_limiter: api::rate_limit::Limiter::new(cfg.rate_limit),
-            trusted_proxies: cfg.trusted_proxies.clone(),
-            auth_failures: api::client::FailureLimiter::new(
-                cfg.auth_failure_limit.requests as usize,
-                cfg.auth_failure_limit.per,
-            ),
-        });
         let router = match cfg.role {
             Role::Worker => api::ops_router(state),
             Role::All | Role::Api => api::router(state),

@@ -46,6 +46,9 @@ enum Command {
     /// Serve the simulated onramp and offramp over the provider protocol, in their own
     /// process and database (point `CORRIDOR_ONRAMP_URL`/`CORRIDOR_OFFRAMP_URL` at it).
     SimProvider(corridor::providers::sim_server::SimProviderArgs),
+    /// Run the whole engine under a deterministic simulation (simulated time, providers,
+    /// crashes) and check its invariants; the same seed replays the same run.
+    Simulate(corridor::simulation::SimulateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -73,6 +76,9 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return config_error(e),
     };
+    if let Command::Simulate(args) = &cli.command {
+        return simulate(args);
+    }
     corridor::tls::init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,6 +125,7 @@ fn main() -> ExitCode {
             Command::Bench(args) => corridor::bench::run(args).await,
             Command::Ceiling { listen } => corridor::bench::ceiling(listen).await,
             Command::SimProvider(args) => sim_provider(args).await,
+            Command::Simulate(_) => unreachable!("run before the runtime is built"),
         }
     });
     match result {
@@ -128,6 +135,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `corridor simulate`: runs each seed on its own single-threaded runtime (so nothing but
+/// the seed decides), prints its summary, and exits 1 at the first seed that breaks an
+/// invariant.
+fn simulate(args: &corridor::simulation::SimulateArgs) -> ExitCode {
+    if let Err(e) = args.validate() {
+        eprintln!("corridor simulate: {e}");
+        return ExitCode::from(2);
+    }
+    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+        match corridor::simulation::run(args.options(seed)) {
+            Ok(summary) => {
+                println!("{summary}");
+                if !summary.passed() {
+                    return ExitCode::FAILURE;
+                }
+            }
+            Err(e) => {
+                eprintln!("corridor simulate: seed {seed}: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 /// Prints a command-line or environment error naming the environment variable behind the

@@ -389,7 +389,7 @@ fn raw_error(status: axum::http::StatusCode, err: &ApiError, retry_after: Option
         status.as_u16(),
         status.canonical_reason().unwrap_or(""),
         body.len(),
-        uuid::Uuid::new_v4().simple(),
+        crate::idgen::v4().simple(),
     )
     .into_bytes()
 }

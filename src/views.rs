@@ -230,7 +230,7 @@ pub fn payment_event(
     event_type: &str,
     at: Timestamp,
 ) -> crate::store::webhooks::Event {
-    let event_id = format!("evt_{}", uuid::Uuid::now_v7());
+    let event_id = format!("evt_{}", crate::idgen::v7());
     let body = serde_json::json!({
         "id": event_id,
         "type": event_type,

@@ -28,7 +28,7 @@ pub async fn middleware(mut req: Request, next: Next) -> Response {
         .headers()
         .get(HEADER)
         .and_then(acceptable)
-        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+        .unwrap_or_else(|| format!("req_{}", crate::idgen::v4().simple()));
     req.extensions_mut().insert(RequestId(id.clone()));
     let route = req
         .extensions()

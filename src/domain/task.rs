@@ -57,6 +57,8 @@ pub struct BadTask {
 impl Task {
     /// The stored kind of [`Task::DeliverWebhook`] (the lane the engine runs apart).
     pub const DELIVERY_KIND: &'static str = "webhook.deliver";
+    /// The stored kind of [`Task::PaymentStep`].
+    pub const STEP_KIND: &'static str = "payment.step";
 
     /// The stored kind (`payment.step`): the serde tag, which the round-trip test holds
     /// equal to this name.
@@ -103,6 +105,11 @@ mod tests {
             attempt: 0,
         };
         assert_eq!(t.kind(), Task::DELIVERY_KIND);
+        let step = Task::PaymentStep {
+            state: crate::domain::PaymentState::Pending,
+            polls: 0,
+        };
+        assert_eq!(step.kind(), Task::STEP_KIND);
     }
 
     #[test]

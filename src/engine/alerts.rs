@@ -40,7 +40,7 @@ pub fn ensure_scheduled(now: Timestamp) -> Write {
 
 fn alert(kind: &str, subject: &str, message: String, since: Timestamp) -> Alert {
     Alert {
-        alert_id: format!("alert_{}", uuid::Uuid::new_v4()),
+        alert_id: format!("alert_{}", crate::idgen::v4()),
         kind: kind.to_owned(),
         subject: subject.to_owned(),
         payment_id: None,

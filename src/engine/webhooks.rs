@@ -159,7 +159,7 @@ pub async fn run(
     };
 
     let mut writes = vec![Write::InsertDelivery(Delivery {
-        delivery_id: format!("whd_{}", uuid::Uuid::now_v7()),
+        delivery_id: format!("whd_{}", crate::idgen::v7()),
         event_id: event.event_id.clone(),
         endpoint_id: endpoint.endpoint_id.clone(),
         merchant_id: endpoint.merchant_id.clone(),

@@ -101,7 +101,7 @@ impl Simulator {
     ) -> Result<String, ProviderError> {
         let now = self.clock.now();
         let transfer = SimTransfer {
-            reference: format!("{}_{}", leg, uuid::Uuid::new_v4().simple()),
+            reference: format!("{}_{}", leg, crate::idgen::v4().simple()),
             provider: self.name.to_owned(),
             payment_id: req.payment_id.clone(),
             leg: leg.to_owned(),

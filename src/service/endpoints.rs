@@ -35,7 +35,7 @@ impl Service {
         }
         let now = self.clock.now();
         let endpoint = Endpoint {
-            endpoint_id: format!("we_{}", uuid::Uuid::now_v7()),
+            endpoint_id: format!("we_{}", crate::idgen::v7()),
             merchant_id: merchant_id.to_owned(),
             url,
             events,

@@ -100,6 +100,21 @@ pub struct Settings {
     pub provider_timeout: Duration,
 }
 
+/// Bugs `corridor simulate --plant-bug` switches on, to show that its invariants catch
+/// them. Nothing else sets them; serving, they are always off.
+pub mod planted {
+    use std::sync::atomic::AtomicBool;
+
+    /// The worker calls the onramp without first claiming the payment, so a cancel can
+    /// win while the purchase is under way.
+    pub static SKIP_ONRAMP_CLAIM: AtomicBool = AtomicBool::new(false);
+
+    /// Whether `bug` is switched on.
+    pub fn on(bug: &AtomicBool) -> bool {
+        bug.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// What every use case runs with.
 pub struct Service {
     /// Database.

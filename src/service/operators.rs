@@ -31,7 +31,7 @@ pub(crate) fn merchant_writes(
     actor: &str,
     now: crate::domain::Timestamp,
 ) -> (NewMerchant, Vec<Write>) {
-    let merchant_id = format!("mer_{}", uuid::Uuid::now_v7());
+    let merchant_id = format!("mer_{}", crate::idgen::v7());
     let api_key = generate_key("sk_");
     let writes = vec![
         Write::InsertMerchant {

@@ -211,7 +211,7 @@ fn new_payment(
     now: crate::domain::Timestamp,
 ) -> PaymentRecord {
     PaymentRecord {
-        payment_id: format!("pay_{}", uuid::Uuid::now_v7()),
+        payment_id: format!("pay_{}", crate::idgen::v7()),
         merchant_id: q.merchant_id.clone(),
         quote_id: q.quote_id.clone(),
         state: PaymentState::Pending,

@@ -54,7 +54,7 @@ impl Service {
             QuoteError::Money(m) => Error::AmountOutOfRange(m.to_string()),
         })?;
         Ok(QuoteRecord {
-            quote_id: format!("quote_{}", uuid::Uuid::now_v7()),
+            quote_id: format!("quote_{}", crate::idgen::v7()),
             merchant_id: merchant_id.to_owned(),
             from: req.from,
             to: req.to,

@@ -35,7 +35,7 @@ impl NewJob {
         max_attempts: i64,
     ) -> NewJob {
         NewJob {
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crate::idgen::v7().to_string(),
             task,
             payment_id,
             run_at,

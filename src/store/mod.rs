@@ -8,6 +8,7 @@
 //! separate pool.
 
 mod cache;
+pub mod census;
 mod group;
 pub mod idempotency;
 pub mod jobs;
@@ -241,6 +242,8 @@ pub struct Store {
     group: Option<group::GroupCommit>,
     /// API keys and rate pins, cleared by the units that change them.
     caches: std::sync::Arc<cache::Caches>,
+    /// Crashes a simulator injects at commits (`None` outside `corridor simulate`).
+    faults: Option<std::sync::Arc<dyn unit::CommitFaults>>,
 }
 
 /// What the store knows about its write path.
@@ -367,6 +370,7 @@ impl Store {
             writes,
             group: None,
             caches: std::sync::Arc::default(),
+            faults: None,
         };
         if backend == Backend::Sqlite && cfg.group_commit {
             let path = sqlite_path(&store.url);

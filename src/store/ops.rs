@@ -246,7 +246,7 @@ pub(super) async fn audit(
     at: Timestamp,
 ) -> StoreResult<()> {
     query("INSERT INTO admin_audit (audit_id, at, actor, action, target, detail) VALUES ($1, $2, $3, $4, $5, $6)")
-        .bind(format!("aud_{}", uuid::Uuid::new_v4()))
+        .bind(format!("aud_{}", crate::idgen::v4()))
         .bind(at.millis())
         .bind(actor)
         .bind(action)

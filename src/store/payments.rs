@@ -98,7 +98,7 @@ pub struct Transition {
     pub unclaimed_only: bool,
 }
 
-const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount, currency, payout_amount, \
+pub(super) const COLUMNS: &str = "payment_id, merchant_id, quote_id, state, version, amount, currency, payout_amount, \
     payout_currency, exchange_rate, mid_rate, platform_fee, onramp_fee, offramp_fee, total_fees, \
     source_account, destination_account, metadata, created_at, updated_at, state_since, completed_at, \
     onramp_claimed_at, failure_code, failure_message, onramp_provider, onramp_reference, onramp_status, \
@@ -389,22 +389,23 @@ pub async fn history(store: &Store, payment_id: &str) -> StoreResult<Vec<History
     .bind(payment_id)
     .fetch_all(&mut *conn)
     .await?;
-    rows.iter()
-        .map(|r| {
-            let from: Option<String> = col(r, "from_state")?;
-            Ok(HistoryEntry {
-                from: from
-                    .map(|s| {
-                        s.parse()
-                            .map_err(|_| StoreError::Corrupt(format!("state {s}")))
-                    })
-                    .transpose()?,
-                to: parse_col(r, "to_state")?,
-                at: Timestamp(col(r, "at")?),
-                reason: col(r, "reason")?,
+    rows.iter().map(history_from_row).collect()
+}
+
+/// A `payment_history` row (`from_state, to_state, at, reason`).
+pub(super) fn history_from_row(r: &Row) -> StoreResult<HistoryEntry> {
+    let from: Option<String> = col(r, "from_state")?;
+    Ok(HistoryEntry {
+        from: from
+            .map(|s| {
+                s.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("state {s}")))
             })
-        })
-        .collect()
+            .transpose()?,
+        to: parse_col(r, "to_state")?,
+        at: Timestamp(col(r, "at")?),
+        reason: col(r, "reason")?,
+    })
 }
 
 /// A page of a merchant's payments, newest first, ties broken by id descending.
@@ -520,7 +521,7 @@ fn opt_decimal(r: &Row, name: &str) -> StoreResult<Option<Decimal>> {
     .transpose()
 }
 
-fn from_row(r: &Row) -> StoreResult<PaymentRecord> {
+pub(super) fn from_row(r: &Row) -> StoreResult<PaymentRecord> {
     let metadata: String = col(r, "metadata")?;
     let code: Option<String> = col(r, "failure_code")?;
     let message: Option<String> = col(r, "failure_message")?;

@@ -23,8 +23,8 @@ use super::payments::Transition;
 use super::quotes::QuoteRecord;
 use super::webhooks::{Delivery, Endpoint, Event};
 use super::{
-    Store, StoreResult, idempotency, jobs, merchants, ops, payments, provider_webhooks, quotes,
-    settings, webhooks,
+    Store, StoreError, StoreResult, idempotency, jobs, merchants, ops, payments, provider_webhooks,
+    quotes, settings, webhooks,
 };
 
 /// Which guard rejected a unit.
@@ -382,6 +382,32 @@ impl Store {
     /// none of it, with the guard that failed. A unit is acknowledged only once the commit
     /// returned; any error leaves nothing written.
     pub async fn commit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
+        let Some(faults) = &self.faults else {
+            return self.commit_unit(unit).await;
+        };
+        match faults.at_commit(&unit) {
+            Crash::No => self.commit_unit(unit).await,
+            Crash::BeforeCommit => Err(Crash::error()),
+            Crash::AfterCommit => {
+                let _ = self.commit_unit(unit).await;
+                Err(Crash::error())
+            }
+        }
+    }
+
+    /// The same store, with a simulator deciding where the process crashes.
+    pub fn with_faults(mut self, faults: std::sync::Arc<dyn CommitFaults>) -> Store {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Forgets every cached read, as a restarted process starts without them.
+    pub fn forget_caches(&self) {
+        self.caches.keys.clear();
+        self.caches.pins.clear();
+    }
+
+    async fn commit_unit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
         if let Some(group) = &self.group {
             return group.commit(unit).await;
         }
@@ -408,6 +434,35 @@ impl Store {
         tx.commit().await?;
         Ok(Ok(()))
     }
+}
+
+/// Where a simulated process dies around one commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// It does not.
+    No,
+    /// Before the commit: the unit is lost, as an uncommitted transaction is.
+    BeforeCommit,
+    /// After the commit, before its caller heard: written, and nobody knows.
+    AfterCommit,
+}
+
+impl Crash {
+    /// What the dying process's caller gets back (it never reads it: it is dead).
+    fn error() -> StoreError {
+        StoreError::Unavailable(super::DriverError {
+            code: None,
+            message: "simulated crash".into(),
+        })
+    }
+}
+
+/// Decides, at each commit, whether the process crashes around it: the seam
+/// `corridor simulate` injects crashes through (and, once it has crashed, every later
+/// commit of the dead process is lost too).
+pub trait CommitFaults: Send + Sync + std::fmt::Debug {
+    /// Where, if anywhere, the process dies around committing `unit`.
+    fn at_commit(&self, unit: &UnitOfWork) -> Crash;
 }
 
 fn guard(held: bool, otherwise: Rejected) -> Result<(), Rejected> {

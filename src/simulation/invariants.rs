@@ -1,0 +1,372 @@
+//! What must hold, as code: [`check_payment`] over one payment as the database has it and as
+//! the providers saw it, and [`at_the_end`] over a whole run (which also computes the digest).
+//! The checks made while a run goes — a leg started twice, a replay that differs, a payout
+//! other than the guarantee — live where they are seen ([`super::world`], the merchant).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use super::run::Sim;
+use super::world::{LegKind, Outcome, Transfer};
+use crate::domain::{Currency, PaymentState, ledger};
+use crate::store::census::{self, Census};
+
+/// What the merchant's side knows about a payment.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// The payout a quote guaranteed, if the payment was made from one.
+    pub guaranteed_payout: Option<i64>,
+    /// The merchant's cancel was answered 200.
+    pub cancel_won: bool,
+    /// The merchant has a webhook endpoint subscribed to every event.
+    pub subscribed: bool,
+}
+
+/// A broken invariant: which, and what was seen.
+pub type Broken = (&'static str, String);
+
+/// The event a history row's transition records.
+fn event_for(state: PaymentState) -> String {
+    match state {
+        PaymentState::Pending => "payment.created".into(),
+        other => other.event_type(),
+    }
+}
+
+/// Checks one payment; returns how many checks held, or the first that did not.
+/// `delivered` tells whether the merchant's endpoint received an event (by id).
+pub fn check_payment(
+    c: &Census,
+    transfers: &[Transfer],
+    facts: &Facts,
+    delivered: &dyn Fn(&str) -> bool,
+) -> Result<u64, Broken> {
+    let p = &c.payment;
+    let mut checks = 0u64;
+    let mut ensure = |ok: bool, invariant: &'static str, detail: &dyn Fn() -> String| {
+        checks += 1;
+        if ok {
+            Ok(())
+        } else {
+            Err((invariant, detail()))
+        }
+    };
+
+    // The history follows the transition table, from PENDING to the current state, no
+    // state twice.
+    let h = &c.history;
+    ensure(
+        h.first()
+            .is_some_and(|e| e.from.is_none() && e.to == PaymentState::Pending),
+        "history follows the transition table",
+        &|| format!("history starts {:?}", h.first().map(|e| (e.from, e.to))),
+    )?;
+    let mut seen = HashSet::new();
+    for (i, e) in h.iter().enumerate() {
+        ensure(
+            seen.insert(e.to),
+            "history follows the transition table",
+            &|| format!("{} entered twice", e.to),
+        )?;
+        if i > 0 {
+            let prev = h[i - 1].to;
+            ensure(
+                e.from == Some(prev) && prev.can_transition_to(e.to),
+                "history follows the transition table",
+                &|| format!("{:?} → {} after {prev}", e.from, e.to),
+            )?;
+        }
+    }
+    ensure(
+        h.last().is_some_and(|e| e.to == p.state),
+        "history follows the transition table",
+        &|| {
+            format!(
+                "history ends at {:?}, payment is {}",
+                h.last().map(|e| e.to),
+                p.state
+            )
+        },
+    )?;
+
+    // Every committed transition has its event, for a merchant that subscribed; one that
+    // did not costs no event rows at all. Every event reached the endpoint.
+    let mut expected: Vec<String> = if facts.subscribed {
+        h.iter().map(|e| event_for(e.to)).collect()
+    } else {
+        Vec::new()
+    };
+    let mut events: Vec<String> = c.events.iter().map(|(_, t)| t.clone()).collect();
+    expected.sort();
+    events.sort();
+    ensure(
+        expected == events,
+        "every committed transition has its event",
+        &|| format!("history calls for {expected:?}, events are {events:?}"),
+    )?;
+    for (id, kind) in &c.events {
+        ensure(
+            delivered(id),
+            "every event is delivered at least once",
+            &|| format!("{kind} {id} never reached the endpoint"),
+        )?;
+    }
+
+    // Every payment is terminal or still has a live job.
+    let live = c.step_jobs.iter().any(|s| s == "ready");
+    ensure(p.state.is_terminal() || live, "no job is lost", &|| {
+        format!("{} with step jobs {:?}", p.state, c.step_jobs)
+    })?;
+    ensure(p.state.is_terminal(), "every payment finishes", &|| {
+        format!("still {} at the end of the run", p.state)
+    })?;
+
+    // Money: what the providers moved.
+    let of =
+        |leg: LegKind| -> Vec<&Transfer> { transfers.iter().filter(|t| t.leg == leg).collect() };
+    let (on, off, rev) = (
+        of(LegKind::Onramp),
+        of(LegKind::Offramp),
+        of(LegKind::Reversal),
+    );
+    for (leg, ts) in [("onramp", &on), ("offramp", &off), ("reversal", &rev)] {
+        ensure(ts.len() <= 1, "each leg initiated at most once", &|| {
+            format!("{} {leg} transfers", ts.len())
+        })?;
+    }
+    let moved = |ts: &[&Transfer]| ts.iter().any(|t| t.outcome != Outcome::Refused);
+    let recorded = |side: Option<&crate::domain::Leg>, ts: &[&Transfer]| match (side, ts.first()) {
+        (Some(l), Some(t)) => l.reference == t.reference,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    ensure(
+        recorded(p.onramp.as_ref(), &on) && recorded(p.offramp.as_ref(), &off),
+        "legs are the providers' transfers",
+        &|| {
+            format!(
+                "legs {:?} / {:?}, transfers {on:?} / {off:?}",
+                p.onramp, p.offramp
+            )
+        },
+    )?;
+    let usdc = ledger::onramp_usdc(p.amount, p.total_fees, p.currency)
+        .map_err(|e| ("money is exact", e.to_string()))?;
+    if let Some(t) = on.first() {
+        ensure(
+            t.amount == usdc.minor() && t.currency == Currency::Usdc.code(),
+            "the onramp buys the amount net of fees",
+            &|| {
+                format!(
+                    "bought {} {}, expected {}",
+                    t.amount,
+                    t.currency,
+                    usdc.minor()
+                )
+            },
+        )?;
+    }
+    match p.state {
+        PaymentState::Cancelled => {
+            ensure(
+                transfers.is_empty(),
+                "a cancelled payment moved no money",
+                &|| format!("transfers {transfers:?}"),
+            )?;
+        }
+        PaymentState::Failed => {
+            ensure(
+                off.is_empty() && rev.is_empty(),
+                "a failed payment paid nothing out",
+                &|| format!("transfers {transfers:?}"),
+            )?;
+        }
+        PaymentState::Completed => {
+            let paid = off.first();
+            ensure(
+                paid.is_some_and(|t| {
+                    t.outcome == Outcome::Completed
+                        && t.amount == p.payout_amount
+                        && t.currency == p.payout_currency.code()
+                }),
+                "a completed payment paid exactly its payout",
+                &|| {
+                    format!(
+                        "payout {} {}, transfers {off:?}",
+                        p.payout_amount, p.payout_currency
+                    )
+                },
+            )?;
+            ensure(
+                on.first().is_some_and(|t| t.outcome == Outcome::Completed) && rev.is_empty(),
+                "a completed payment was bought and not refunded",
+                &|| format!("transfers {transfers:?}"),
+            )?;
+            if let Some(g) = facts.guaranteed_payout {
+                ensure(
+                    p.payout_amount == g,
+                    "a quoted payment pays its guarantee",
+                    &|| format!("quoted {g}, paid {}", p.payout_amount),
+                )?;
+            }
+        }
+        PaymentState::Refunded => {
+            let refund = ledger::refund_amount(p.amount, p.fees.onramp, p.currency)
+                .map_err(|e| ("money is exact", e.to_string()))?;
+            ensure(
+                rev.first().is_some_and(|t| {
+                    t.outcome == Outcome::Completed
+                        && t.amount == refund.minor()
+                        && t.currency == p.currency.code()
+                }),
+                "a refunded payment returned amount − onramp fee",
+                &|| {
+                    format!(
+                        "refund {} {}, reversals {rev:?}",
+                        refund.minor(),
+                        p.currency
+                    )
+                },
+            )?;
+            ensure(
+                !off.iter().any(|t| t.outcome == Outcome::Completed),
+                "a refunded payment paid nothing out",
+                &|| format!("offramp {off:?}"),
+            )?;
+        }
+        _ => {}
+    }
+    ensure(
+        facts.cancel_won == (p.state == PaymentState::Cancelled),
+        "a cancel answered 200 is the payment's end, and only it cancels",
+        &|| format!("cancel won: {}, state {}", facts.cancel_won, p.state),
+    )?;
+    if p.state == PaymentState::Cancelled {
+        ensure(!moved(&on), "a cancelled payment moved no money", &|| {
+            format!("onramp {on:?}")
+        })?;
+    }
+    Ok(checks)
+}
+
+/// What the end of a run found.
+pub(super) struct Checked {
+    pub(super) by_state: BTreeMap<String, u64>,
+    pub(super) checks: u64,
+    pub(super) payments: u64,
+    pub(super) digest: String,
+}
+
+/// Checks every payment of the run and computes the digest of the final state: each
+/// payment (id, state, amounts, fees, times, history), each provider transfer, and the
+/// run's counters.
+pub(super) async fn at_the_end(sim: &Sim) -> anyhow::Result<Checked> {
+    let ctx = sim.ctx();
+    let world = sim.world();
+    let won = sim.cancels_won();
+    let mut facts: HashMap<&str, Facts> = HashMap::new();
+    let mut answered_all = true;
+    for o in &sim.orders {
+        match &o.payment_id {
+            Some(id) => {
+                facts.insert(
+                    id.as_str(),
+                    Facts {
+                        guaranteed_payout: o.quote.as_ref().map(|q| q.1),
+                        cancel_won: won.contains(id),
+                        subscribed: o.subscribed,
+                    },
+                );
+            }
+            None if !o.refused => answered_all = false,
+            None => {}
+        }
+    }
+    let mut by_state: BTreeMap<String, u64> = BTreeMap::new();
+    let refused = sim.orders.iter().filter(|o| o.refused).count() as u64;
+    if refused > 0 {
+        by_state.insert("refused at creation".into(), refused);
+    }
+    let mut hash = Sha256::new();
+    let mut checks = 0u64;
+    let mut payments = 0u64;
+    let mut quotes = HashSet::new();
+    let mut after = String::new();
+    loop {
+        let page = census::page(&sim.store, &after, 500).await?;
+        let Some(last) = page.last() else { break };
+        after = last.payment.payment_id.clone();
+        for c in &page {
+            let p = &c.payment;
+            payments += 1;
+            *by_state.entry(p.state.to_string()).or_default() += 1;
+            let f = match facts.get(p.payment_id.as_str()) {
+                Some(f) => f.clone(),
+                None => {
+                    if answered_all && ctx.violation().is_none() {
+                        ctx.violate(
+                            "one payment per Idempotency-Key",
+                            &p.payment_id,
+                            "a payment no merchant answer named".into(),
+                        );
+                    }
+                    Facts::default()
+                }
+            };
+            checks += 1;
+            if !quotes.insert(p.quote_id.clone()) {
+                ctx.violate(
+                    "a quote pays for at most one payment",
+                    &p.payment_id,
+                    format!("quote {} paid twice", p.quote_id),
+                );
+            }
+            let transfers = world.transfers_of(&p.payment_id);
+            match check_payment(c, &transfers, &f, &|id| sim.delivered(id)) {
+                Ok(n) => checks += n,
+                Err((invariant, detail)) => ctx.violate(invariant, &p.payment_id, detail),
+            }
+            hash.update(format!(
+                "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}\n",
+                p.payment_id,
+                p.state,
+                p.amount,
+                p.currency,
+                p.payout_amount,
+                p.payout_currency,
+                p.total_fees,
+                p.fees.onramp,
+                p.created_at.millis(),
+                p.onramp.as_ref().map_or("", |l| l.reference.as_str()),
+                p.offramp.as_ref().map_or("", |l| l.reference.as_str()),
+            ));
+            for h in &c.history {
+                hash.update(format!("  {}@{}\n", h.to, h.at.millis()));
+            }
+        }
+    }
+    let named = facts.len() as u64;
+    checks += 1;
+    if named > payments {
+        ctx.violate(
+            "every 202 is on disk",
+            "",
+            format!("{named} payments were answered 202, {payments} exist"),
+        );
+    }
+    for t in world.transfers() {
+        hash.update(format!(
+            "{}|{}|{:?}|{}|{}|{:?}\n",
+            t.reference, t.payment_id, t.leg, t.amount, t.currency, t.outcome
+        ));
+    }
+    hash.update(format!("{:?}", ctx.stats()));
+    let digest = hex::encode(&hash.finalize()[..16]);
+    Ok(Checked {
+        by_state,
+        checks,
+        payments,
+        digest,
+    })
+}
