@@ -294,6 +294,7 @@ impl Application {
             // Well below the request timeout, so an outage answers 503 before the request times out.
             acquire_timeout: (cfg.request_timeout.0 / 2).min(Duration::from_secs(3)),
             group_commit: cfg.group_commit,
+            inline_writer: false,
             idle_in_transaction_timeout: cfg.pg_idle_in_transaction_timeout.0,
         };
         let store = Store::connect(&cfg.database_url, pool).await?;

@@ -424,6 +424,7 @@ impl Sim {
             &url,
             PoolConfig {
                 max_connections: 2,
+                inline_writer: true,
                 ..PoolConfig::default()
             },
         )

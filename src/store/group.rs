@@ -40,7 +40,7 @@ const STATEMENT_CACHE: usize = 256;
 /// What a caller is told about its unit.
 pub(super) type Outcome = StoreResult<Result<(), Rejected>>;
 
-enum Request {
+pub(super) enum Request {
     /// A unit of work.
     Unit {
         unit: UnitOfWork,
@@ -77,8 +77,27 @@ enum Produced {
 
 /// The handle [`Store::commit`] sends units through.
 #[derive(Debug, Clone)]
-pub(super) struct GroupCommit {
-    queue: mpsc::Sender<Request>,
+pub(super) enum GroupCommit {
+    /// To the writer thread.
+    Thread(mpsc::Sender<Request>),
+    /// Applied on the caller's thread, one request at a time (`corridor simulate`, which runs
+    /// one thing at a time: a hand-off to a thread would only add two context switches).
+    Inline(std::sync::Arc<std::sync::Mutex<InlineWriter>>),
+}
+
+/// The write connection of an inline writer.
+pub(super) struct InlineWriter {
+    store: Store,
+    path: PathBuf,
+    conn: Option<Lite>,
+}
+
+impl std::fmt::Debug for InlineWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InlineWriter")
+            .field("path", &self.path)
+            .finish()
+    }
 }
 
 impl std::fmt::Debug for Request {
@@ -98,7 +117,15 @@ impl GroupCommit {
             .name("corridor-writer".into())
             .spawn(move || writer(store, path, rx))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the database writer: {e}")))?;
-        Ok(GroupCommit { queue })
+        Ok(GroupCommit::Thread(queue))
+    }
+
+    /// A writer that applies each request on the caller's thread (see [`GroupCommit::Inline`]).
+    pub(super) fn inline(store: Store, path: PathBuf) -> StoreResult<GroupCommit> {
+        let conn = Some(open(&path)?);
+        Ok(GroupCommit::Inline(std::sync::Arc::new(
+            std::sync::Mutex::new(InlineWriter { store, path, conn }),
+        )))
     }
 
     /// Commits `unit` with whatever else is waiting; answers once the batch's commit returned.
@@ -125,8 +152,17 @@ impl GroupCommit {
             unavailable: true,
             reason: reason.to_owned(),
         };
-        if self.queue.send(request).await.is_err() {
-            return Err(stopped("the database writer has stopped"));
+        match self {
+            GroupCommit::Thread(queue) => {
+                if queue.send(request).await.is_err() {
+                    return Err(stopped("the database writer has stopped"));
+                }
+            }
+            GroupCommit::Inline(writer) => {
+                let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+                let InlineWriter { store, path, conn } = &mut *w;
+                process(store, path, conn, &mut vec![request]);
+            }
         }
         told.await
             .map_err(|_| stopped("the database writer stopped before answering"))
@@ -197,10 +233,12 @@ fn open(path: &Path) -> StoreResult<Lite> {
             | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     // WAL for concurrent readers; FULL so a commit survives power loss. A busy timeout
-    // because another process (the CLI) may hold the lock for a moment.
+    // because another process (the CLI) may hold the lock for a moment. Temporary storage
+    // (statement journals of a unit's savepoint, sorts) in memory: on disk every one of them
+    // was a file created, written, closed and unlinked.
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
-         PRAGMA foreign_keys = ON;",
+         PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(Lite(conn, "writer"))
@@ -221,59 +259,64 @@ fn writer(store: Store, path: PathBuf, mut rx: mpsc::Receiver<Request>) {
         }
         batch.retain(|r| !r.abandoned());
         metrics::histogram!("corridor_commit_batch_units").record(batch.len() as f64);
-        // A unit whose own error broke the transaction is answered with it and the rest of
-        // the batch is tried again without it, so one bad unit cannot fail its neighbours.
-        while !batch.is_empty() {
-            let at = batch
-                .iter()
-                .map(Request::at)
-                .max()
-                .unwrap_or(crate::domain::Timestamp(0));
-            let lite = match conn.as_mut() {
-                Some(c) => c,
-                None => match open(&path) {
-                    Ok(c) => conn.insert(c),
-                    Err(error) => {
-                        store.note_failure(at, &error);
-                        fail_all(&mut batch, &error);
-                        continue;
-                    }
-                },
-            };
-            let result = futures::executor::block_on(commit_batch(lite, &batch));
-            for r in &batch {
-                if let Request::Unit { unit, .. } = r {
-                    store.invalidate_caches(unit);
+        process(&store, &path, &mut conn, &mut batch);
+    }
+}
+
+/// Commits `batch` on `conn` (opened on `path` when there is none) and answers every request
+/// in it. A unit whose own error broke the transaction is answered with it and the rest of
+/// the batch is tried again without it, so one bad unit cannot fail its neighbours.
+fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<Request>) {
+    while !batch.is_empty() {
+        let at = batch
+            .iter()
+            .map(Request::at)
+            .max()
+            .unwrap_or(crate::domain::Timestamp(0));
+        let lite = match conn.as_mut() {
+            Some(c) => c,
+            None => match open(path) {
+                Ok(c) => conn.insert(c),
+                Err(error) => {
+                    store.note_failure(at, &error);
+                    fail_all(batch, &error);
+                    continue;
+                }
+            },
+        };
+        let result = futures::executor::block_on(commit_batch(lite, batch));
+        for r in batch.iter() {
+            if let Request::Unit { unit, .. } = r {
+                store.invalidate_caches(unit);
+            }
+        }
+        match result {
+            Ok((produced, wakes)) => {
+                if produced.iter().any(Produced::wrote) {
+                    store.note_success();
+                }
+                for (r, p) in batch.drain(..).zip(produced) {
+                    r.answer(p);
+                }
+                if wakes {
+                    store.wake.notify_one();
                 }
             }
-            match result {
-                Ok((produced, wakes)) => {
-                    if produced.iter().any(Produced::wrote) {
-                        store.note_success();
-                    }
-                    for (r, p) in batch.drain(..).zip(produced) {
-                        r.answer(p);
-                    }
-                    if wakes {
-                        store.wake.notify_one();
-                    }
+            Err(Failed { culprit, error }) => {
+                store.note_failure(at, &error);
+                // Whatever SQLite did on its own (a full disk rolls the transaction back
+                // by itself), nothing of this batch may stay open: roll back what is
+                // left, or start over on a fresh connection.
+                if !lite.0.is_autocommit() && lite.0.execute_batch("ROLLBACK").is_err() {
+                    *conn = None;
                 }
-                Err(Failed { culprit, error }) => {
-                    store.note_failure(at, &error);
-                    // Whatever SQLite did on its own (a full disk rolls the transaction back
-                    // by itself), nothing of this batch may stay open: roll back what is
-                    // left, or start over on a fresh connection.
-                    if !lite.0.is_autocommit() && lite.0.execute_batch("ROLLBACK").is_err() {
-                        conn = None;
+                match culprit {
+                    Some(i) if !error.is_unavailable() => {
+                        batch.remove(i).fail(error);
                     }
-                    match culprit {
-                        Some(i) if !error.is_unavailable() => {
-                            batch.remove(i).fail(error);
-                        }
-                        _ => {
-                            conn = None;
-                            fail_all(&mut batch, &error);
-                        }
+                    _ => {
+                        *conn = None;
+                        fail_all(batch, &error);
                     }
                 }
             }

@@ -268,6 +268,10 @@ pub struct PoolConfig {
     pub acquire_timeout: Duration,
     /// SQLite: commit concurrent units together through one writer (see `group.rs`).
     pub group_commit: bool,
+    /// SQLite with group commit: apply each unit on the calling thread instead of handing it
+    /// to the writer thread. Only for a caller that runs one thing at a time (`corridor
+    /// simulate`): nothing is batched, and the caller's thread blocks on SQLite.
+    pub inline_writer: bool,
     /// PostgreSQL: a session idle inside a transaction this long is ended by the server, so
     /// a client whose link died mid-transaction cannot keep rows locked (and hidden from
     /// every node's `SKIP LOCKED` claims) until TCP gives up hours later.
@@ -280,6 +284,7 @@ impl Default for PoolConfig {
             max_connections: 8,
             acquire_timeout: Duration::from_secs(3),
             group_commit: true,
+            inline_writer: false,
             idle_in_transaction_timeout: Duration::from_secs(30),
         }
     }
@@ -374,7 +379,11 @@ impl Store {
         };
         if backend == Backend::Sqlite && cfg.group_commit {
             let path = sqlite_path(&store.url);
-            store.group = Some(group::GroupCommit::start(store.clone(), path)?);
+            store.group = Some(if cfg.inline_writer {
+                group::GroupCommit::inline(store.clone(), path)?
+            } else {
+                group::GroupCommit::start(store.clone(), path)?
+            });
         }
         Ok(store)
     }

@@ -378,7 +378,9 @@ impl LitePool {
                 )?;
                 // Reads only: a bug that tried to write here fails instead of racing the
                 // writer for the lock.
-                c.execute_batch("PRAGMA busy_timeout = 5000; PRAGMA query_only = ON;")?;
+                c.execute_batch(
+                    "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;",
+                )?;
                 c.set_prepared_statement_cache_capacity(128);
                 Lite(c, "reader")
             }
