@@ -179,6 +179,10 @@ impl Service {
 
     /// Cancels a merchant's `PENDING` payment before any worker began its onramp, through
     /// the decision table and the same transition path as every other state change.
+    ///
+    /// A payment already `CANCELLED` is answered as cancelled, writing nothing: a merchant
+    /// whose first cancel committed but whose answer was lost (a timeout, a crash) must be
+    /// able to ask again and be told the truth — a 409 would say the cancel failed.
     pub async fn cancel_payment(
         &self,
         merchant_id: &str,
@@ -187,6 +191,9 @@ impl Service {
         let p = payments::find(&self.store, merchant_id, payment_id)
             .await?
             .ok_or(Error::NotFound("payment"))?;
+        if p.state == PaymentState::Cancelled {
+            return Ok(p);
+        }
         let cannot = || Error::InvalidState(lifecycle::Refusal::CannotCancel.to_string());
         let effects = lifecycle::decide(&p, Input::Cancel, &self.step_context(&p, 0))
             .map_err(|_| cannot())?;

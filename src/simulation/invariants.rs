@@ -19,6 +19,8 @@ pub struct Facts {
     pub guaranteed_payout: Option<i64>,
     /// The merchant's cancel was answered 200.
     pub cancel_won: bool,
+    /// The merchant sent a cancel (answered or not: a crash may have lost the answer).
+    pub cancel_tried: bool,
     /// The merchant has a webhook endpoint subscribed to every event.
     pub subscribed: bool,
 }
@@ -238,9 +240,14 @@ pub fn check_payment(
         _ => {}
     }
     ensure(
-        facts.cancel_won == (p.state == PaymentState::Cancelled),
-        "a cancel answered 200 is the payment's end, and only it cancels",
-        &|| format!("cancel won: {}, state {}", facts.cancel_won, p.state),
+        !facts.cancel_won || p.state == PaymentState::Cancelled,
+        "a cancel answered 200 is the payment's end",
+        &|| format!("the cancel was answered 200, the payment ended {}", p.state),
+    )?;
+    ensure(
+        facts.cancel_tried || p.state != PaymentState::Cancelled,
+        "only a merchant's cancel cancels",
+        &|| "cancelled without a cancel being sent".into(),
     )?;
     if p.state == PaymentState::Cancelled {
         ensure(!moved(&on), "a cancelled payment moved no money", &|| {
@@ -265,6 +272,7 @@ pub(super) async fn at_the_end(sim: &Sim) -> anyhow::Result<Checked> {
     let ctx = sim.ctx();
     let world = sim.world();
     let won = sim.cancels_won();
+    let tried = sim.cancels_tried();
     let mut facts: HashMap<&str, Facts> = HashMap::new();
     let mut answered_all = true;
     for o in &sim.orders {
@@ -275,6 +283,7 @@ pub(super) async fn at_the_end(sim: &Sim) -> anyhow::Result<Checked> {
                     Facts {
                         guaranteed_payout: o.quote.as_ref().map(|q| q.1),
                         cancel_won: won.contains(id),
+                        cancel_tried: tried.contains(id),
                         subscribed: o.subscribed,
                     },
                 );

@@ -335,6 +335,8 @@ pub struct Ctx {
     trail: Mutex<Vec<String>>,
     /// Payments whose cancel was answered 200.
     won: Mutex<std::collections::HashSet<String>>,
+    /// Payments a merchant sent a cancel for (answered or not).
+    tried: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Ctx {
@@ -349,6 +351,7 @@ impl Ctx {
             violation: Mutex::new(None),
             trail: Mutex::new(Vec::new()),
             won: Mutex::new(std::collections::HashSet::new()),
+            tried: Mutex::new(std::collections::HashSet::new()),
         })
     }
 
@@ -438,6 +441,17 @@ impl Ctx {
 
     fn cancels_won(&self) -> std::collections::HashSet<String> {
         self.won.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn tried_cancel(&self, payment_id: &str) {
+        self.tried
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(payment_id.to_owned());
+    }
+
+    fn cancels_tried(&self) -> std::collections::HashSet<String> {
+        self.tried.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// A provider call may be where the process dies (after the provider acted).

@@ -290,6 +290,7 @@ impl Process {
     /// as one merchant and then the other (a foreign payment is a 404).
     async fn cancel(&self, merchants: &[usize], payment_id: &str) -> Option<u16> {
         let path = format!("/v1/payments/{payment_id}/cancel");
+        self.ctx.tried_cancel(payment_id);
         let mut status = 404;
         for &m in merchants {
             status = self.request(m, "POST", &path, None, None).await?.0;
@@ -397,8 +398,9 @@ impl Sim {
             "5s",
             "--job-lease",
             "30s",
+            // Short, so provider outages dead-letter jobs and the operator redrives them.
             "--job-retry-for",
-            "24h",
+            "10m",
             "--job-max-attempts",
             "8",
             "--provider-timeout",
@@ -910,6 +912,8 @@ impl Sim {
                 self.ctx.count(|s| s.operator_redrives += 1);
             }
             if self.ctx.is_down() {
+                // The process died under the operator: they come back on their next round.
+                self.push(self.now() + OPERATOR_EVERY_MS, Ev::Operator);
                 return Ok(());
             }
         }
@@ -983,5 +987,10 @@ impl Sim {
     /// Payment ids a merchant's cancel was answered 200 for.
     pub(super) fn cancels_won(&self) -> HashSet<String> {
         self.ctx.cancels_won()
+    }
+
+    /// Payment ids a merchant sent a cancel for.
+    pub(super) fn cancels_tried(&self) -> HashSet<String> {
+        self.ctx.cancels_tried()
     }
 }
