@@ -145,7 +145,8 @@ fn simulate(args: &corridor::simulation::SimulateArgs) -> ExitCode {
         eprintln!("corridor simulate: {e}");
         return ExitCode::from(2);
     }
-    for seed in args.seed..args.seed.saturating_add(args.seeds) {
+    let first = args.options.seed;
+    for seed in first..first.saturating_add(args.seeds) {
         match corridor::simulation::run(args.options(seed)) {
             Ok(summary) => {
                 println!("{summary}");

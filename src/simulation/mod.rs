@@ -33,93 +33,21 @@ use crate::store::unit::{CommitFaults, Crash};
 
 pub use run::run;
 
-/// What to simulate.
-#[derive(Debug, Clone)]
-pub struct Options {
-    /// Decides everything.
-    pub seed: u64,
-    /// Payments merchants try to make.
-    pub payments: u64,
-    /// Mean arrivals per simulated second.
-    pub arrival_rate: f64,
-    /// Chance that a commit is where the process dies (half before, half after it).
-    pub crash_rate: f64,
-    /// Chance that a provider call fails (unreachable, 503 before acting, timeout after).
-    pub provider_fault_rate: f64,
-    /// Chance that a provider refuses a new transfer for good.
-    pub refusal_rate: f64,
-    /// Chance that a started transfer fails at settlement (never a refund's reversal).
-    pub settle_failure_rate: f64,
-    /// Range of settlement delays, simulated ms.
-    pub settle_ms: (i64, i64),
-    /// Chance that a settlement webhook is sent twice.
-    pub webhook_dup_rate: f64,
-    /// Chance that it comes minutes late (after polling settled it, out of order).
-    pub webhook_late_rate: f64,
-    /// Chance that it never comes (polling must settle the leg).
-    pub webhook_loss_rate: f64,
-    /// Chance that a payment is made from a quote (else priced at creation).
-    pub quote_rate: f64,
-    /// Chance that a quoted payment is sent at the quote's expiry (a ms before, at, after).
-    pub expiry_boundary_rate: f64,
-    /// Chance that the merchant tries to cancel.
-    pub cancel_rate: f64,
-    /// Chance that the merchant sends the same request again under its Idempotency-Key.
-    pub client_retry_rate: f64,
-    /// Chance that an operator re-runs a payment's step while it is in flight.
-    pub operator_retry_rate: f64,
-    /// Chance that a provider call in flight is raced (a cancel, a second worker, a webhook).
-    pub race_rate: f64,
-    /// A bug to plant, to show the invariants catch it.
-    pub plant: Option<PlantedBug>,
-    /// The payment whose trail to record (set when a failure is replayed).
-    pub trace: Option<String>,
-}
-
-impl Options {
-    /// The defaults: every path of the state table, every fault, a few of each per thousand
-    /// payments.
-    pub fn new(seed: u64, payments: u64) -> Options {
-        Options {
-            seed,
-            payments,
-            arrival_rate: 20.0,
-            crash_rate: 0.002,
-            provider_fault_rate: 0.05,
-            refusal_rate: 0.02,
-            settle_failure_rate: 0.03,
-            settle_ms: (200, 20_000),
-            webhook_dup_rate: 0.1,
-            webhook_late_rate: 0.05,
-            webhook_loss_rate: 0.1,
-            quote_rate: 0.5,
-            expiry_boundary_rate: 0.05,
-            cancel_rate: 0.05,
-            client_retry_rate: 0.05,
-            operator_retry_rate: 0.01,
-            race_rate: 0.05,
-            plant: None,
-            trace: None,
-        }
-    }
-}
-
-/// `corridor simulate`'s flags.
+/// What to simulate: `corridor simulate`'s flags, whose defaults exercise every path of the
+/// state table and every fault, a few of each per thousand payments.
 #[derive(Debug, Clone, clap::Args)]
-pub struct SimulateArgs {
+pub struct Options {
     /// Decides everything; the same seed replays the same run.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
     /// Payments merchants try to make.
     #[arg(long, default_value_t = 1_000)]
     pub payments: u64,
-    /// Runs this many seeds, from `--seed` up, and stops at the first that fails.
-    #[arg(long, default_value_t = 1)]
-    pub seeds: u64,
     /// Mean arrivals per simulated second.
     #[arg(long, default_value_t = 20.0)]
     pub arrival_rate: f64,
-    /// Chance that a commit (or a provider call) is where the process dies.
+    /// Chance that a commit (or a provider call) is where the process dies: before the
+    /// commit, after it with the answer lost, or after the provider acted.
     #[arg(long, default_value_t = 0.002)]
     pub crash_rate: f64,
     /// Chance that a provider call fails: unreachable, a 503 before acting, or a timeout
@@ -129,28 +57,28 @@ pub struct SimulateArgs {
     /// Chance that a provider refuses a new transfer for good.
     #[arg(long, default_value_t = 0.02)]
     pub refusal_rate: f64,
-    /// Chance that a transfer fails at settlement.
+    /// Chance that a started transfer fails at settlement (never a refund's reversal).
     #[arg(long, default_value_t = 0.03)]
     pub settle_failure_rate: f64,
     /// Chance that a settlement webhook is sent twice.
     #[arg(long, default_value_t = 0.1)]
     pub webhook_dup_rate: f64,
-    /// Chance that it comes minutes late.
+    /// Chance that it comes minutes late (after polling settled it, out of order).
     #[arg(long, default_value_t = 0.05)]
     pub webhook_late_rate: f64,
-    /// Chance that it never comes.
+    /// Chance that it never comes (polling must settle the leg).
     #[arg(long, default_value_t = 0.1)]
     pub webhook_loss_rate: f64,
-    /// Chance that a payment is made from a quote.
+    /// Chance that a payment is made from a quote (else priced at creation).
     #[arg(long, default_value_t = 0.5)]
     pub quote_rate: f64,
-    /// Chance that a quoted payment is sent at the quote's expiry.
+    /// Chance that a quoted payment is sent at the quote's expiry (a ms before, at, after).
     #[arg(long, default_value_t = 0.05)]
     pub expiry_boundary_rate: f64,
     /// Chance that the merchant tries to cancel.
     #[arg(long, default_value_t = 0.05)]
     pub cancel_rate: f64,
-    /// Chance that the merchant replays a request under its Idempotency-Key.
+    /// Chance that the merchant sends the same request again under its Idempotency-Key.
     #[arg(long, default_value_t = 0.05)]
     pub client_retry_rate: f64,
     /// Chance that an operator re-runs a payment's step while it is in flight.
@@ -161,34 +89,30 @@ pub struct SimulateArgs {
     #[arg(long, default_value_t = 0.05)]
     pub race_rate: f64,
     /// Plants a known bug, to show the invariants catch it.
-    #[arg(long, value_enum)]
-    pub plant_bug: Option<PlantedBug>,
+    #[arg(long = "plant-bug", value_enum)]
+    pub plant: Option<PlantedBug>,
+    /// Range of settlement delays, simulated ms.
+    #[arg(skip = (200, 20_000))]
+    pub settle_ms: (i64, i64),
+    /// The payment whose trail to record (set when a failure is replayed).
+    #[arg(skip)]
+    pub trace: Option<String>,
 }
 
-impl SimulateArgs {
-    /// The options of the run of `seed`.
-    pub fn options(&self, seed: u64) -> Options {
-        Options {
-            seed,
-            payments: self.payments,
-            arrival_rate: self.arrival_rate,
-            crash_rate: self.crash_rate,
-            provider_fault_rate: self.provider_fault_rate,
-            refusal_rate: self.refusal_rate,
-            settle_failure_rate: self.settle_failure_rate,
-            settle_ms: (200, 20_000),
-            webhook_dup_rate: self.webhook_dup_rate,
-            webhook_late_rate: self.webhook_late_rate,
-            webhook_loss_rate: self.webhook_loss_rate,
-            quote_rate: self.quote_rate,
-            expiry_boundary_rate: self.expiry_boundary_rate,
-            cancel_rate: self.cancel_rate,
-            client_retry_rate: self.client_retry_rate,
-            operator_retry_rate: self.operator_retry_rate,
-            race_rate: self.race_rate,
-            plant: self.plant_bug,
-            trace: None,
-        }
+#[derive(clap::Parser)]
+struct OnlyOptions {
+    #[command(flatten)]
+    options: Options,
+}
+
+impl Options {
+    /// The defaults (those of the flags), for `seed` and `payments`.
+    pub fn new(seed: u64, payments: u64) -> Options {
+        use clap::Parser;
+        let mut o = OnlyOptions::parse_from(["simulate"]).options;
+        o.seed = seed;
+        o.payments = payments;
+        o
     }
 
     /// Checks the rates and counts.
@@ -219,13 +143,39 @@ impl SimulateArgs {
         if self.payments == 0 || self.payments > u64::from(u32::MAX) {
             return Err("--payments must be between 1 and 4294967295".into());
         }
-        if self.seeds == 0 {
-            return Err("--seeds must be at least 1".into());
-        }
         if !(self.arrival_rate > 0.0 && self.arrival_rate <= 100_000.0) {
             return Err("--arrival-rate must be above 0 and at most 100000".into());
         }
         Ok(())
+    }
+}
+
+/// `corridor simulate`'s flags: the options of a run, and how many seeds to run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SimulateArgs {
+    /// The run's options (`--seed` is the first seed).
+    #[command(flatten)]
+    pub options: Options,
+    /// Runs this many seeds, from `--seed` up, and stops at the first that fails.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+}
+
+impl SimulateArgs {
+    /// The options of the run of `seed`.
+    pub fn options(&self, seed: u64) -> Options {
+        Options {
+            seed,
+            ..self.options.clone()
+        }
+    }
+
+    /// Checks the flags.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.seeds == 0 {
+            return Err("--seeds must be at least 1".into());
+        }
+        self.options.validate()
     }
 }
 
