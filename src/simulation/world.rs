@@ -219,9 +219,17 @@ impl World {
             Race::Steal => s.races_steal += 1,
             Race::Webhook(_) => s.races_webhook += 1,
         });
+        // Reset on drop too: a provider call whose future is dropped mid-race (a timeout)
+        // must not leave races switched off for the rest of the run.
+        struct Racing<'a>(&'a AtomicBool);
+        impl Drop for Racing<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
         self.racing.store(true, Ordering::SeqCst);
+        let _racing = Racing(&self.racing);
         racer(race).await;
-        self.racing.store(false, Ordering::SeqCst);
     }
 
     fn report(&self, rails: &mut Rails, t: &Transfer) -> LegReport {
@@ -278,6 +286,32 @@ impl World {
             return Err(ProviderError::NotSent("the caller is down".into()));
         }
         let expected_key = format!("{}:{}", req.payment_id, leg.key_suffix());
+        {
+            let rails = self.rails();
+            let leg_key = (req.payment_id.clone(), leg);
+            let started = rails.by_leg.get(&leg_key).map_or(&[][..], Vec::as_slice);
+            if let Some(first) = started.first().and_then(|r| rails.transfers.get(r)) {
+                if !rails.by_key.contains_key(&req.idempotency_key) {
+                    self.ctx.violate(
+                        "each leg initiated at most once",
+                        &req.payment_id,
+                        format!(
+                            "a second {leg:?} transfer asked for under key `{}` ({} was started under another)",
+                            req.idempotency_key, first.reference
+                        ),
+                    );
+                } else if first.amount != req.amount || first.currency != req.currency {
+                    self.ctx.violate(
+                        "a repeated initiation asks for the same transfer",
+                        &req.payment_id,
+                        format!(
+                            "{leg:?} asked again for {} {}, first for {} {}",
+                            req.amount, req.currency, first.amount, first.currency
+                        ),
+                    );
+                }
+            }
+        }
         if req.idempotency_key != expected_key {
             self.ctx.violate(
                 "provider idempotency key",
@@ -304,17 +338,6 @@ impl World {
                 }
                 None => {
                     let leg_key = (req.payment_id.clone(), leg);
-                    let earlier = rails.by_leg.get(&leg_key).map_or(0, Vec::len);
-                    if earlier > 0 {
-                        self.ctx.violate(
-                            "each leg initiated at most once",
-                            &req.payment_id,
-                            format!(
-                                "a second {leg:?} transfer was started (key `{}`)",
-                                req.idempotency_key
-                            ),
-                        );
-                    }
                     let o = &self.ctx.opts;
                     let outcome = if leg != LegKind::Reversal && self.ctx.chance(o.refusal_rate) {
                         self.ctx.count(|s| s.refusals += 1);
