@@ -564,14 +564,20 @@ impl Sim {
 
     /// The dead process is replaced: what it held in memory is gone, its leases run out.
     async fn restart(&mut self) -> anyhow::Result<()> {
-        self.ctx.down.store(false, Ordering::SeqCst);
-        self.ctx.count(|s| s.restarts += 1);
-        self.clock.advance(self.ctx.between(500, 5_000));
-        self.store.forget_caches();
         // A start does what `serve` does before serving (on this database: nothing to
-        // bootstrap, the recurring jobs already there).
+        // bootstrap, the recurring jobs already there) — and may itself crash.
         let shared: SharedClock = self.clock.clone();
-        crate::app::prepare(&self.store, &self.cfg, &shared).await?;
+        loop {
+            self.ctx.down.store(false, Ordering::SeqCst);
+            self.ctx.count(|s| s.restarts += 1);
+            self.clock.advance(self.ctx.between(500, 5_000));
+            self.store.forget_caches();
+            match crate::app::prepare(&self.store, &self.cfg, &shared).await {
+                Ok(_) => break,
+                Err(_) if self.ctx.is_down() => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
         self.process = Self::process(
             &self.ctx,
             &self.clock,
