@@ -877,14 +877,14 @@ impl Sim {
                     order.attempts
                 ),
             );
-            if let Some((_, guaranteed, _)) = &order.quote {
-                if payout != *guaranteed {
-                    ctx.violate(
-                        "a quoted payment pays its guarantee",
-                        &id,
-                        format!("quoted {guaranteed}, accepted with payout {payout}"),
-                    );
-                }
+            if let Some((_, guaranteed, _)) = &order.quote
+                && payout != *guaranteed
+            {
+                ctx.violate(
+                    "a quoted payment pays its guarantee",
+                    &id,
+                    format!("quoted {guaranteed}, accepted with payout {payout}"),
+                );
             }
             order.promised = Some(payout);
             order.payment_id = Some(id);
