@@ -121,6 +121,22 @@ fn skipping_the_onramp_claim_is_caught_within_ten_seeds_with_its_trail() {
     assert!(clean.passed(), "{clean}");
 }
 
+#[test]
+fn a_fresh_provider_key_per_attempt_is_caught_within_ten_seeds() {
+    let caught = (1..=10).find_map(|seed| {
+        let mut opts = Options::new(seed, PAYMENTS);
+        opts.plant = Some(PlantedBug::KeyPerAttempt);
+        let s = simulate(opts);
+        (!s.passed()).then_some((seed, s))
+    });
+    let (seed, s) = caught.expect("the planted bug went unnoticed for 10 seeds");
+    let v = s.violation.as_ref().expect("a violation");
+    assert_eq!(
+        v.invariant, "each leg initiated at most once",
+        "seed {seed}:\n{s}"
+    );
+}
+
 /// The command prints the summary and exits non-zero on a broken invariant.
 #[test]
 fn the_command_exits_non_zero_when_an_invariant_breaks() {

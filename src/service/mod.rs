@@ -109,6 +109,10 @@ pub mod planted {
     /// win while the purchase is under way.
     pub static SKIP_ONRAMP_CLAIM: AtomicBool = AtomicBool::new(false);
 
+    /// Each provider call carries a fresh idempotency key (the payment, the leg and the
+    /// time), so a retry after a call whose answer was lost starts a second transfer.
+    pub static KEY_PER_ATTEMPT: AtomicBool = AtomicBool::new(false);
+
     /// Whether `bug` is switched on.
     pub fn on(bug: &AtomicBool) -> bool {
         bug.load(std::sync::atomic::Ordering::Relaxed)

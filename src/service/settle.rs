@@ -311,7 +311,13 @@ impl Service {
         p: &PaymentRecord,
     ) -> Result<Option<Answer>, StepError> {
         use PaymentState::*;
-        let key = |leg: &str| format!("{}:{leg}", p.payment_id);
+        let key = |leg: &str| {
+            if super::planted::on(&super::planted::KEY_PER_ATTEMPT) {
+                format!("{}:{leg}:{}", p.payment_id, self.clock.now().millis())
+            } else {
+                format!("{}:{leg}", p.payment_id)
+            }
+        };
         let onramp = &self.providers.onramp;
         let offramp = &self.providers.offramp;
         let result = match p.state {

@@ -184,6 +184,8 @@ impl SimulateArgs {
 pub enum PlantedBug {
     /// The worker calls the onramp without claiming the payment first.
     SkipOnrampClaim,
+    /// Each provider call carries a fresh idempotency key instead of `{payment}:{leg}`.
+    KeyPerAttempt,
 }
 
 /// What happened in a run, counted.
@@ -468,6 +470,8 @@ pub struct Summary {
     pub checks: u64,
     /// Payments the end-of-run checks covered.
     pub payments_checked: u64,
+    /// Merchant orders that arrived (all of `--payments`, unless an invariant broke first).
+    pub arrived: u64,
     /// The digest of the final state.
     pub digest: String,
     /// The first broken invariant, if any.
@@ -613,7 +617,7 @@ impl std::fmt::Display for Summary {
             "  speed             {:.1} s wall, {:.1} s CPU, {:.0} payments/s of simulation",
             self.wall_secs,
             self.cpu_secs,
-            o.payments as f64 / self.wall_secs.max(1e-9)
+            self.arrived as f64 / self.wall_secs.max(1e-9)
         )
     }
 }

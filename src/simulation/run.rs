@@ -65,9 +65,17 @@ pub fn run(opts: Options) -> anyhow::Result<Summary> {
 struct Planted(Option<PlantedBug>);
 
 impl Planted {
+    fn switch(bug: PlantedBug) -> &'static std::sync::atomic::AtomicBool {
+        use crate::service::planted;
+        match bug {
+            PlantedBug::SkipOnrampClaim => &planted::SKIP_ONRAMP_CLAIM,
+            PlantedBug::KeyPerAttempt => &planted::KEY_PER_ATTEMPT,
+        }
+    }
+
     fn on(bug: Option<PlantedBug>) -> Planted {
-        if bug == Some(PlantedBug::SkipOnrampClaim) {
-            crate::service::planted::SKIP_ONRAMP_CLAIM.store(true, Ordering::Relaxed);
+        if let Some(b) = bug {
+            Self::switch(b).store(true, Ordering::Relaxed);
         }
         Planted(bug)
     }
@@ -75,8 +83,8 @@ impl Planted {
 
 impl Drop for Planted {
     fn drop(&mut self) {
-        if self.0.is_some() {
-            crate::service::planted::SKIP_ONRAMP_CLAIM.store(false, Ordering::Relaxed);
+        if let Some(b) = self.0 {
+            Self::switch(b).store(false, Ordering::Relaxed);
         }
     }
 }
@@ -987,6 +995,7 @@ impl Sim {
             stats: self.ctx.stats(),
             checks: checked.checks,
             payments_checked: checked.payments,
+            arrived: self.orders.len() as u64,
             digest: checked.digest,
             violation: self.ctx.violation(),
             trail,
