@@ -28,7 +28,6 @@ use rand::{Rng, SeedableRng};
 
 use crate::clock::Clock;
 use crate::domain::Timestamp;
-use crate::store::UnitOfWork;
 use crate::store::unit::{CommitFaults, Crash};
 
 pub use run::run;
@@ -431,7 +430,7 @@ impl std::fmt::Debug for Ctx {
 struct Faults(Arc<Ctx>);
 
 impl CommitFaults for Faults {
-    fn at_commit(&self, _unit: &UnitOfWork) -> Crash {
+    fn at_commit(&self) -> Crash {
         let ctx = &self.0;
         if !ctx.armed.load(Ordering::SeqCst) {
             return Crash::No;

@@ -385,7 +385,7 @@ impl Store {
         let Some(faults) = &self.faults else {
             return self.commit_unit(unit).await;
         };
-        match faults.at_commit(&unit) {
+        match faults.at_commit() {
             Crash::No => self.commit_unit(unit).await,
             Crash::BeforeCommit => Err(Crash::error()),
             Crash::AfterCommit => {
@@ -449,7 +449,7 @@ pub enum Crash {
 
 impl Crash {
     /// What the dying process's caller gets back (it never reads it: it is dead).
-    fn error() -> StoreError {
+    pub(super) fn error() -> StoreError {
         StoreError::Unavailable(super::DriverError {
             code: None,
             message: "simulated crash".into(),
@@ -457,12 +457,12 @@ impl Crash {
     }
 }
 
-/// Decides, at each commit, whether the process crashes around it: the seam
-/// `corridor simulate` injects crashes through (and, once it has crashed, every later
-/// commit of the dead process is lost too).
+/// Decides, at each commit — a unit of work or a claim of jobs — whether the process crashes
+/// around it: the seam `corridor simulate` injects crashes through (and, once it has crashed,
+/// every later commit of the dead process is lost too).
 pub trait CommitFaults: Send + Sync + std::fmt::Debug {
-    /// Where, if anywhere, the process dies around committing `unit`.
-    fn at_commit(&self, unit: &UnitOfWork) -> Crash;
+    /// Where, if anywhere, the process dies around the commit about to happen.
+    fn at_commit(&self) -> Crash;
 }
 
 fn guard(held: bool, otherwise: Rejected) -> Result<(), Rejected> {
