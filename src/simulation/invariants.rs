@@ -388,3 +388,243 @@ pub(super) async fn at_the_end(sim: &Sim) -> anyhow::Result<Checked> {
         digest,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    //! Each invariant fires on the breach it is written for, and holds on a correct payment:
+    //! a check that cannot fail would prove nothing in a run.
+    use super::*;
+    use crate::domain::{FeeBreakdown, HistoryEntry, Leg, LegStatus, PaymentRecord, Timestamp};
+    use PaymentState::*;
+
+    fn completed() -> (Census, Vec<Transfer>, Facts) {
+        let payment = PaymentRecord {
+            payment_id: "pay_1".into(),
+            merchant_id: "mer_1".into(),
+            quote_id: "quote_1".into(),
+            state: Completed,
+            version: 5,
+            amount: 100_000,
+            currency: Currency::USD,
+            payout_amount: 87_698,
+            payout_currency: "EUR".parse().unwrap(),
+            exchange_rate: "0.9204745".parse().unwrap(),
+            mid_rate: "0.925".parse().unwrap(),
+            fees: FeeBreakdown {
+                platform: 2_100,
+                onramp: 1_050,
+                offramp: 1_575,
+            },
+            total_fees: 4_725,
+            source_account: "a".into(),
+            destination_account: "b".into(),
+            metadata: Default::default(),
+            created_at: Timestamp(0),
+            updated_at: Timestamp(4),
+            state_since: Timestamp(4),
+            completed_at: Some(Timestamp(4)),
+            onramp_claimed_at: Some(Timestamp(1)),
+            failure: None,
+            onramp: Some(Leg {
+                provider: "world-onramp".into(),
+                reference: "onramp_1".into(),
+                status: LegStatus::Completed,
+                amount: 952_750_000,
+            }),
+            offramp: Some(Leg {
+                provider: "world-offramp".into(),
+                reference: "offramp_1".into(),
+                status: LegStatus::Completed,
+                amount: 87_698,
+            }),
+            executed_rate: None,
+            reversal_reference: None,
+            refund_amount: None,
+        };
+        let states = [
+            Pending,
+            OnrampPending,
+            OnrampComplete,
+            OfframpPending,
+            Completed,
+        ];
+        let history = states
+            .iter()
+            .enumerate()
+            .map(|(i, &to)| HistoryEntry {
+                from: i.checked_sub(1).map(|j| states[j]),
+                to,
+                at: Timestamp(i as i64),
+                reason: String::new(),
+            })
+            .collect();
+        let events = states
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (format!("evt_{i}"), event_for(s)))
+            .collect();
+        let transfer = |reference: &str, leg, amount, currency: &str| Transfer {
+            reference: reference.into(),
+            payment_id: "pay_1".into(),
+            leg,
+            amount,
+            currency: currency.into(),
+            settle_at: 0,
+            outcome: Outcome::Completed,
+        };
+        let transfers = vec![
+            transfer("onramp_1", LegKind::Onramp, 952_750_000, "USDC"),
+            transfer("offramp_1", LegKind::Offramp, 87_698, "EUR"),
+        ];
+        let facts = Facts {
+            guaranteed_payout: Some(87_698),
+            quote_expires_at: Some(60_000),
+            cancel_won: false,
+            cancel_tried: false,
+            subscribed: true,
+        };
+        let census = Census {
+            payment,
+            history,
+            events,
+            step_jobs: Vec::new(),
+        };
+        (census, transfers, facts)
+    }
+
+    fn broken(c: &Census, t: &[Transfer], f: &Facts) -> &'static str {
+        match check_payment(c, t, f, &|_| true) {
+            Ok(_) => "holds",
+            Err((invariant, _)) => invariant,
+        }
+    }
+
+    #[test]
+    fn a_correct_completed_payment_holds_every_invariant() {
+        let (c, t, f) = completed();
+        assert!(check_payment(&c, &t, &f, &|_| true).is_ok_and(|n| n > 10));
+    }
+
+    #[test]
+    fn each_breach_breaks_its_own_invariant() {
+        let (c, t, f) = completed();
+        let mut short = t.clone();
+        short[1].amount -= 1;
+        assert_eq!(
+            broken(&c, &short, &f),
+            "a completed payment paid exactly its payout"
+        );
+
+        let mut twice = t.clone();
+        twice.push(Transfer {
+            reference: "onramp_2".into(),
+            ..t[0].clone()
+        });
+        assert_eq!(broken(&c, &twice, &f), "each leg initiated at most once");
+
+        let mut skipped = c.clone();
+        skipped.history.remove(2);
+        assert_eq!(
+            broken(&skipped, &t, &f),
+            "history follows the transition table"
+        );
+
+        let mut eventless = c.clone();
+        eventless.events.pop();
+        assert_eq!(
+            broken(&eventless, &t, &f),
+            "every committed transition has its event"
+        );
+        assert_eq!(
+            match check_payment(&c, &t, &f, &|id| id != "evt_3") {
+                Err((i, _)) => i,
+                Ok(_) => "holds",
+            },
+            "every event is delivered at least once"
+        );
+
+        let promised_more = Facts {
+            guaranteed_payout: Some(87_699),
+            ..f.clone()
+        };
+        assert_eq!(
+            broken(&c, &t, &promised_more),
+            "a completed payment paid what its 202 promised"
+        );
+
+        let mut late = c.clone();
+        late.payment.created_at = Timestamp(60_000);
+        assert_eq!(broken(&late, &t, &f), "an expired quote is refused");
+
+        let mut stuck = c.clone();
+        stuck.payment.state = OfframpPending;
+        stuck.history.pop();
+        stuck.events.pop();
+        assert_eq!(broken(&stuck, &t, &f), "no job is lost");
+        stuck.step_jobs.push("ready".into());
+        assert_eq!(broken(&stuck, &t, &f), "every payment finishes");
+    }
+
+    #[test]
+    fn cancels_and_refunds_are_held_to_what_moved() {
+        let (mut c, t, f) = completed();
+        c.payment.state = Cancelled;
+        c.payment.onramp = None;
+        c.payment.offramp = None;
+        c.history.truncate(1);
+        c.history.push(HistoryEntry {
+            from: Some(Pending),
+            to: Cancelled,
+            at: Timestamp(1),
+            reason: String::new(),
+        });
+        c.events = vec![
+            ("evt_0".into(), event_for(Pending)),
+            ("evt_1".into(), event_for(Cancelled)),
+        ];
+        let tried = Facts {
+            cancel_tried: true,
+            cancel_won: true,
+            ..f.clone()
+        };
+        assert_eq!(broken(&c, &[], &tried), "holds");
+        assert_eq!(
+            broken(&c, &t[..1], &tried),
+            "a cancelled payment moved no money"
+        );
+        assert_eq!(broken(&c, &[], &f), "only a merchant's cancel cancels");
+
+        let (mut r, mut rt, f) = completed();
+        r.payment.state = Refunded;
+        let states = [
+            Pending,
+            OnrampPending,
+            OnrampComplete,
+            RefundPending,
+            Refunded,
+        ];
+        for (h, s) in r.history.iter_mut().zip(states).skip(3) {
+            h.to = s;
+        }
+        r.history[4].from = Some(RefundPending);
+        r.events = states
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| (format!("evt_{i}"), event_for(s)))
+            .collect();
+        r.payment.offramp = None;
+        rt[1] = Transfer {
+            reference: "reversal_1".into(),
+            leg: LegKind::Reversal,
+            amount: 100_000 - 1_050,
+            currency: "USD".into(),
+            ..rt[1].clone()
+        };
+        assert_eq!(broken(&r, &rt, &f), "holds");
+        rt[1].amount += 1_050;
+        assert_eq!(
+            broken(&r, &rt, &f),
+            "a refunded payment returned amount − onramp fee"
+        );
+    }
+}
