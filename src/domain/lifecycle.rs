@@ -352,44 +352,11 @@ pub fn applied(p: &PaymentRecord, effects: &Effects, at: super::Timestamp) -> Pa
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Currency, FeeBreakdown, Timestamp};
+    use crate::domain::Timestamp;
     use PaymentState::*;
-    use std::collections::BTreeMap;
 
     fn payment(state: PaymentState) -> PaymentRecord {
-        PaymentRecord {
-            payment_id: "pay_1".into(),
-            merchant_id: "mer_1".into(),
-            quote_id: "quote_1".into(),
-            state,
-            version: 1,
-            amount: 100_000,
-            currency: Currency::USD,
-            payout_amount: 87_700,
-            payout_currency: "EUR".parse().unwrap(),
-            exchange_rate: "0.9205".parse().unwrap(),
-            mid_rate: "0.9251".parse().unwrap(),
-            fees: FeeBreakdown {
-                platform: 2_100,
-                onramp: 1_050,
-                offramp: 1_575,
-            },
-            total_fees: 4_725,
-            source_account: "a".into(),
-            destination_account: "b".into(),
-            metadata: BTreeMap::new(),
-            created_at: Timestamp(0),
-            updated_at: Timestamp(0),
-            state_since: Timestamp(0),
-            completed_at: None,
-            onramp_claimed_at: None,
-            failure: None,
-            onramp: None,
-            offramp: None,
-            executed_rate: None,
-            reversal_reference: None,
-            refund_amount: None,
-        }
+        crate::domain::payment::example(state)
     }
 
     fn ctx() -> Context<'static> {

@@ -193,6 +193,45 @@ pub struct HistoryEntry {
     pub reason: String,
 }
 
+/// A `PENDING`-shaped payment of 1,000.00 USD to EUR with the default fees, in `state`, for
+/// tests to start from.
+#[cfg(test)]
+pub(crate) fn example(state: PaymentState) -> PaymentRecord {
+    PaymentRecord {
+        payment_id: "pay_1".into(),
+        merchant_id: "mer_1".into(),
+        quote_id: "quote_1".into(),
+        state,
+        version: 1,
+        amount: 100_000,
+        currency: Currency::USD,
+        payout_amount: 87_700,
+        payout_currency: "EUR".parse().expect("EUR"),
+        exchange_rate: "0.9205".parse().expect("rate"),
+        mid_rate: "0.9251".parse().expect("rate"),
+        fees: FeeBreakdown {
+            platform: 2_100,
+            onramp: 1_050,
+            offramp: 1_575,
+        },
+        total_fees: 4_725,
+        source_account: "a".into(),
+        destination_account: "b".into(),
+        metadata: BTreeMap::new(),
+        created_at: Timestamp(0),
+        updated_at: Timestamp(0),
+        state_since: Timestamp(0),
+        completed_at: None,
+        onramp_claimed_at: None,
+        failure: None,
+        onramp: None,
+        offramp: None,
+        executed_rate: None,
+        reversal_reference: None,
+        refund_amount: None,
+    }
+}
+
 /// The reason written on a payment's first history row.
 pub const CREATED: &str = "created";
 

@@ -394,37 +394,19 @@ mod tests {
     //! Each invariant fires on the breach it is written for, and holds on a correct payment:
     //! a check that cannot fail would prove nothing in a run.
     use super::*;
-    use crate::domain::{FeeBreakdown, HistoryEntry, Leg, LegStatus, PaymentRecord, Timestamp};
+    use crate::domain::{HistoryEntry, Leg, LegStatus, PaymentRecord, Timestamp};
     use PaymentState::*;
 
     fn completed() -> (Census, Vec<Transfer>, Facts) {
         let payment = PaymentRecord {
-            payment_id: "pay_1".into(),
-            merchant_id: "mer_1".into(),
-            quote_id: "quote_1".into(),
-            state: Completed,
             version: 5,
-            amount: 100_000,
-            currency: Currency::USD,
             payout_amount: 87_698,
-            payout_currency: "EUR".parse().unwrap(),
             exchange_rate: "0.9204745".parse().unwrap(),
             mid_rate: "0.925".parse().unwrap(),
-            fees: FeeBreakdown {
-                platform: 2_100,
-                onramp: 1_050,
-                offramp: 1_575,
-            },
-            total_fees: 4_725,
-            source_account: "a".into(),
-            destination_account: "b".into(),
-            metadata: Default::default(),
-            created_at: Timestamp(0),
             updated_at: Timestamp(4),
             state_since: Timestamp(4),
             completed_at: Some(Timestamp(4)),
             onramp_claimed_at: Some(Timestamp(1)),
-            failure: None,
             onramp: Some(Leg {
                 provider: "world-onramp".into(),
                 reference: "onramp_1".into(),
@@ -437,9 +419,7 @@ mod tests {
                 status: LegStatus::Completed,
                 amount: 87_698,
             }),
-            executed_rate: None,
-            reversal_reference: None,
-            refund_amount: None,
+            ..crate::domain::payment::example(Completed)
         };
         let states = [
             Pending,

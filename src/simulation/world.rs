@@ -405,8 +405,8 @@ impl World {
             Fault::None => {}
             _ => return Err(ProviderError::Transient("503 from provider".into())),
         }
-        let (t, report) = {
-            let mut rails = self.rails();
+        let t = {
+            let rails = self.rails();
             let Some(t) = rails.transfers.get(&sent.reference).cloned() else {
                 self.ctx.violate(
                     "status of a started transfer",
@@ -418,8 +418,7 @@ impl World {
                 );
                 return Err(ProviderError::Refused("unknown transfer".into()));
             };
-            let report = self.report(&mut rails, &t);
-            (t, report)
+            t
         };
         if sent.amount != t.amount || sent.currency != t.currency {
             self.ctx.violate(
@@ -433,7 +432,9 @@ impl World {
         }
         let settled = self.ctx.now() >= t.settle_at;
         if settled {
-            self.maybe_race(move |_| Some(Race::Webhook(report))).await;
+            // The report is written only when a race is drawn.
+            self.maybe_race(|_| Some(Race::Webhook(self.report(&mut self.rails(), &t))))
+                .await;
         } else {
             self.maybe_race(|_| Some(Race::Steal)).await;
         }

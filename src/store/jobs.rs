@@ -165,17 +165,7 @@ pub async fn claim_lane(
     };
     // A claim is a commit like any other: a simulated crash may come before it or after it
     // (the leases taken by a process that is gone).
-    let Some(faults) = &store.faults else {
-        return commit_claim(store, claim).await;
-    };
-    match faults.at_commit() {
-        super::unit::Crash::No => commit_claim(store, claim).await,
-        super::unit::Crash::BeforeCommit => Err(super::unit::Crash::error()),
-        super::unit::Crash::AfterCommit => {
-            let _ = commit_claim(store, claim).await;
-            Err(super::unit::Crash::error())
-        }
-    }
+    store.around_commit(commit_claim(store, claim)).await
 }
 
 async fn commit_claim(store: &Store, claim: Claim) -> StoreResult<Vec<Job>> {

@@ -382,14 +382,21 @@ impl Store {
     /// none of it, with the guard that failed. A unit is acknowledged only once the commit
     /// returned; any error leaves nothing written.
     pub async fn commit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
-        let Some(faults) = &self.faults else {
-            return self.commit_unit(unit).await;
-        };
-        match faults.at_commit() {
-            Crash::No => self.commit_unit(unit).await,
+        self.around_commit(self.commit_unit(unit)).await
+    }
+
+    /// Runs `commit` — a unit's or a claim's — through the simulator's crash seam, when there
+    /// is one: the process may die before it (nothing is written) or after it (written, and
+    /// the caller never hears).
+    pub(super) async fn around_commit<T>(
+        &self,
+        commit: impl std::future::Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        match self.faults.as_ref().map_or(Crash::No, |f| f.at_commit()) {
+            Crash::No => commit.await,
             Crash::BeforeCommit => Err(Crash::error()),
             Crash::AfterCommit => {
-                let _ = self.commit_unit(unit).await;
+                let _ = commit.await;
                 Err(Crash::error())
             }
         }
@@ -449,7 +456,7 @@ pub enum Crash {
 
 impl Crash {
     /// What the dying process's caller gets back (it never reads it: it is dead).
-    pub(super) fn error() -> StoreError {
+    fn error() -> StoreError {
         StoreError::Unavailable(super::DriverError {
             code: None,
             message: "simulated crash".into(),
