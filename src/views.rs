@@ -80,6 +80,27 @@ pub struct RefundView {
     pub currency: String,
 }
 
+/// An amount of one currency.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AmountView {
+    /// Minor units (negative for a loss).
+    pub amount: i64,
+    /// Currency code.
+    pub currency: String,
+}
+
+/// How the payout executed, once the payment is `COMPLETED`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SettlementView {
+    /// The market's mid rate when the offramp settled: what the USDC was sold at.
+    #[serde(with = "rust_decimal::serde::arbitrary_precision")]
+    #[schema(value_type = f64)]
+    pub executed_rate: Decimal,
+    /// What the sale yielded beyond the guaranteed payout (negative: the platform's loss),
+    /// payout-currency minor units; posted to `platform:fx:{payout currency}`.
+    pub fx_gain_loss: AmountView,
+}
+
 /// A payment as the API shows it.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PaymentView {
@@ -122,6 +143,9 @@ pub struct PaymentView {
     /// Refund, for refunding and refunded payments.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refund: Option<RefundView>,
+    /// How the payout executed, for completed payments whose market had a rate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub settlement: Option<SettlementView>,
     /// Every transition, oldest first.
     pub history: Vec<HistoryView>,
 }
@@ -148,6 +172,18 @@ pub fn view(p: &PaymentRecord, history: &[HistoryEntry]) -> PaymentView {
         amount: p.refund_amount.unwrap_or(m.minor()),
         currency: p.currency.code().to_owned(),
     });
+    let settlement = (p.state == PaymentState::Completed)
+        .then_some(p.executed_rate)
+        .flatten()
+        .and_then(|rate| {
+            Some(SettlementView {
+                executed_rate: rate.normalize(),
+                fx_gain_loss: AmountView {
+                    amount: ledger::fx_gain_loss(p, rate).ok()?,
+                    currency: p.payout_currency.code().to_owned(),
+                },
+            })
+        });
     PaymentView {
         payment_id: p.payment_id.clone(),
         status: p.state.as_str().to_owned(),
@@ -179,6 +215,7 @@ pub fn view(p: &PaymentRecord, history: &[HistoryEntry]) -> PaymentView {
             offramp: leg_view(&p.offramp, p.payout_currency.code()),
         },
         refund,
+        settlement,
         history: history
             .iter()
             .map(|h| HistoryView {

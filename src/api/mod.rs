@@ -14,6 +14,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod idempotency;
+pub mod ledger;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;
@@ -127,6 +128,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(payments::create, payments::list))
         .routes(routes!(payments::get))
         .routes(routes!(payments::cancel))
+        .routes(routes!(ledger::payment))
         .routes(routes!(webhooks::create, webhooks::list))
         .routes(routes!(webhooks::delete))
         .routes(routes!(webhooks::rotate_secret))
@@ -142,6 +144,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(operations::redrive))
         .routes(routes!(operations::alerts))
         .routes(routes!(admin::transfers))
+        .routes(routes!(ledger::balances))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .split_for_parts();
     let (ops, ops_doc) = ops_routes().split_for_parts();

@@ -47,7 +47,8 @@ pub enum Change {
     LegStatus(Side, LegStatus),
     /// Why the payment did not complete.
     Failure(FailureCode, String),
-    /// The market mid rate when the offramp executed (none when the market has no rate).
+    /// The market mid rate when the offramp settled — the rate it executed at (none when the
+    /// market has no rate).
     ExecutedRate(Option<Decimal>),
     /// The refund's reversal transfer and the source amount it returns.
     Reversal {
@@ -95,6 +96,8 @@ pub struct Effects {
     pub changes: Vec<Change>,
     /// The step job's fate.
     pub next: Next,
+    /// What the step does to the payment's ledger ([`ledger::postings`]), committed with it.
+    pub ledger: Vec<ledger::Posting>,
 }
 
 /// Why an input does not apply to the payment as it is.
@@ -130,7 +133,7 @@ pub struct Context<'a> {
     pub poll_base_ms: i64,
     /// Polls made so far in this state.
     pub polls: u32,
-    /// Market mid rate now (recorded as the offramp's executed rate).
+    /// Market mid rate now (recorded as the offramp's executed rate when it settles).
     pub market_mid: Option<Decimal>,
 }
 
@@ -143,6 +146,7 @@ fn go(to: PaymentState, reason: &'static str, changes: Vec<Change>, next: Next) 
         }),
         changes,
         next,
+        ledger: vec![],
     }
 }
 
@@ -158,8 +162,16 @@ fn amount_error(e: impl std::fmt::Display) -> Refusal {
     Refusal::Amount(e.to_string())
 }
 
-/// The decision table: what `input` does to payment `p`.
+/// What `input` does to payment `p`: the decision table's effects, with the ledger postings
+/// that follow from them.
 pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects, Refusal> {
+    let mut effects = table(p, input, ctx)?;
+    effects.ledger = ledger::postings(p, &effects, ctx).map_err(amount_error)?;
+    Ok(effects)
+}
+
+/// The decision table.
+fn table(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects, Refusal> {
     use PaymentState::*;
     let answer = match input {
         Input::Cancel => {
@@ -174,6 +186,7 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
                 }),
                 changes: vec![],
                 next: Next::Done,
+                ledger: vec![],
             });
         }
         Input::OperatorRetry => {
@@ -184,6 +197,7 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
                 transition: None,
                 changes: vec![],
                 next: run_now(p.state),
+                ledger: vec![],
             });
         }
         Input::Provider(answer) => answer,
@@ -203,6 +217,7 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
                 after_ms: poll_delay_ms(ctx.poll_base_ms, polls),
                 polls,
             },
+            ledger: vec![],
         }
     };
     let failure = |code, msg: &str| Change::Failure(code, msg.to_owned());
@@ -255,10 +270,7 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
             go(
                 OfframpPending,
                 "offramp initiated",
-                vec![
-                    Change::LegInitiated(Side::Offramp, leg),
-                    Change::ExecutedRate(ctx.market_mid.map(|m| m.normalize())),
-                ],
+                vec![Change::LegInitiated(Side::Offramp, leg)],
                 first_poll(OfframpPending),
             )
         }
@@ -272,7 +284,10 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
         (OfframpPending, Answer::Status(TransferStatus::Completed)) => go(
             Completed,
             "offramp settled",
-            vec![Change::LegStatus(Side::Offramp, LegStatus::Completed)],
+            vec![
+                Change::LegStatus(Side::Offramp, LegStatus::Completed),
+                Change::ExecutedRate(ctx.market_mid.map(|m| m.normalize())),
+            ],
             Next::Done,
         ),
         (OfframpPending, Answer::Status(TransferStatus::Failed(msg))) => go(
@@ -294,6 +309,7 @@ pub fn decide(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects,
                     refund_amount: refund.minor(),
                 }],
                 next: first_poll(RefundPending),
+                ledger: vec![],
             }
         }
         (RefundPending, Answer::Status(TransferStatus::Pending)) => poll_again(RefundPending),
@@ -526,8 +542,8 @@ mod tests {
     }
 
     #[test]
-    fn offramp_initiation_records_the_market_rate() {
-        let e = decide(&payment(OnrampComplete), initiated(), &ctx()).unwrap();
+    fn offramp_settlement_records_the_market_rate() {
+        let e = decide(&payment(OfframpPending), completed(), &ctx()).unwrap();
         assert!(
             e.changes
                 .contains(&Change::ExecutedRate(Some("0.9251".parse().unwrap())))

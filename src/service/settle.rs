@@ -15,6 +15,7 @@ use crate::domain::task::Task;
 use crate::domain::{HistoryEntry, PaymentRecord, PaymentState, Side, TransferStatus, ledger};
 use crate::providers::{LegRequest, ProviderError, Sent};
 use crate::store::jobs::Job;
+use crate::store::ledger::LedgerOwner;
 use crate::store::payments::Transition;
 use crate::store::unit::Write;
 use crate::store::{Rejected, UnitOfWork, payments, provider_webhooks};
@@ -187,6 +188,12 @@ impl Service {
                 state: p.state,
             });
         }
+        if !effects.ledger.is_empty() {
+            unit.push(Write::Ledger {
+                owner: LedgerOwner::of(p),
+                postings: effects.ledger.clone(),
+            });
+        }
         match effects.next {
             Next::Run { state, polls, .. } if let Some(job) = running.filter(|_| keep) => unit
                 .push(Write::KeepLease {
@@ -279,6 +286,11 @@ impl Service {
                     _ => return Ok(()),
                 },
                 Applied::Rejected(Rejected::LeaseLost) => return Ok(()),
+                // The ledger refused the postings (a transfer opened twice, a refund over the
+                // capture): a bug to look at, never to retry into or to drop.
+                Applied::Rejected(r @ (Rejected::TransferExists | Rejected::OverCapture)) => {
+                    return Err(StepError::Permanent(format!("ledger: {r}")));
+                }
                 // The payment moved on between the read and the write: nothing to do.
                 Applied::Rejected(_) => return self.finish(job).await,
             }

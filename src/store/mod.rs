@@ -12,6 +12,7 @@ pub mod census;
 mod group;
 pub mod idempotency;
 pub mod jobs;
+pub mod ledger;
 pub mod merchants;
 pub mod ops;
 pub mod payments;

@@ -23,8 +23,8 @@ use super::payments::Transition;
 use super::quotes::QuoteRecord;
 use super::webhooks::{Delivery, Endpoint, Event};
 use super::{
-    Store, StoreError, StoreResult, idempotency, jobs, merchants, ops, payments, provider_webhooks,
-    quotes, settings, webhooks,
+    Store, StoreError, StoreResult, idempotency, jobs, ledger, merchants, ops, payments,
+    provider_webhooks, quotes, settings, webhooks,
 };
 
 /// Which guard rejected a unit.
@@ -51,6 +51,12 @@ pub enum Rejected {
     /// The row to create exists already.
     #[error("already exists")]
     Exists,
+    /// A transfer of this role is already open for the payment.
+    #[error("the payment already has that ledger transfer")]
+    TransferExists,
+    /// A refund would credit more than the payment captured from the merchant.
+    #[error("the refund would exceed what the payment captured")]
+    OverCapture,
 }
 
 /// One write of a unit.
@@ -89,6 +95,15 @@ pub enum Write {
         payment_id: String,
         /// When this run claimed it.
         claimed_at: Timestamp,
+    },
+    /// Guard: the ledger postings of a payment's state change (transfers opened, posted or
+    /// voided), with the ledger's own guards ([`Rejected::TransferExists`],
+    /// [`Rejected::OverCapture`]).
+    Ledger {
+        /// Whose ledger.
+        owner: ledger::LedgerOwner,
+        /// What changes in it.
+        postings: Vec<crate::domain::ledger::Posting>,
     },
     /// A new quote.
     InsertQuote(QuoteRecord),
@@ -506,6 +521,7 @@ pub(super) async fn apply(
             payments::release_onramp(tx, payment_id, *claimed_at).await?;
             Ok(())
         }
+        Write::Ledger { owner, postings } => ledger::apply(tx, owner, postings, at).await?,
         Write::InsertQuote(q) => {
             quotes::insert(tx, q).await?;
             Ok(())

@@ -39,6 +39,8 @@ macro_rules! suite {
         mod health;
         #[path = "idempotency.rs"]
         mod idempotency;
+        #[path = "ledger.rs"]
+        mod ledger;
         #[path = "payments.rs"]
         mod payments;
         #[path = "provider_webhooks.rs"]

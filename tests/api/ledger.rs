@@ -1,0 +1,248 @@
+//! The ledger as a client reads it: every posting path of a payment (completed, onramp
+//! failed, offramp failed and refunded, cancelled), the settlement shown on the payment, the
+//! balances with their per-currency totals, and tenancy.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+
+use super::*;
+
+const TERMINAL: &[&str] = &["COMPLETED", "FAILED", "CANCELLED", "REFUNDED"];
+
+async fn pay(app: &TestApp, key: &str, source: &str, destination: &str) -> (Value, Value) {
+    let quote = app.quote(key, "EUR", 100_000).await;
+    let created = app
+        .pay(
+            key,
+            json!({"quote_id": quote["quote_id"], "source_account": source, "destination_account": destination}),
+        )
+        .await;
+    let id = created["payment_id"].as_str().expect("payment_id");
+    let p = app.wait_for_status(key, id, TERMINAL).await;
+    (quote, p)
+}
+
+async fn ledger(app: &TestApp, key: &str, payment: &Value) -> Value {
+    let id = payment["payment_id"].as_str().expect("payment_id");
+    let r = app.get(&format!("/v1/payments/{id}/ledger"), key).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["payment_id"], id, "{v}");
+    assert_eq!(v["balanced"], true, "{v}");
+    v
+}
+
+/// `role → (status, debit, credit, amount, currency)` of a payment's transfers.
+fn by_role(ledger: &Value) -> BTreeMap<String, (String, String, String, i64, String)> {
+    let id = ledger["payment_id"].as_str().expect("payment_id");
+    ledger["transfers"]
+        .as_array()
+        .expect("transfers")
+        .iter()
+        .map(|t| {
+            let tid = t["id"].as_str().expect("id");
+            let role = tid
+                .strip_prefix(&format!("{id}:"))
+                .unwrap_or_else(|| panic!("id {tid} names its payment"));
+            assert!(t["reason"].is_string() && t["created_at"].is_string(), "{t}");
+            (
+                role.to_owned(),
+                (
+                    t["status"].as_str().expect("status").to_owned(),
+                    t["debit_account"].as_str().expect("debit").to_owned(),
+                    t["credit_account"].as_str().expect("credit").to_owned(),
+                    t["amount"].as_i64().expect("amount"),
+                    t["currency"].as_str().expect("currency").to_owned(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Net posted flow into `account` over one payment's transfers (credits − debits).
+fn posted_into(ledger: &Value, account: &str) -> i64 {
+    ledger["transfers"]
+        .as_array()
+        .expect("transfers")
+        .iter()
+        .filter(|t| t["status"] == "POSTED")
+        .map(|t| {
+            let a = t["amount"].as_i64().expect("amount");
+            (if t["credit_account"] == account { a } else { 0 })
+                - (if t["debit_account"] == account { a } else { 0 })
+        })
+        .sum()
+}
+
+fn fee(quote: &Value, name: &str) -> i64 {
+    quote["fees"][name].as_i64().expect("fee")
+}
+
+#[tokio::test]
+async fn a_completed_payment_posts_the_source_each_fee_both_usdc_legs_the_payout_and_the_fx() {
+    let Some(app) = spawn_app().await else { return };
+    let (quote, p) = pay(&app, &app.merchant_key, "user123", "merchant456").await;
+    assert_eq!(p["status"], "COMPLETED", "{p}");
+    let l = ledger(&app, &app.merchant_key, &p).await;
+    let t = by_role(&l);
+    let roles: Vec<&str> = t.keys().map(String::as_str).collect();
+    for needed in [
+        "onramp.source",
+        "fee.platform",
+        "fee.onramp",
+        "fee.offramp",
+        "onramp.usdc",
+        "offramp.usdc",
+        "offramp.payout",
+    ] {
+        assert!(roles.contains(&needed), "{needed} missing: {l}");
+    }
+    assert!(
+        t.values().all(|(status, ..)| status == "POSTED"),
+        "nothing stays pending or voided on a completed payment: {l}"
+    );
+    let funding = &t["onramp.source"].1;
+    assert!(funding.starts_with("merchant:") && funding.ends_with(":funding:USD"), "{l}");
+    // The source amount received: everything the merchant's account gave.
+    assert_eq!(posted_into(&l, funding), -100_000, "{l}");
+    let total = fee(&quote, "total_fees");
+    assert_eq!(posted_into(&l, "platform:fees:USD"), total, "{l}");
+    for (role, name) in [
+        ("fee.platform", "platform_fee"),
+        ("fee.onramp", "onramp_fee"),
+        ("fee.offramp", "offramp_fee"),
+    ] {
+        assert_eq!(t[role].3, fee(&quote, name), "{role}: {l}");
+        assert_eq!(t[role].2, "platform:fees:USD", "{role}: {l}");
+    }
+    let usdc = (100_000 - total) * 10_000;
+    assert_eq!(t["onramp.usdc"].3, usdc, "{l}");
+    assert_eq!(t["offramp.usdc"].3, usdc, "{l}");
+    assert_eq!(t["onramp.usdc"].4, "USDC", "{l}");
+    assert_eq!(posted_into(&l, "platform:treasury:USDC"), 0, "the USDC bought is sold: {l}");
+    assert_eq!(posted_into(&l, "payouts:EUR"), p["payout_amount"].as_i64().unwrap(), "{l}");
+
+    // The settlement: the offramp executed at the market's mid, so the platform keeps the
+    // spread (a gain), posted to platform:fx:EUR, and the payment shows the same figure.
+    let s = &p["settlement"];
+    let fx = s["fx_gain_loss"]["amount"].as_i64().expect("fx amount");
+    assert_eq!(s["fx_gain_loss"]["currency"], "EUR", "{p}");
+    assert!(s["executed_rate"].is_number(), "{p}");
+    assert!(fx > 0, "the static market executes at the mid: the spread is kept: {p}");
+    assert_eq!(posted_into(&l, "platform:fx:EUR"), fx, "{l}");
+    assert_eq!(t["fx.gain"].3, fx, "{l}");
+}
+
+#[tokio::test]
+async fn a_failed_onramp_voids_everything_it_held() {
+    let Some(app) = spawn_app().await else { return };
+    let (_, p) = pay(&app, &app.merchant_key, "sim_fail_onramp", "merchant456").await;
+    assert_eq!(p["status"], "FAILED", "{p}");
+    assert!(p.get("settlement").is_none(), "{p}");
+    let l = ledger(&app, &app.merchant_key, &p).await;
+    let t = by_role(&l);
+    assert_eq!(t.len(), 5, "the onramp's five transfers: {l}");
+    assert!(t.values().all(|(s, ..)| s == "VOIDED"), "nothing was captured: {l}");
+}
+
+#[tokio::test]
+async fn a_refunded_payment_returns_the_refund_and_keeps_only_the_onramp_fee() {
+    let Some(app) = spawn_app().await else { return };
+    let (quote, p) = pay(&app, &app.merchant_key, "user123", "sim_fail_offramp").await;
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    let l = ledger(&app, &app.merchant_key, &p).await;
+    let t = by_role(&l);
+    assert!(
+        t.values().all(|(s, ..)| s != "PENDING"),
+        "nothing pending on a terminal payment: {l}"
+    );
+    assert_eq!(t["offramp.usdc"].0, "VOIDED", "{l}");
+    assert_eq!(t["offramp.payout"].0, "VOIDED", "{l}");
+    for role in ["refund.usdc", "refund.source", "refund.fee.platform", "refund.fee.offramp"] {
+        assert_eq!(t[role].0, "POSTED", "{role}: {l}");
+    }
+    let refund = p["refund"]["amount"].as_i64().expect("refund");
+    assert_eq!(refund, 100_000 - fee(&quote, "onramp_fee"));
+    assert_eq!(posted_into(&l, "refunds:USD"), refund, "{l}");
+    assert_eq!(
+        posted_into(&l, "platform:fees:USD"),
+        fee(&quote, "onramp_fee"),
+        "only the onramp's fee is kept: {l}"
+    );
+    assert_eq!(posted_into(&l, "payouts:EUR"), 0, "{l}");
+    assert_eq!(posted_into(&l, "platform:treasury:USDC"), 0, "{l}");
+}
+
+#[tokio::test]
+async fn a_cancelled_payment_has_no_transfers_and_another_merchant_sees_no_ledger() {
+    let Some(app) = spawn_app_with(|c| c.workers = 0).await else {
+        return;
+    };
+    let quote = app.quote(&app.merchant_key, "EUR", 100_000).await;
+    let created = app
+        .pay(
+            &app.merchant_key,
+            json!({"quote_id": quote["quote_id"], "source_account": "a", "destination_account": "b"}),
+        )
+        .await;
+    let id = created["payment_id"].as_str().expect("id");
+    let r = app
+        .post(&format!("/v1/payments/{id}/cancel"), &app.merchant_key, json!({}))
+        .await;
+    assert_eq!(r.status(), 200);
+    let l = ledger(&app, &app.merchant_key, &created).await;
+    assert_eq!(l["transfers"], json!([]), "{l}");
+
+    let other = app.new_merchant("other").await;
+    let r = app.get(&format!("/v1/payments/{id}/ledger"), &other).await;
+    assert_eq!(r.status(), 404);
+    let r = app.get("/v1/payments/pay_nope/ledger", &app.merchant_key).await;
+    assert_eq!(r.status(), 404);
+    let r = app.get("/v1/admin/ledger/balances", &app.merchant_key).await;
+    assert_eq!(r.status(), 403, "balances are the operator's");
+}
+
+#[tokio::test]
+async fn balances_add_up_per_currency_and_match_the_payments() {
+    let Some(app) = spawn_app().await else { return };
+    let (q1, done) = pay(&app, &app.merchant_key, "user123", "merchant456").await;
+    let (q2, refunded) = pay(&app, &app.merchant_key, "user123", "sim_fail_offramp").await;
+    assert_eq!(done["status"], "COMPLETED");
+    assert_eq!(refunded["status"], "REFUNDED");
+    let r = app.get("/v1/admin/ledger/balances", &app.admin_key).await;
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.expect("json");
+    for (currency, t) in b["totals"].as_object().expect("totals") {
+        assert_eq!(t["debits_posted"], t["credits_posted"], "{currency}: {b}");
+        assert_eq!(t["debits_pending"], t["credits_pending"], "{currency}: {b}");
+    }
+    for c in ["USD", "USDC", "EUR"] {
+        assert!(b["totals"].get(c).is_some(), "{c} has totals: {b}");
+    }
+    let account = |name: &str| -> Value {
+        b["data"]
+            .as_array()
+            .expect("data")
+            .iter()
+            .find(|a| a["account"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no account {name}: {b}"))
+    };
+    let net = |a: &Value| a["credits_posted"].as_i64().unwrap() - a["debits_posted"].as_i64().unwrap();
+    assert_eq!(
+        net(&account("platform:fees:USD")),
+        fee(&q1, "total_fees") + fee(&q2, "onramp_fee"),
+        "{b}"
+    );
+    assert_eq!(net(&account("payouts:EUR")), done["payout_amount"].as_i64().unwrap(), "{b}");
+    assert_eq!(net(&account("refunds:USD")), refunded["refund"]["amount"].as_i64().unwrap(), "{b}");
+    assert_eq!(
+        net(&account("platform:fx:EUR")),
+        done["settlement"]["fx_gain_loss"]["amount"].as_i64().unwrap(),
+        "{b}"
+    );
+    let fees = account("platform:fees:USD");
+    assert_eq!(fees["currency"], "USD");
+    assert_eq!(fees["debits_pending"], 0, "nothing in flight once both are terminal: {b}");
+}
