@@ -747,3 +747,204 @@ async fn each_lanes_claim_is_an_index_range_on_sqlite() {
         );
     }
 }
+
+mod ledger {
+    //! The ledger's guards in the store: a refund never exceeds what its payment captured —
+    //! alone or raced by another refund of the same payment — and a transition's postings
+    //! commit or vanish with it.
+
+    use super::*;
+    use corridor::domain::ledger::{self as books, EntryStatus, Posting, Role, Transfer};
+    use corridor::store::ledger::{self, LedgerOwner};
+
+    fn owner(payment_id: &str) -> LedgerOwner {
+        LedgerOwner {
+            payment_id: payment_id.to_owned(),
+            merchant_id: "mer_1".into(),
+            currency: Currency::USD,
+        }
+    }
+
+    fn usd(
+        role: Role,
+        debit: String,
+        credit: String,
+        amount: i64,
+        status: EntryStatus,
+    ) -> Transfer {
+        Transfer {
+            role,
+            debit,
+            credit,
+            amount,
+            currency: Currency::USD,
+            status,
+        }
+    }
+
+    /// The onramp's source and fee transfers of a 1,000.00 USD payment, in `status`.
+    fn capture(payment_id: &str, status: EntryStatus) -> Write {
+        let funding = books::merchant_funding("mer_1", Currency::USD);
+        Write::Ledger {
+            owner: owner(payment_id),
+            postings: vec![Posting::Open {
+                transfers: vec![
+                    usd(
+                        Role::OnrampSource,
+                        funding.clone(),
+                        "provider:p:onramp:USD".into(),
+                        95_275,
+                        status,
+                    ),
+                    usd(
+                        Role::PlatformFee,
+                        funding,
+                        books::platform_fees(Currency::USD),
+                        4_725,
+                        status,
+                    ),
+                ],
+                within_capture: false,
+            }],
+        }
+    }
+
+    /// A refund transfer of `amount` in `role`, checked against the capture.
+    fn refund(payment_id: &str, role: Role, amount: i64) -> Write {
+        Write::Ledger {
+            owner: owner(payment_id),
+            postings: vec![Posting::Open {
+                transfers: vec![usd(
+                    role,
+                    "provider:p:onramp:USD".into(),
+                    books::refunds(Currency::USD),
+                    amount,
+                    EntryStatus::Pending,
+                )],
+                within_capture: true,
+            }],
+        }
+    }
+
+    async fn paid(store: &Store, n: &str) -> String {
+        let (payment_id, quote_id) = (format!("pay_{n}"), format!("quote_{n}"));
+        insert_quote(store, &quote_id).await;
+        commit(store, accept(&payment_id, &quote_id, &format!("key-{n}")))
+            .await
+            .unwrap();
+        payment_id
+    }
+
+    async fn one(store: &Store, w: Write) -> Result<(), Rejected> {
+        let mut unit = UnitOfWork::at(NOW);
+        unit.push(w);
+        commit(store, unit).await
+    }
+
+    #[tokio::test]
+    async fn a_refund_beyond_the_posted_capture_is_refused_whole() {
+        let b = backends().await;
+        for (name, store) in &b.stores {
+            let id = paid(store, "cap").await;
+            one(store, capture(&id, EntryStatus::Pending))
+                .await
+                .unwrap();
+            // Nothing is captured while the onramp is in flight: no refund at all.
+            assert_eq!(
+                one(store, refund(&id, Role::RefundSource, 1)).await,
+                Err(Rejected::OverCapture),
+                "{name}"
+            );
+            let mut unit = UnitOfWork::at(NOW);
+            unit.push(Write::Ledger {
+                owner: owner(&id),
+                postings: vec![Posting::Post(vec![Role::OnrampSource, Role::PlatformFee])],
+            });
+            commit(store, unit).await.unwrap();
+            assert_eq!(
+                one(store, refund(&id, Role::RefundSource, 100_001)).await,
+                Err(Rejected::OverCapture),
+                "{name}: one minor unit over"
+            );
+            one(store, refund(&id, Role::RefundSource, 95_275))
+                .await
+                .unwrap();
+            assert_eq!(
+                one(store, refund(&id, Role::RefundSource, 1)).await,
+                Err(Rejected::TransferExists),
+                "{name}: a role is opened once"
+            );
+            assert_eq!(
+                one(store, refund(&id, Role::RefundPlatformFee, 4_726)).await,
+                Err(Rejected::OverCapture),
+                "{name}: together over the capture"
+            );
+            one(store, refund(&id, Role::RefundPlatformFee, 4_725))
+                .await
+                .unwrap();
+            let t = ledger::for_payment(store, &id).await.unwrap();
+            let refunded: i64 = t
+                .iter()
+                .filter(|t| t.transfer.credit == "refunds:USD")
+                .map(|t| t.transfer.amount)
+                .sum();
+            assert_eq!(
+                refunded, 100_000,
+                "{name}: exactly the capture, nothing refused left behind"
+            );
+        }
+    }
+
+    /// Two refunds of one payment, each within the capture alone and over it together, raced:
+    /// one commits, the other is refused, on every round.
+    #[tokio::test]
+    async fn two_concurrent_refunds_of_one_payment_never_both_succeed() {
+        let b = backends().await;
+        for (name, store) in &b.stores {
+            for round in 0..12 {
+                let id = paid(store, &format!("race{round}")).await;
+                one(store, capture(&id, EntryStatus::Posted)).await.unwrap();
+                let (a, c) = tokio::join!(
+                    one(store, refund(&id, Role::RefundSource, 60_000)),
+                    one(store, refund(&id, Role::RefundPlatformFee, 60_000)),
+                );
+                let won = [a, c].iter().filter(|r| r.is_ok()).count();
+                assert_eq!(won, 1, "{name} round {round}: {a:?} {c:?}");
+                assert!(
+                    [a, c].contains(&Err(Rejected::OverCapture)),
+                    "{name} round {round}: the loser is refused by the limit: {a:?} {c:?}"
+                );
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transitions_postings_vanish_with_a_rejected_unit() {
+        let b = backends().await;
+        for (name, store) in &b.stores {
+            let id = paid(store, "gone").await;
+            let mut unit = UnitOfWork::at(NOW);
+            unit.push(Write::Transition(Transition {
+                payment_id: id.clone(),
+                from: PaymentState::Pending,
+                to: PaymentState::OnrampPending,
+                at: NOW,
+                reason: "onramp initiated".into(),
+                changes: vec![],
+                unclaimed_only: false,
+            }))
+            .push(capture(&id, EntryStatus::Pending))
+            .push(Write::ExpectState {
+                payment_id: id.clone(),
+                state: PaymentState::Completed,
+            });
+            assert_eq!(commit(store, unit).await, Err(Rejected::Stale), "{name}");
+            assert!(
+                ledger::for_payment(store, &id).await.unwrap().is_empty(),
+                "{name}"
+            );
+            let p = payments::get(store, &id).await.unwrap().unwrap();
+            assert_eq!(p.state, PaymentState::Pending, "{name}");
+        }
+    }
+}
