@@ -47,7 +47,7 @@ pub fn check_payment(
     delivered: &dyn Fn(&str) -> bool,
 ) -> Result<u64, Broken> {
     let p = &c.payment;
-    let mut checks = 0u64;
+    let mut checks = check_ledger(c)?;
     let mut ensure = |ok: bool, invariant: &'static str, detail: &dyn Fn() -> String| {
         checks += 1;
         if ok {
@@ -265,6 +265,186 @@ pub fn check_payment(
     Ok(checks)
 }
 
+/// The payment's ledger against its state: every transfer balanced within one currency,
+/// nothing pending once the payment is terminal, the merchant charged the amount or nothing,
+/// the payout and the refund posted as promised, only earned fees kept, the treasury's USDC
+/// all sold or returned, the FX result the rate difference on the USDC sold, and refunds
+/// within the capture.
+pub fn check_ledger(c: &Census) -> Result<u64, Broken> {
+    use crate::domain::ledger::{
+        EntryStatus, TREASURY, merchant_funding, payouts, platform_fees, platform_fx, refunds,
+    };
+    let p = &c.payment;
+    let mut checks = 0u64;
+    let mut ensure = |ok: bool, invariant: &'static str, detail: &dyn Fn() -> String| {
+        checks += 1;
+        if ok {
+            Ok(())
+        } else {
+            Err((invariant, detail()))
+        }
+    };
+    let shown = || {
+        c.ledger
+            .iter()
+            .map(|t| {
+                let t = &t.transfer;
+                format!(
+                    "{} {} {}→{} {} {}",
+                    t.role, t.status, t.debit, t.credit, t.amount, t.currency
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    for t in &c.ledger {
+        let t = &t.transfer;
+        let cur = t.currency.code();
+        ensure(
+            t.amount > 0
+                && t.debit != t.credit
+                && ledger::account_currency(&t.debit) == cur
+                && ledger::account_currency(&t.credit) == cur,
+            "every transfer is balanced in one currency",
+            &|| format!("{} {} {}→{} {}", t.role, t.amount, t.debit, t.credit, cur),
+        )?;
+    }
+    let posted_into = |account: &str| -> i64 {
+        c.ledger
+            .iter()
+            .map(|t| &t.transfer)
+            .filter(|t| t.status == EntryStatus::Posted)
+            .map(|t| {
+                (if t.credit == account { t.amount } else { 0 })
+                    - (if t.debit == account { t.amount } else { 0 })
+            })
+            .sum()
+    };
+    let pending = c
+        .ledger
+        .iter()
+        .filter(|t| t.transfer.status == EntryStatus::Pending)
+        .count();
+    ensure(
+        !p.state.is_terminal() || pending == 0,
+        "no pending transfer on a terminal payment",
+        &|| format!("{} with {pending} pending: {}", p.state, shown()),
+    )?;
+    let (s, out) = (p.currency, p.payout_currency);
+    let captured = -posted_into(&merchant_funding(&p.merchant_id, s));
+    let charged = matches!(p.state, PaymentState::Completed | PaymentState::Refunded);
+    ensure(
+        captured == if charged { p.amount } else { 0 } || !p.state.is_terminal(),
+        "the merchant is charged the amount, or nothing",
+        &|| {
+            format!(
+                "{} captured {captured} of {}: {}",
+                p.state,
+                p.amount,
+                shown()
+            )
+        },
+    )?;
+    let paid = posted_into(&payouts(out));
+    ensure(
+        paid == if p.state == PaymentState::Completed {
+            p.payout_amount
+        } else {
+            0
+        } || !p.state.is_terminal(),
+        "the payout posted is the guarantee",
+        &|| {
+            format!(
+                "{} posted {paid} {out} to payouts, promised {}",
+                p.state, p.payout_amount
+            )
+        },
+    )?;
+    let refund = ledger::refund_amount(p.amount, p.fees.onramp, s)
+        .map_err(|e| ("money is exact", e.to_string()))?
+        .minor();
+    let refunded = posted_into(&refunds(s));
+    ensure(
+        refunded
+            == if p.state == PaymentState::Refunded {
+                refund
+            } else {
+                0
+            }
+            || !p.state.is_terminal(),
+        "the refund posted is amount − onramp fee",
+        &|| {
+            format!(
+                "{} posted {refunded} {s} to refunds, the rule says {refund}",
+                p.state
+            )
+        },
+    )?;
+    let in_refunds: i64 = c
+        .ledger
+        .iter()
+        .map(|t| &t.transfer)
+        .filter(|t| t.status != EntryStatus::Voided && t.credit == refunds(s))
+        .map(|t| t.amount)
+        .sum();
+    ensure(
+        in_refunds <= captured,
+        "refunds never exceed the capture",
+        &|| format!("{in_refunds} toward refunds, {captured} captured"),
+    )?;
+    let fees = posted_into(&platform_fees(s));
+    let earned = match p.state {
+        PaymentState::Completed => p.total_fees,
+        PaymentState::Refunded => p.fees.onramp,
+        _ => 0,
+    };
+    ensure(
+        fees == earned || !p.state.is_terminal(),
+        "only earned fees are kept",
+        &|| format!("{} kept {fees} in fees, earned {earned}", p.state),
+    )?;
+    let held = posted_into(TREASURY);
+    ensure(
+        held == 0 || !p.state.is_terminal(),
+        "the USDC bought is sold or returned",
+        &|| {
+            format!(
+                "{} leaves {held} USDC in the treasury: {}",
+                p.state,
+                shown()
+            )
+        },
+    )?;
+    let fx = posted_into(&platform_fx(out));
+    match (p.state, p.executed_rate) {
+        (PaymentState::Completed, Some(executed)) => {
+            use rust_decimal::Decimal;
+            let net = Decimal::from(p.amount - p.total_fees);
+            let scale =
+                Decimal::from(10i64.pow(out.exponent())) / Decimal::from(10i64.pow(s.exponent()));
+            let exact = net * (executed - p.exchange_rate) * scale;
+            let rule =
+                ledger::fx_gain_loss(p, executed).map_err(|e| ("money is exact", e.to_string()))?;
+            ensure(
+                fx == rule && (Decimal::from(fx) - exact).abs() < Decimal::ONE,
+                "the FX result is (executed − locked) on the USDC sold",
+                &|| {
+                    format!(
+                        "posted {fx} {out}, executed {executed} vs locked {}: {exact}",
+                        p.exchange_rate
+                    )
+                },
+            )?;
+        }
+        _ => ensure(
+            fx == 0 || !p.state.is_terminal(),
+            "only a settled payout has an FX result",
+            &|| format!("{} posted {fx} {out} of FX", p.state),
+        )?,
+    }
+    Ok(checks)
+}
+
 /// What the end of a run found.
 pub(super) struct Checked {
     pub(super) by_state: BTreeMap<String, u64>,
@@ -362,6 +542,10 @@ pub(super) async fn at_the_end(sim: &Sim) -> anyhow::Result<Checked> {
             for h in &c.history {
                 hash.update(format!("  {}@{}\n", h.to, h.at.millis()));
             }
+            for t in &c.ledger {
+                let t = &t.transfer;
+                hash.update(format!("  {} {} {}\n", t.role, t.status, t.amount));
+            }
         }
     }
     let named = facts.len() as u64;
@@ -372,6 +556,29 @@ pub(super) async fn at_the_end(sim: &Sim) -> anyhow::Result<Checked> {
             "",
             format!("{named} payments were answered 202, {payments} exist"),
         );
+    }
+    // Per currency, over every account: what was debited was credited, posted and pending.
+    let mut totals: BTreeMap<String, [i64; 4]> = BTreeMap::new();
+    for b in crate::store::ledger::balances(&sim.store).await? {
+        let t = totals.entry(b.currency).or_default();
+        for (slot, v) in t.iter_mut().zip([
+            b.debits_posted,
+            b.credits_posted,
+            b.debits_pending,
+            b.credits_pending,
+        ]) {
+            *slot += v;
+        }
+    }
+    for (currency, [dp, cp, dpe, cpe]) in &totals {
+        checks += 1;
+        if dp != cp || dpe != cpe {
+            ctx.violate(
+                "per-currency totals are zero-sum",
+                "",
+                format!("{currency}: debits {dp}/{dpe}, credits {cp}/{cpe} (posted/pending)"),
+            );
+        }
     }
     for t in world.transfers() {
         hash.update(format!(
@@ -394,8 +601,82 @@ mod tests {
     //! Each invariant fires on the breach it is written for, and holds on a correct payment:
     //! a check that cannot fail would prove nothing in a run.
     use super::*;
-    use crate::domain::{HistoryEntry, Leg, LegStatus, PaymentRecord, Timestamp};
+    use crate::domain::ledger::{EntryStatus, Posting};
+    use crate::domain::lifecycle::{self, Answer, Context, Input};
+    use crate::domain::{HistoryEntry, Leg, LegStatus, PaymentRecord, Timestamp, TransferStatus};
+    use crate::store::ledger::StoredTransfer;
     use PaymentState::*;
+
+    /// The ledger `p`'s terms get on the way through `states` (from `PENDING`), decided by the
+    /// real decision table and applied as the store would, with the offramp executing at
+    /// `executed`.
+    fn books(p: &PaymentRecord, states: &[PaymentState], executed: &str) -> Vec<StoredTransfer> {
+        let ctx = Context {
+            onramp: "world-onramp",
+            offramp: "world-offramp",
+            poll_base_ms: 100,
+            polls: 0,
+            market_mid: Some(executed.parse().unwrap()),
+        };
+        let mut now = PaymentRecord {
+            onramp: None,
+            offramp: None,
+            ..crate::domain::payment::example(Pending)
+        };
+        now.payment_id = p.payment_id.clone();
+        now.payout_amount = p.payout_amount;
+        now.exchange_rate = p.exchange_rate;
+        let mut out: Vec<StoredTransfer> = Vec::new();
+        let status = |s| Input::Provider(Answer::Status(s));
+        for pair in states.windows(2) {
+            let inputs = match (pair[0], pair[1]) {
+                (Pending, Cancelled) => vec![Input::Cancel],
+                (OnrampComplete, RefundPending) => {
+                    vec![Input::Provider(Answer::Refused("no".into()))]
+                }
+                (RefundPending, Refunded) => vec![
+                    Input::Provider(Answer::Initiated("reversal_1".into())),
+                    status(TransferStatus::Completed),
+                ],
+                (Pending | OnrampComplete, _) => {
+                    vec![Input::Provider(Answer::Initiated("ref_1".into()))]
+                }
+                _ => vec![status(TransferStatus::Completed)],
+            };
+            for input in inputs {
+                let e = lifecycle::decide(&now, input, &ctx).expect("the path is allowed");
+                for posting in &e.ledger {
+                    match posting {
+                        Posting::Open { transfers, .. } => {
+                            for t in transfers {
+                                let at = Timestamp(out.len() as i64);
+                                out.push(StoredTransfer {
+                                    payment_id: now.payment_id.clone(),
+                                    transfer: t.clone(),
+                                    created_at: at,
+                                    resolved_at: None,
+                                });
+                            }
+                        }
+                        Posting::Post(roles) | Posting::Void(roles) => {
+                            let to = if matches!(posting, Posting::Post(_)) {
+                                EntryStatus::Posted
+                            } else {
+                                EntryStatus::Voided
+                            };
+                            for t in out.iter_mut().filter(|t| roles.contains(&t.transfer.role)) {
+                                if t.transfer.status == EntryStatus::Pending {
+                                    t.transfer.status = to;
+                                }
+                            }
+                        }
+                    }
+                }
+                now = lifecycle::applied(&now, &e, Timestamp(0));
+            }
+        }
+        out
+    }
 
     fn completed() -> (Census, Vec<Transfer>, Facts) {
         let payment = PaymentRecord {
@@ -463,11 +744,16 @@ mod tests {
             cancel_tried: false,
             subscribed: true,
         };
+        let ledger = books(&payment, &states, "0.925");
         let census = Census {
-            payment,
+            payment: PaymentRecord {
+                executed_rate: Some("0.925".parse().unwrap()),
+                ..payment
+            },
             history,
             events,
             step_jobs: Vec::new(),
+            ledger,
         };
         (census, transfers, facts)
     }
@@ -546,6 +832,58 @@ mod tests {
     }
 
     #[test]
+    fn each_breach_of_the_books_breaks_its_own_invariant() {
+        let (c, t, f) = completed();
+        let role = |c: &mut Census, code: &str| -> usize {
+            c.ledger
+                .iter()
+                .position(|x| x.transfer.role.code() == code)
+                .unwrap_or_else(|| panic!("no {code}"))
+        };
+        let mut short = c.clone();
+        let i = role(&mut short, "offramp.payout");
+        short.ledger[i].transfer.amount -= 1;
+        assert_eq!(broken(&short, &t, &f), "the payout posted is the guarantee");
+
+        let mut left = c.clone();
+        let i = role(&mut left, "offramp.usdc");
+        left.ledger[i].transfer.status = EntryStatus::Pending;
+        assert_eq!(
+            broken(&left, &t, &f),
+            "no pending transfer on a terminal payment"
+        );
+
+        let mut mixed = c.clone();
+        let i = role(&mut mixed, "fee.platform");
+        mixed.ledger[i].transfer.credit = "platform:fees:EUR".into();
+        assert_eq!(
+            broken(&mixed, &t, &f),
+            "every transfer is balanced in one currency"
+        );
+
+        let mut greedy = c.clone();
+        let i = role(&mut greedy, "fx.gain");
+        greedy.ledger[i].transfer.amount += 1;
+        assert_eq!(
+            broken(&greedy, &t, &f),
+            "the FX result is (executed − locked) on the USDC sold"
+        );
+
+        let mut uncharged = c.clone();
+        let i = role(&mut uncharged, "fee.onramp");
+        uncharged.ledger[i].transfer.status = EntryStatus::Voided;
+        assert_eq!(
+            broken(&uncharged, &t, &f),
+            "the merchant is charged the amount, or nothing"
+        );
+
+        let mut kept = c.clone();
+        let i = role(&mut kept, "offramp.usdc");
+        kept.ledger.remove(i);
+        assert_eq!(broken(&kept, &t, &f), "the USDC bought is sold or returned");
+    }
+
+    #[test]
     fn cancels_and_refunds_are_held_to_what_moved() {
         let (mut c, t, f) = completed();
         c.payment.state = Cancelled;
@@ -562,6 +900,7 @@ mod tests {
             ("evt_0".into(), event_for(Pending)),
             ("evt_1".into(), event_for(Cancelled)),
         ];
+        c.ledger.clear();
         let tried = Facts {
             cancel_tried: true,
             cancel_won: true,
@@ -593,6 +932,8 @@ mod tests {
             .map(|(i, &s)| (format!("evt_{i}"), event_for(s)))
             .collect();
         r.payment.offramp = None;
+        r.payment.executed_rate = None;
+        r.ledger = books(&r.payment, &states, "0.925");
         rt[1] = Transfer {
             reference: "reversal_1".into(),
             leg: LegKind::Reversal,
@@ -601,6 +942,17 @@ mod tests {
             ..rt[1].clone()
         };
         assert_eq!(broken(&r, &rt, &f), "holds");
+        let mut over = r.clone();
+        let i = over
+            .ledger
+            .iter()
+            .position(|x| x.transfer.role.code() == "refund.source")
+            .unwrap();
+        over.ledger[i].transfer.amount += 1;
+        assert_eq!(
+            broken(&over, &rt, &f),
+            "the refund posted is amount − onramp fee"
+        );
         rt[1].amount += 1_050;
         assert_eq!(
             broken(&r, &rt, &f),

@@ -19,6 +19,8 @@ pub struct Census {
     pub events: Vec<(String, String)>,
     /// The states (`ready`, `dead`) of its step jobs.
     pub step_jobs: Vec<String>,
+    /// Its ledger transfers, in the order they were opened.
+    pub ledger: Vec<super::ledger::StoredTransfer>,
 }
 
 /// Up to `limit` payments with ids after `after` (`""` for the first page), in id order.
@@ -40,6 +42,7 @@ pub async fn page(store: &Store, after: &str, limit: i64) -> StoreResult<Vec<Cen
                 history: Vec::new(),
                 events: Vec::new(),
                 step_jobs: Vec::new(),
+                ledger: Vec::new(),
             })
         })
         .collect::<StoreResult<Vec<_>>>()?;
@@ -95,6 +98,14 @@ pub async fn page(store: &Store, after: &str, limit: i64) -> StoreResult<Vec<Cen
         if let Some(&i) = index.get(&id) {
             page[i].step_jobs.push(col(r, "state")?);
         }
+    }
+    for t in super::ledger::in_range(conn, after, &last).await? {
+        if let Some(&i) = index.get(&t.payment_id) {
+            page[i].ledger.push(t);
+        }
+    }
+    for c in &mut page {
+        c.ledger.sort_by_key(|t| (t.created_at, t.transfer.role));
     }
     Ok(page)
 }

@@ -224,6 +224,22 @@ pub async fn for_payment(store: &Store, payment_id: &str) -> StoreResult<Vec<Sto
     Ok(out)
 }
 
+/// The transfers of the payments with ids in `(after, last]` (the census's pages).
+pub(super) async fn in_range(
+    conn: &mut Conn,
+    after: &str,
+    last: &str,
+) -> StoreResult<Vec<StoredTransfer>> {
+    let rows = query(dynamic(format!(
+        "SELECT {COLUMNS} FROM ledger_transfers WHERE payment_id > $1 AND payment_id <= $2"
+    )))
+    .bind(after)
+    .bind(last)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Every account's posted and pending sums.
 pub async fn balances(store: &Store) -> StoreResult<Vec<Balance>> {
     let mut conn = store.reader().await?;
