@@ -294,6 +294,11 @@ async fn signed_in_pages_render(backend: Backend) {
         "offramp",
         "A-17",
         "This payment is final",
+        "Ledger",
+        "platform:fees:USD",
+        "payouts:EUR",
+        "POSTED",
+        "FX gain",
     ] {
         assert!(timeline.body.contains(text), "timeline lacks {text}");
     }

@@ -363,7 +363,7 @@ fn summary(b: &mut String, p: &PaymentRecord) {
             esc(&p.exchange_rate.normalize().to_string()),
             esc(&p.mid_rate.normalize().to_string()),
             p.executed_rate.map_or(String::new(), |r| format!(
-                ", market {} when paid out",
+                ", market {} when the payout settled",
                 esc(&r.normalize().to_string())
             ))
         ),
@@ -394,6 +394,49 @@ fn summary(b: &mut String, p: &PaymentRecord) {
     b.push_str("</dl></section>");
 }
 
+/// The payment's ledger transfers, oldest first, and the FX result of its payout.
+fn ledger_section(
+    b: &mut String,
+    transfers: &[crate::store::ledger::StoredTransfer],
+    settlement: Option<&crate::views::SettlementView>,
+    payout_currency: crate::domain::Currency,
+) {
+    b.push_str(r#"<section id="ledger"><h2>Ledger</h2>"#);
+    if transfers.is_empty() {
+        b.push_str(r#"<p class="empty">No transfers: no money has moved for this payment.</p>"#);
+    } else {
+        b.push_str(r#"<table><thead><tr><th>Transfer</th><th>Debit</th><th>Credit</th><th class="num">Amount</th><th>Status</th><th>Opened</th></tr></thead><tbody>"#);
+        for t in transfers {
+            let x = &t.transfer;
+            let _ = write!(
+                b,
+                r#"<tr><td>{}</td><td class="mono">{}</td><td class="mono">{}</td><td class="num">{}</td><td>{}</td><td>{}</td></tr>"#,
+                esc(x.role.reason()),
+                esc(&x.debit),
+                esc(&x.credit),
+                esc(&money(x.amount, x.currency)),
+                badge(x.status.as_str()),
+                time(t.created_at)
+            );
+        }
+        b.push_str("</tbody></table>");
+    }
+    if let Some(s) = settlement {
+        let _ = write!(
+            b,
+            r#"<p>Executed at <b>{}</b>: FX {} <b>{}</b></p>"#,
+            esc(&s.executed_rate.to_string()),
+            if s.fx_gain_loss.amount >= 0 {
+                "gain"
+            } else {
+                "loss"
+            },
+            esc(&money(s.fx_gain_loss.amount.abs(), payout_currency))
+        );
+    }
+    b.push_str("</section>");
+}
+
 /// `GET /dashboard/payments/{id}`: one payment's amounts, legs, failure, state history, jobs
 /// and webhook deliveries, with a retry button while it is not final.
 pub async fn payment(
@@ -409,6 +452,7 @@ pub async fn payment(
         .ok_or(DashError::NotFound("payment"))?;
     let history = payments::history(store, &id).await?;
     let job_rows = jobs::for_payment(store, &id, 20).await?;
+    let transfers = crate::store::ledger::for_payment(store, &id).await?;
     let deliveries =
         webhooks::list_deliveries(store, &p.merchant_id, Some(&id), None, DELIVERIES_SHOWN).await?;
     let view = crate::views::view(&p, &history);
@@ -506,6 +550,13 @@ pub async fn payment(
         );
     }
     b.push_str("</section>");
+
+    ledger_section(
+        &mut b,
+        &transfers,
+        view.settlement.as_ref(),
+        p.payout_currency,
+    );
 
     b.push_str("<section><h2>Jobs</h2>");
     if job_rows.is_empty() {
