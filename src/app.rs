@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::{self, AppState, Inner};
 use crate::clock::SharedClock;
+use crate::config::RateSourceKind;
 use crate::config::{Config, Role};
 use crate::domain::RateTable;
 use crate::engine::{Engine, EngineConfig, alerts, janitor};
@@ -19,7 +20,7 @@ use crate::keys::{generate_key, hash_key};
 use crate::providers::http::{HttpOfframp, HttpOnramp};
 use crate::providers::simulator::{self, SimSettings};
 use crate::providers::{Offramp, Onramp, Providers};
-use crate::service::rates::{StaticTable, WithPins};
+use crate::service::rates::{SimulatedMarket, StaticTable, WithPins};
 use crate::service::{Service, Settings};
 use crate::signing::Secret;
 use crate::store::unit::Write;
@@ -81,13 +82,27 @@ impl Node {
             store: store.clone(),
             clock: shared.clone(),
             corridors,
-            rates: Arc::new(WithPins {
-                market: StaticTable {
+            rates: {
+                let table = StaticTable {
                     table: RateTable::static_default(),
                     spread_bps: cfg.spread_bps,
-                },
-                store: store.clone(),
-            }),
+                };
+                match cfg.rate_source {
+                    RateSourceKind::Static => Arc::new(WithPins {
+                        market: table,
+                        store: store.clone(),
+                    }),
+                    RateSourceKind::Simulated => Arc::new(WithPins {
+                        market: SimulatedMarket::new(
+                            table,
+                            cfg.market_volatility,
+                            cfg.market_seed,
+                            shared.clone(),
+                        ),
+                        store: store.clone(),
+                    }),
+                }
+            },
             providers,
             settings: Settings {
                 quote_ttl_ms: i64::try_from(cfg.quote_ttl.0.as_millis()).unwrap_or(60_000),

@@ -141,6 +141,15 @@ pub enum LogFormat {
     Text,
 }
 
+/// Where the market's rates come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RateSourceKind {
+    /// The built-in mid table, fixed.
+    Static,
+    /// Each direction's mid walks randomly from the table's, one step a second.
+    Simulated,
+}
+
 /// Which parts of Corridor a `serve` process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Role {
@@ -287,6 +296,24 @@ pub struct Config {
     /// Spread applied to mid rates, in basis points.
     #[arg(long, env = "CORRIDOR_SPREAD_BPS", default_value_t = 50)]
     pub spread_bps: u32,
+    /// Where mid rates come from: `static` (the built-in table) or `simulated` (a seeded
+    /// random walk from the table's rates; quotes lock the customer rate as ever, and a
+    /// payout executes at the walk's mid when it settles — the difference is the platform's
+    /// FX gain or loss).
+    #[arg(
+        long,
+        env = "CORRIDOR_RATE_SOURCE",
+        value_enum,
+        default_value = "static"
+    )]
+    pub rate_source: RateSourceKind,
+    /// The simulated market's volatility: how far a mid moves per second, as a fraction of
+    /// itself (one standard deviation). Between 0 and 0.01.
+    #[arg(long, env = "CORRIDOR_MARKET_VOLATILITY", default_value = "0.0001")]
+    pub market_volatility: rust_decimal::Decimal,
+    /// The simulated market's seed: the same seed and clock give the same rates.
+    #[arg(long, env = "CORRIDOR_MARKET_SEED", default_value_t = 1)]
+    pub market_seed: u64,
     /// How long a job failing transiently (provider or database unavailable) is retried,
     /// backing off to every 5 minutes, before it is dead-lettered (once it has also failed
     /// `CORRIDOR_JOB_MAX_ATTEMPTS` times). `0s`: attempts alone decide.
@@ -355,6 +382,11 @@ impl Config {
         }
         if self.webhook_retry.0.is_empty() {
             return Err("CORRIDOR_WEBHOOK_RETRY needs at least one delay".into());
+        }
+        if self.market_volatility < rust_decimal::Decimal::ZERO
+            || self.market_volatility > rust_decimal::Decimal::new(1, 2)
+        {
+            return Err("CORRIDOR_MARKET_VOLATILITY must be between 0 and 0.01".into());
         }
         if self.spread_bps >= 10_000 {
             return Err("CORRIDOR_SPREAD_BPS must be below 10000".into());

@@ -169,3 +169,113 @@ fn summarise(rows: Vec<Balance>) -> Balances {
         totals,
     }
 }
+
+/// Query of the FX report.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct FxReportParams {
+    /// Start of the window (RFC 3339, inclusive): payments completed from then. Default:
+    /// the beginning.
+    pub from: Option<String>,
+    /// End of the window (RFC 3339, exclusive). Default: now.
+    pub to: Option<String>,
+}
+
+/// An amount of one currency.
+pub use crate::views::AmountView;
+
+/// The payment with the lowest FX result in a corridor.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorstPayment {
+    /// `pay_…`.
+    pub payment_id: String,
+    /// Its FX result, payout minor units.
+    pub fx_gain_loss: AmountView,
+}
+
+/// One corridor's FX figures over the window.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CorridorFxView {
+    /// `USD-EUR`.
+    pub corridor: String,
+    /// Payments completed in the window.
+    pub payments: u64,
+    /// Their source amounts.
+    pub volume: AmountView,
+    /// Their fees.
+    pub fees: AmountView,
+    /// The spread: customer rate vs the mid at quote time, on the payouts.
+    pub spread_revenue: AmountView,
+    /// The FX result posted to the ledger (the USDC sold at the executed rate less the
+    /// payouts): the spread plus the market's move between quote and settlement.
+    pub fx_gain_loss: AmountView,
+    /// The market's move alone (`fx_gain_loss − spread_revenue`): negative is what the rate
+    /// lock cost the platform — and spared the customers.
+    pub market_move: AmountView,
+    /// The payment with the lowest FX result.
+    pub worst_payment: Option<WorstPayment>,
+}
+
+/// The FX report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FxReport {
+    /// Window start (RFC 3339), as applied.
+    pub from: String,
+    /// Window end (RFC 3339), as applied.
+    pub to: String,
+    /// One row per corridor with completed payments in the window.
+    pub data: Vec<CorridorFxView>,
+}
+
+fn instant(field: &str, text: Option<&str>) -> Result<Option<crate::domain::Timestamp>, ApiError> {
+    text.map(|t| {
+        crate::domain::Timestamp::parse_rfc3339(t).ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                "must be an RFC 3339 timestamp (2026-11-23T17:41:36Z)",
+            )
+        })
+    })
+    .transpose()
+}
+
+/// `GET /v1/admin/reports/fx`.
+#[utoipa::path(get, path = "/v1/admin/reports/fx", operation_id = "fx_report", tag = "admin", security(("bearer" = [])), params(FxReportParams),
+    responses((status = 200, description = "OK", body = FxReport), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
+pub async fn fx_report(
+    State(state): State<AppState>,
+    _a: Admin,
+    super::extract::ApiQuery(q): super::extract::ApiQuery<FxReportParams>,
+) -> Result<Json<FxReport>, ApiError> {
+    let from = instant("from", q.from.as_deref())?.unwrap_or(crate::domain::Timestamp(0));
+    let to = instant("to", q.to.as_deref())?.unwrap_or_else(|| state.now().plus_millis(1));
+    if to < from {
+        return Err(ApiError::invalid("to", "must not be before `from`"));
+    }
+    let rows = state.service.fx_report(from, to).await?;
+    let amount = |amount: i64, c: crate::domain::Currency| AmountView {
+        amount,
+        currency: c.code().to_owned(),
+    };
+    Ok(Json(FxReport {
+        from: from.to_rfc3339(),
+        to: to.to_rfc3339(),
+        data: rows
+            .iter()
+            .map(|r| CorridorFxView {
+                corridor: format!("{}-{}", r.from, r.to),
+                payments: r.payments,
+                volume: amount(r.volume, r.from),
+                fees: amount(r.fees, r.from),
+                spread_revenue: amount(r.spread_revenue, r.to),
+                fx_gain_loss: amount(r.fx_gain_loss, r.to),
+                market_move: amount(r.market_move(), r.to),
+                worst_payment: r.worst.as_ref().map(|(id, fx)| WorstPayment {
+                    payment_id: id.clone(),
+                    fx_gain_loss: amount(*fx, r.to),
+                }),
+            })
+            .collect(),
+    }))
+}

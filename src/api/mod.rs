@@ -145,6 +145,7 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(operations::alerts))
         .routes(routes!(admin::transfers))
         .routes(routes!(ledger::balances))
+        .routes(routes!(ledger::fx_report))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .split_for_parts();
     let (ops, ops_doc) = ops_routes().split_for_parts();

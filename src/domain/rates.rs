@@ -21,6 +21,21 @@ pub fn customer_rate(mid: Decimal, spread_bps: u32) -> Decimal {
         .normalize()
 }
 
+/// How strongly a simulated market is pulled back toward its table rate per step (1/10,000 a
+/// second: the walk wanders, but it does not drift off for good over a long run).
+pub const MARKET_REVERSION: Decimal = Decimal::from_parts(1, 0, 0, false, 4);
+
+/// One second of a simulated market: the mid moves by `volatility × shock` of itself (the
+/// shock drawn uniformly from ±√3, so its variance is one) and is pulled back toward `base`
+/// by [`MARKET_REVERSION`]; rounded to 8 decimals like every rate, and never below one
+/// hundred-millionth.
+pub fn market_step(mid: Decimal, base: Decimal, volatility: Decimal, shock: Decimal) -> Decimal {
+    let moved = mid + mid * volatility * shock + (base - mid) * MARKET_REVERSION;
+    moved
+        .round_dp_with_strategy(RATE_DECIMALS, RoundingStrategy::MidpointNearestEven)
+        .max(Decimal::new(1, RATE_DECIMALS))
+}
+
 /// A table of mid rates, one per direction (`from → to`).
 #[derive(Debug, Clone, Default)]
 pub struct RateTable {

@@ -39,6 +39,19 @@ impl Timestamp {
     }
 }
 
+impl Timestamp {
+    /// Parses an RFC 3339 instant (`2026-11-23T17:41:36Z`, any offset, fractions kept to the
+    /// millisecond); `None` for anything else.
+    pub fn parse_rfc3339(text: &str) -> Option<Timestamp> {
+        let t =
+            ::time::OffsetDateTime::parse(text, &::time::format_description::well_known::Rfc3339)
+                .ok()?;
+        i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000))
+            .ok()
+            .map(Timestamp)
+    }
+}
+
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_rfc3339())
@@ -56,5 +69,18 @@ mod tests {
             "2026-11-23T17:41:36Z"
         );
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn parses_what_it_writes_and_refuses_the_rest() {
+        let t = Timestamp(1_795_455_696_000);
+        assert_eq!(Timestamp::parse_rfc3339(&t.to_rfc3339()), Some(t));
+        assert_eq!(
+            Timestamp::parse_rfc3339("2026-11-23T18:41:36.5+01:00"),
+            Some(Timestamp(1_795_455_696_500))
+        );
+        for bad in ["", "yesterday", "2026-11-23", "2026-13-01T00:00:00Z"] {
+            assert_eq!(Timestamp::parse_rfc3339(bad), None, "{bad}");
+        }
     }
 }

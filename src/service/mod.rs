@@ -12,12 +12,14 @@
 //!   webhook — the same decision and the same unit of work either way.
 //! - [`operators`]: merchant creation and operator actions, each audited.
 //! - [`endpoints`]: merchants' webhook endpoints and redelivery.
+//! - [`reports`]: the FX report per corridor.
 
 pub mod endpoints;
 pub mod operators;
 pub mod payments;
 pub mod quotes;
 pub mod rates;
+pub mod reports;
 pub mod settle;
 
 use std::sync::Arc;

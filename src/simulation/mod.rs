@@ -87,6 +87,10 @@ pub struct Options {
     /// webhook.
     #[arg(long, default_value_t = 0.05)]
     pub race_rate: f64,
+    /// The simulated market's volatility per simulated second (0: the static table): quotes
+    /// lock the walk's rate, payouts execute at its mid when they settle.
+    #[arg(long, default_value = "0.0005")]
+    pub market_volatility: rust_decimal::Decimal,
     /// Plants a known bug, to show the invariants catch it.
     #[arg(long = "plant-bug", value_enum)]
     pub plant: Option<PlantedBug>,
@@ -501,9 +505,10 @@ impl std::fmt::Display for Summary {
         let o = &self.opts;
         writeln!(
             f,
-            "corridor simulate · seed {} · {} payments · store sqlite{}",
+            "corridor simulate · seed {} · {} payments · store sqlite · market ±{}/s{}",
             o.seed,
             o.payments,
+            o.market_volatility,
             o.plant
                 .map(|b| format!(" · planted bug: {b:?}"))
                 .unwrap_or_default()

@@ -402,9 +402,16 @@ impl Sim {
     ) -> anyhow::Result<Sim> {
         let url = format!("sqlite://{}", path.display());
         // Every setting a decision depends on is given here, so no environment changes a run.
+        let (volatility, market_seed) = (opts.market_volatility.to_string(), opts.seed.to_string());
         let cfg = Config::from_args([
             "--database-url",
             &url,
+            "--rate-source",
+            "simulated",
+            "--market-volatility",
+            &volatility,
+            "--market-seed",
+            &market_seed,
             "--rate-limit",
             "0",
             "--quote-ttl",

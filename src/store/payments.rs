@@ -616,3 +616,27 @@ pub async fn count_created_since(store: &Store, since: Timestamp) -> StoreResult
         .await?;
     col(&row, "n")
 }
+
+/// Up to `limit` payments that completed in `[from, to)`, with ids after `after` (`""` first),
+/// in id order: the FX report's pages.
+pub async fn completed_between(
+    store: &Store,
+    from: Timestamp,
+    to: Timestamp,
+    after: &str,
+    limit: i64,
+) -> StoreResult<Vec<PaymentRecord>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
+    let rows = query(dynamic(format!(
+        "SELECT {COLUMNS} FROM payments WHERE state = 'COMPLETED' AND completed_at >= $1 \
+         AND completed_at < $2 AND payment_id > $3 ORDER BY payment_id LIMIT $4"
+    )))
+    .bind(from.millis())
+    .bind(to.millis())
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}

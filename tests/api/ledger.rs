@@ -246,3 +246,76 @@ async fn balances_add_up_per_currency_and_match_the_payments() {
     assert_eq!(fees["currency"], "USD");
     assert_eq!(fees["debits_pending"], 0, "nothing in flight once both are terminal: {b}");
 }
+
+/// On the simulated market the payout executes at the walk's mid when it settles: the FX
+/// result is no longer the spread alone, each payment shows it, the ledger posts it, and the
+/// report adds it up per corridor.
+#[tokio::test]
+async fn on_a_moving_market_the_report_adds_up_what_each_payment_shows() {
+    let Some(app) = spawn_app_with(|c| {
+        c.rate_source = corridor::config::RateSourceKind::Simulated;
+        c.market_volatility = "0.005".parse().unwrap();
+    })
+    .await
+    else {
+        return;
+    };
+    let mut quotes = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let q = app.quote(&app.merchant_key, "EUR", 100_000).await;
+        let created = app
+            .pay(
+                &app.merchant_key,
+                json!({"quote_id": q["quote_id"], "source_account": "a", "destination_account": "b"}),
+            )
+            .await;
+        ids.push(created["payment_id"].as_str().unwrap().to_owned());
+        quotes.push(q);
+        // Minutes of market between one quote and the next, and before the settlements.
+        app.advance_clock(std::time::Duration::from_secs(120));
+    }
+    let mut fx = Vec::new();
+    for id in &ids {
+        let p = app.wait_for_status(&app.merchant_key, id, &["COMPLETED"]).await;
+        let l = ledger(&app, &app.merchant_key, &p).await;
+        let shown = p["settlement"]["fx_gain_loss"]["amount"].as_i64().expect("fx");
+        assert_eq!(posted_into(&l, "platform:fx:EUR"), shown, "{p} {l}");
+        fx.push((id.clone(), shown));
+    }
+    let rates: std::collections::BTreeSet<String> =
+        quotes.iter().map(|q| q["exchange_rate"].to_string()).collect();
+    assert!(rates.len() > 1, "the market moved between quotes: {rates:?}");
+
+    let r = app.get("/v1/admin/reports/fx", &app.admin_key).await;
+    assert_eq!(r.status(), 200);
+    let report: Value = r.json().await.unwrap();
+    let rows = report["data"].as_array().expect("data");
+    assert_eq!(rows.len(), 1, "{report}");
+    let row = &rows[0];
+    assert_eq!(row["corridor"], "USD-EUR");
+    assert_eq!(row["payments"], 4);
+    assert_eq!(row["volume"], json!({"amount": 400_000, "currency": "USD"}));
+    let fees: i64 = quotes.iter().map(|q| fee(q, "total_fees")).sum();
+    assert_eq!(row["fees"]["amount"], fees);
+    let total: i64 = fx.iter().map(|(_, f)| f).sum();
+    assert_eq!(row["fx_gain_loss"], json!({"amount": total, "currency": "EUR"}), "{report}");
+    let spread = row["spread_revenue"]["amount"].as_i64().unwrap();
+    assert!(spread > 0, "{report}");
+    assert_eq!(row["market_move"]["amount"], total - spread, "{report}");
+    let worst = fx.iter().map(|(_, f)| *f).min().unwrap();
+    assert_eq!(row["worst_payment"]["fx_gain_loss"]["amount"], worst, "{report}");
+    assert!(fx.iter().any(|(id, f)| *f == worst && row["worst_payment"]["payment_id"] == id.as_str()));
+
+    // The window: nothing completed before the epoch's first second; bad instants are 400.
+    let r = app
+        .get("/v1/admin/reports/fx?to=1970-01-01T00:00:01Z", &app.admin_key)
+        .await;
+    assert_eq!(r.status(), 200);
+    let empty: Value = r.json().await.unwrap();
+    assert_eq!(empty["data"], json!([]));
+    for bad in ["from=yesterday", "to=2026-13-01T00:00:00Z", "from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "limit=3"] {
+        let r = app.get(&format!("/v1/admin/reports/fx?{bad}"), &app.admin_key).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+}
