@@ -136,8 +136,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
 
     let started = Instant::now();
+    // The FX report covers what completed from here on (minus a second of clock skew).
+    let run_began = std::time::SystemTime::now() - Duration::from_secs(1);
     let shared = Arc::new(Shared {
-        client,
+        client: client.clone(),
         base: base.clone(),
         auth,
         to: args.to.clone(),
@@ -218,6 +220,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         aborted: shared.aborted.load(Ordering::SeqCst),
     };
     print!("{}", report.table());
+    match fx_report(&client, &base, &args.admin_key, run_began).await {
+        Ok(table) => print!("{table}"),
+        Err(e) => eprintln!("bench: no FX report: {e:#}"),
+    }
     if let Some(path) = &args.json {
         let mut text =
             serde_json::to_string_pretty(&report.json()).context("serialising the JSON report")?;
@@ -1069,6 +1075,75 @@ fn fmt_duration(d: Duration) -> String {
 /// Serves `POST /v1/payments` that parses the JSON body like Corridor's handler does and
 /// answers `202` with a small JSON body, and nothing else: the ceiling a real endpoint is
 /// compared against in the same run.
+/// The server's FX report over the payments that completed since `since`, as a table: what
+/// the rate lock protected the run's customers from, and what it cost or earned the platform.
+async fn fx_report(
+    client: &reqwest::Client,
+    base: &str,
+    admin_key: &str,
+    since: std::time::SystemTime,
+) -> anyhow::Result<String> {
+    let from = crate::domain::Timestamp(
+        since
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0),
+    );
+    let response = client
+        // An RFC 3339 instant in UTC needs no escaping in a query string (digits, `-`, `:`,
+        // `T`, `Z`).
+        .get(format!(
+            "{base}/v1/admin/reports/fx?from={}",
+            from.to_rfc3339()
+        ))
+        .bearer_auth(admin_key)
+        .send()
+        .await
+        .context("asking for the FX report")?;
+    let status = response.status();
+    let body: Value = response.json().await.context("reading the FX report")?;
+    if !status.is_success() {
+        bail!("{status}: {body}");
+    }
+    let amount = |v: &Value| -> String {
+        let minor = v["amount"].as_i64().unwrap_or_default();
+        let code = v["currency"].as_str().unwrap_or("?");
+        let exponent = code
+            .parse::<crate::domain::Currency>()
+            .map(|c| c.exponent())
+            .unwrap_or(0);
+        format!("{} {code}", rust_decimal::Decimal::new(minor, exponent))
+    };
+    let mut out = String::from(
+        "\nFX report (payments completed during the run; the lock's market move is what it spared customers)\n",
+    );
+    out.push_str(&format!(
+        "{:<10} {:>8} {:>20} {:>16} {:>16} {:>16} {:>16} {:>16}\n",
+        "corridor",
+        "payments",
+        "volume",
+        "fees",
+        "spread",
+        "fx result",
+        "market move",
+        "worst payment"
+    ));
+    for r in body["data"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<10} {:>8} {:>20} {:>16} {:>16} {:>16} {:>16} {:>16}\n",
+            r["corridor"].as_str().unwrap_or("?"),
+            r["payments"],
+            amount(&r["volume"]),
+            amount(&r["fees"]),
+            amount(&r["spread_revenue"]),
+            amount(&r["fx_gain_loss"]),
+            amount(&r["market_move"]),
+            amount(&r["worst_payment"]["fx_gain_loss"]),
+        ));
+    }
+    Ok(out)
+}
+
 pub async fn ceiling(listen: std::net::SocketAddr) -> anyhow::Result<()> {
     use axum::Json;
     use axum::routing::post;
