@@ -49,6 +49,11 @@ pub async fn prepare(
     recurring
         .push(janitor::ensure_scheduled(clock.now()))
         .push(alerts::ensure_scheduled(clock.now()));
+    let every = i64::try_from(cfg.reconcile_every.0.as_millis()).unwrap_or(i64::MAX / 4);
+    recurring.extend(crate::engine::reconciliations::ensure_scheduled(
+        clock.now(),
+        every,
+    ));
     committed(store.commit(recurring).await?)?;
     Ok(boot)
 }
@@ -126,6 +131,7 @@ impl Node {
                 stuck_after: cfg.stuck_after.0,
                 retry_for: cfg.job_retry_for.0,
                 history_retention: cfg.history_retention.0,
+                reconcile_every: cfg.reconcile_every.0,
                 alert_sink: match (&cfg.alert_webhook, &cfg.alert_webhook_secret) {
                     (Some(url), Some(secret)) => Some(crate::engine::alerts::AlertSink {
                         url: url.clone(),

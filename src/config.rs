@@ -287,6 +287,10 @@ pub struct Config {
     /// housekeeping job purges older ones every 10 minutes). At least 1 day.
     #[arg(long, env = "CORRIDOR_HISTORY_RETENTION", default_value = "30d")]
     pub history_retention: Dur,
+    /// How often a reconciliation of the ledger against the providers' statements runs,
+    /// over the period since the previous one (`0s`: only when an operator asks).
+    #[arg(long, env = "CORRIDOR_RECONCILE_EVERY", default_value = "1h")]
+    pub reconcile_every: Dur,
     /// Log filter (tracing syntax).
     #[arg(long, env = "CORRIDOR_LOG", default_value = "info")]
     pub log: String,

@@ -166,6 +166,7 @@ impl ApiError {
             Merchant => "merchant",
             Endpoint => "webhook endpoint",
             Delivery => "webhook delivery",
+            Reconciliation => "reconciliation",
             Job => "job",
         }))
     }

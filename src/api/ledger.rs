@@ -279,3 +279,149 @@ pub async fn fx_report(
             .collect(),
     }))
 }
+
+/// `POST /v1/admin/reconciliations` body: the window (both optional).
+#[derive(Debug, Default, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartReconciliation {
+    /// Window start (RFC 3339, inclusive). Default: the beginning.
+    pub from: Option<String>,
+    /// Window end (RFC 3339, exclusive). Default: now.
+    pub to: Option<String>,
+}
+
+/// A run, as started.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationStarted {
+    /// `recon_…`.
+    pub id: String,
+    /// `PENDING`.
+    pub status: String,
+}
+
+/// `POST /v1/admin/reconciliations`: runs a reconciliation now (performed by a job; poll
+/// its id).
+#[utoipa::path(post, path = "/v1/admin/reconciliations", operation_id = "start_reconciliation", tag = "admin", security(("bearer" = [])),
+    request_body(content = StartReconciliation, description = "Optional: an empty body reconciles everything up to now"),
+    responses((status = 202, description = "Accepted: the run is stored with the job that performs it", body = ReconciliationStarted),
+        (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
+pub async fn start_reconciliation(
+    State(state): State<AppState>,
+    _a: Admin,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<ReconciliationStarted>), ApiError> {
+    let req: StartReconciliation = if body.iter().all(u8::is_ascii_whitespace) {
+        StartReconciliation::default()
+    } else {
+        let json = headers
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.trim()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        if !json {
+            return Err(ApiError::new(
+                super::error::Code::UnsupportedMediaType,
+                "request bodies must be sent with Content-Type: application/json",
+            ));
+        }
+        super::extract::parse_json(&body)?
+    };
+    let from = instant("from", req.from.as_deref())?.unwrap_or(crate::domain::Timestamp(0));
+    let to = instant("to", req.to.as_deref())?.unwrap_or_else(|| state.now().plus_millis(1));
+    if to < from {
+        return Err(ApiError::invalid("to", "must not be before `from`"));
+    }
+    let r = state.service.start_reconciliation(from, to).await?;
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(ReconciliationStarted {
+            id: r.reconciliation_id,
+            status: r.status,
+        }),
+    ))
+}
+
+/// One side of a mismatched pair.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct ReconciledLine {
+    /// Minor units of `currency`.
+    pub amount: i64,
+    /// Currency code.
+    pub currency: String,
+    /// `PENDING`, `COMPLETED` or `FAILED`.
+    pub status: String,
+}
+
+/// A difference between the ledger and a provider.
+#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
+pub struct MismatchView {
+    /// The payment.
+    pub payment_id: String,
+    /// `onramp`, `offramp` or `reversal`.
+    pub leg: String,
+    /// `MISSING_AT_PROVIDER`, `MISSING_IN_LEDGER`, `AMOUNT_MISMATCH`, `CURRENCY_MISMATCH` or
+    /// `STATUS_MISMATCH`.
+    pub kind: String,
+    /// The ledger's record (`null` when it has none).
+    pub ours: Option<ReconciledLine>,
+    /// The provider's (`null` when it has none).
+    pub theirs: Option<ReconciledLine>,
+}
+
+/// A reconciliation run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReconciliationView {
+    /// `recon_…`.
+    pub id: String,
+    /// `PENDING`, `COMPLETED` or `FAILED`.
+    pub status: String,
+    /// Window start.
+    pub from: String,
+    /// Window end.
+    pub to: String,
+    /// When it was asked for.
+    pub created_at: String,
+    /// When it finished; `null` while pending.
+    pub finished_at: Option<String>,
+    /// Pairs of (payment, leg) compared.
+    pub checked: i64,
+    /// Pairs that agreed.
+    pub matched: i64,
+    /// The rest.
+    pub mismatches: Vec<MismatchView>,
+    /// Why a `FAILED` run could not compare (a provider without statements).
+    pub error: Option<String>,
+}
+
+/// `GET /v1/admin/reconciliations/{id}`.
+#[utoipa::path(get, path = "/v1/admin/reconciliations/{id}", operation_id = "get_reconciliation", tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 200, description = "OK", body = ReconciliationView), (status = 404, description = "Not found (error format)", body = super::error::ErrorBody)))]
+pub async fn get_reconciliation(
+    State(state): State<AppState>,
+    _a: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<ReconciliationView>, ApiError> {
+    ApiError::check_id(IdKind::Reconciliation, &id)?;
+    let r = crate::store::reconciliations::get(state.store(), &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("reconciliation"))?;
+    let mismatches: Vec<MismatchView> = serde_json::from_str(&r.mismatches)
+        .map_err(|e| crate::store::StoreError::Corrupt(format!("reconciliation {id}: {e}")))?;
+    Ok(Json(ReconciliationView {
+        id: r.reconciliation_id,
+        status: r.status,
+        from: r.from.to_rfc3339(),
+        to: r.to.to_rfc3339(),
+        created_at: r.created_at.to_rfc3339(),
+        finished_at: r.finished_at.map(|t| t.to_rfc3339()),
+        checked: r.checked,
+        matched: r.matched,
+        mismatches,
+        error: r.error,
+    }))
+}

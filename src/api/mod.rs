@@ -146,6 +146,8 @@ pub fn router(state: AppState) -> Router {
         .routes(routes!(admin::transfers))
         .routes(routes!(ledger::balances))
         .routes(routes!(ledger::fx_report))
+        .routes(routes!(ledger::start_reconciliation))
+        .routes(routes!(ledger::get_reconciliation))
         .layer(middleware::from_fn_with_state(state.clone(), timeout))
         .split_for_parts();
     let (ops, ops_doc) = ops_routes().split_for_parts();

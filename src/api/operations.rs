@@ -256,7 +256,7 @@ pub async fn redrive(
 pub struct AlertView {
     /// `alert_<uuid>`.
     pub id: String,
-    /// `STUCK_PAYMENT`, `WEBHOOK_ENDPOINT_FAILING` or `DEAD_JOB`.
+    /// `STUCK_PAYMENT`, `WEBHOOK_ENDPOINT_FAILING`, `DEAD_JOB` or `RECONCILIATION_MISMATCH`.
     pub kind: String,
     /// Payment concerned.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -17,6 +17,8 @@ pub enum IdKind {
     Endpoint,
     /// `whd_…`
     Delivery,
+    /// `recon_…`
+    Reconciliation,
     /// A bare UUID, or the fixed name of a recurring job (`alerts-sweep`).
     Job,
 }
@@ -30,6 +32,7 @@ impl IdKind {
             IdKind::Merchant => "mer_",
             IdKind::Endpoint => "we_",
             IdKind::Delivery => "whd_",
+            IdKind::Reconciliation => "recon_",
             IdKind::Job => "",
         }
     }

@@ -15,6 +15,7 @@ pub mod money;
 pub mod payment;
 pub mod quote;
 pub mod rates;
+pub mod reconcile;
 pub mod task;
 pub mod time;
 

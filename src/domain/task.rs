@@ -42,6 +42,17 @@ pub enum Task {
     #[serde(rename = "alerts.sweep")]
     #[strum(serialize = "alerts.sweep")]
     SweepAlerts {},
+    /// Perform one reconciliation run (created with it).
+    #[serde(rename = "reconciliation.run")]
+    #[strum(serialize = "reconciliation.run")]
+    Reconcile {
+        /// The run.
+        reconciliation_id: String,
+    },
+    /// Recurring: start a reconciliation of the period since the last one.
+    #[serde(rename = "reconciliation.schedule")]
+    #[strum(serialize = "reconciliation.schedule")]
+    ScheduleReconciliation {},
 }
 
 /// The stored kind or payload does not describe a [`Task`].
@@ -126,6 +137,10 @@ mod tests {
             },
             Task::Housekeeping {},
             Task::SweepAlerts {},
+            Task::Reconcile {
+                reconciliation_id: "recon_1".into(),
+            },
+            Task::ScheduleReconciliation {},
         ];
         for t in tasks {
             let back = Task::from_parts(t.kind(), &t.payload()).unwrap();

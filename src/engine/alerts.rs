@@ -109,7 +109,13 @@ pub async fn run(engine: &Engine, job: &Job) -> Result<(), JobError> {
 
     // One read of what is open, then only the differences are written (the sweep is one
     // queue job, so no other sweep races this one).
-    let open = ops::open_alerts(store).await?;
+    // Only the kinds this sweep decides on: others (a reconciliation's) are raised and
+    // cleared by their own job.
+    let open: Vec<Alert> = ops::open_alerts(store)
+        .await?
+        .into_iter()
+        .filter(|a| [STUCK_PAYMENT, DEAD_JOB, WEBHOOK_ENDPOINT_FAILING].contains(&a.kind.as_str()))
+        .collect();
     let open_keys: HashSet<(&str, &str)> = open
         .iter()
         .map(|a| (a.kind.as_str(), a.subject.as_str()))

@@ -10,6 +10,7 @@
 
 pub mod alerts;
 pub mod janitor;
+pub mod reconciliations;
 pub mod webhooks;
 
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,8 @@ pub struct EngineConfig {
     pub alert_sink: Option<alerts::AlertSink>,
     /// How long events, delivery attempts and cleared alerts are kept.
     pub history_retention: Duration,
+    /// How often the recurring reconciliation starts a run (zero: never).
+    pub reconcile_every: Duration,
     /// How long a job failing transiently keeps being retried (once it also failed its
     /// `max_attempts`) before it is dead-lettered.
     pub retry_for: Duration,
@@ -280,6 +283,10 @@ impl Engine {
             }) => webhooks::run(self, &job, event_id, endpoint_id, *attempt).await,
             Ok(Task::Housekeeping {}) => janitor::run(self, &job).await,
             Ok(Task::SweepAlerts {}) => alerts::run(self, &job).await,
+            Ok(Task::Reconcile { reconciliation_id }) => {
+                reconciliations::run(self, &job, reconciliation_id).await
+            }
+            Ok(Task::ScheduleReconciliation {}) => reconciliations::schedule(self, &job).await,
             Err(bad) => Err(JobError::Permanent(bad.clone())),
         };
         if let Err(err) = result {

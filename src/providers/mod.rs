@@ -43,6 +43,12 @@ pub enum ProviderError {
 }
 
 pub use crate::domain::TransferStatus;
+pub use crate::domain::reconcile::Line as StatementLine;
+
+/// The answer of a provider without statements.
+fn no_statement(name: &str) -> ProviderError {
+    ProviderError::Refused(format!("{name} offers no statement of its transfers"))
+}
 
 /// A transfer Corridor started, as it asks about it: the provider's reference and what was
 /// sent, so an answer about another amount or currency is not taken for this transfer.
@@ -67,6 +73,16 @@ pub trait Onramp: Send + Sync + 'static {
     async fn reverse(&self, req: &LegRequest) -> Result<String, ProviderError>;
     /// Current status of a transfer.
     async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError>;
+    /// The provider's own record of the transfers it was asked for in `[from, to)` (its
+    /// purchases and reversals), for reconciliation.
+    async fn statement(
+        &self,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    ) -> Result<Vec<StatementLine>, ProviderError> {
+        let _ = (from, to);
+        Err(no_statement(self.name()))
+    }
 }
 
 /// USDC → payout currency.
@@ -78,6 +94,15 @@ pub trait Offramp: Send + Sync + 'static {
     async fn pay_out(&self, req: &LegRequest) -> Result<String, ProviderError>;
     /// Current status of a transfer.
     async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError>;
+    /// The provider's own record of the payouts it was asked for in `[from, to)`.
+    async fn statement(
+        &self,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    ) -> Result<Vec<StatementLine>, ProviderError> {
+        let _ = (from, to);
+        Err(no_statement(self.name()))
+    }
 }
 
 /// The providers an engine runs with.

@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::{LegRequest, Offramp, Onramp, ProviderError, Sent, TransferStatus};
+use super::{LegRequest, Offramp, Onramp, ProviderError, Sent, StatementLine, TransferStatus};
 use crate::clock::SharedClock;
+use crate::domain::Timestamp;
+use crate::domain::reconcile::LineStatus;
 use crate::store::sim::{self, SimTransfer};
 use crate::store::{Store, StoreError};
 
@@ -20,6 +22,9 @@ pub const FAIL_ONRAMP: &str = "sim_fail_onramp";
 pub const FAIL_OFFRAMP: &str = "sim_fail_offramp";
 /// Destination account whose offramp stays pending for an hour (or until a webhook).
 pub const SLOW: &str = "sim_slow";
+/// Destination account whose payout the provider settles short (1 % less, at least one minor
+/// unit): the payment completes, and reconciliation reports the difference.
+pub const SHORT_PAYOUT: &str = "sim_short_payout";
 /// Name of the simulated onramp.
 pub const ONRAMP_NAME: &str = "sim-onramp";
 /// Name of the simulated offramp.
@@ -133,6 +138,38 @@ impl Simulator {
     }
 }
 
+impl Simulator {
+    /// This simulator's transfers created in `[from, to)`, as its statement shows them.
+    async fn lines(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StatementLine>, ProviderError> {
+        let now = self.clock.now();
+        let rows = sim::statement(&self.store, self.name, from, to)
+            .await
+            .map_err(transient)?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|t| {
+                Some(StatementLine {
+                    leg: t.leg.parse().ok()?,
+                    status: if now < t.settle_at {
+                        LineStatus::Pending
+                    } else if t.outcome == "FAILED" {
+                        LineStatus::Failed
+                    } else {
+                        LineStatus::Completed
+                    },
+                    payment_id: t.payment_id,
+                    amount: t.amount,
+                    currency: t.currency,
+                })
+            })
+            .collect())
+    }
+}
+
 #[async_trait]
 impl Onramp for Simulator {
     fn name(&self) -> &str {
@@ -153,6 +190,14 @@ impl Onramp for Simulator {
     async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
         self.lookup(&sent.reference).await
     }
+
+    async fn statement(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StatementLine>, ProviderError> {
+        self.lines(from, to).await
+    }
 }
 
 #[async_trait]
@@ -167,10 +212,25 @@ impl Offramp for Simulator {
         if req.account == SLOW {
             delay = 3_600_000;
         }
+        if req.account == SHORT_PAYOUT {
+            let short = LegRequest {
+                amount: req.amount - (req.amount / 100).max(1),
+                ..req.clone()
+            };
+            return self.initiate("offramp", &short, delay, fails).await;
+        }
         self.initiate("offramp", req, delay, fails).await
     }
 
     async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
         self.lookup(&sent.reference).await
+    }
+
+    async fn statement(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> Result<Vec<StatementLine>, ProviderError> {
+        self.lines(from, to).await
     }
 }

@@ -13,12 +13,14 @@
 //! - [`operators`]: merchant creation and operator actions, each audited.
 //! - [`endpoints`]: merchants' webhook endpoints and redelivery.
 //! - [`reports`]: the FX report per corridor.
+//! - [`reconcile`]: the ledger against the providers' statements.
 
 pub mod endpoints;
 pub mod operators;
 pub mod payments;
 pub mod quotes;
 pub mod rates;
+pub mod reconcile;
 pub mod reports;
 pub mod settle;
 

@@ -408,6 +408,9 @@ impl Sim {
             &url,
             "--rate-source",
             "simulated",
+            // The simulated providers keep no statement: reconciliation is tested apart.
+            "--reconcile-every",
+            "0s",
             "--market-volatility",
             &volatility,
             "--market-seed",

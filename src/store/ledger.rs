@@ -279,6 +279,11 @@ pub async fn balances(store: &Store) -> StoreResult<Vec<Balance>> {
     Ok(by_account.into_values().collect())
 }
 
+/// A `ledger_transfers` row.
+pub(super) fn transfer_from_row(r: &Row) -> StoreResult<StoredTransfer> {
+    from_row(r)
+}
+
 fn from_row(r: &Row) -> StoreResult<StoredTransfer> {
     let resolved: Option<i64> = col(r, "resolved_at")?;
     Ok(StoredTransfer {

@@ -18,6 +18,7 @@ pub mod ops;
 pub mod payments;
 pub mod provider_webhooks;
 pub mod quotes;
+pub mod reconciliations;
 mod retention;
 pub mod settings;
 pub mod sim;

@@ -88,6 +88,8 @@ pub const STUCK_PAYMENT: &str = "STUCK_PAYMENT";
 pub const WEBHOOK_ENDPOINT_FAILING: &str = "WEBHOOK_ENDPOINT_FAILING";
 /// A dead-lettered job.
 pub const DEAD_JOB: &str = "DEAD_JOB";
+/// A reconciliation run that found the ledger and a provider disagreeing.
+pub const RECONCILIATION_MISMATCH: &str = "RECONCILIATION_MISMATCH";
 
 /// An alert.
 #[derive(Debug, Clone, PartialEq, Eq)]

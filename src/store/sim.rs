@@ -185,6 +185,26 @@ async fn mark_notified_in(conn: &mut Conn, reference: &str, at: Timestamp) -> St
     Ok(r.rows_affected() == 1)
 }
 
+/// One simulated provider's transfers created in `[from, to)`: its statement.
+pub async fn statement(
+    store: &Store,
+    provider: &str,
+    from: Timestamp,
+    to: Timestamp,
+) -> StoreResult<Vec<SimTransfer>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
+    let rows = query(dynamic(format!(
+        "SELECT {COLUMNS} FROM sim_transfers WHERE provider = $1 AND created_at >= $2 AND created_at < $3"
+    )))
+    .bind(provider)
+    .bind(from.millis())
+    .bind(to.millis())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(from_row).collect()
+}
+
 /// Transfers of one payment (or all, newest first, bounded), oldest first.
 pub async fn list(
     store: &Store,

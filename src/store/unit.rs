@@ -105,6 +105,10 @@ pub enum Write {
         /// What changes in it.
         postings: Vec<crate::domain::ledger::Posting>,
     },
+    /// A new (pending) reconciliation run.
+    InsertReconciliation(super::reconciliations::Reconciliation),
+    /// Guard: a pending run finished with its result ([`Rejected::Stale`] if finished before).
+    FinishReconciliation(super::reconciliations::Reconciliation),
     /// A new quote.
     InsertQuote(QuoteRecord),
     /// Guard: the quote is unused; it now pays for `payment_id`.
@@ -522,6 +526,13 @@ pub(super) async fn apply(
             Ok(())
         }
         Write::Ledger { owner, postings } => ledger::apply(tx, owner, postings, at).await?,
+        Write::InsertReconciliation(r) => {
+            super::reconciliations::insert(tx, r).await?;
+            Ok(())
+        }
+        Write::FinishReconciliation(r) => {
+            guard(super::reconciliations::finish(tx, r, at).await?, Stale)
+        }
         Write::InsertQuote(q) => {
             quotes::insert(tx, q).await?;
             Ok(())

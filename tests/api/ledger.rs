@@ -319,3 +319,116 @@ async fn on_a_moving_market_the_report_adds_up_what_each_payment_shows() {
         assert_eq!(r.status(), 400, "{bad}");
     }
 }
+
+async fn reconcile(app: &TestApp, body: Value) -> Value {
+    let r = app.post("/v1/admin/reconciliations", &app.admin_key, body).await;
+    assert_eq!(r.status(), 202);
+    let started: Value = r.json().await.unwrap();
+    assert_eq!(started["status"], "PENDING", "{started}");
+    let id = started["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("recon_"), "{id}");
+    for _ in 0..400 {
+        let r = app.get(&format!("/v1/admin/reconciliations/{id}"), &app.admin_key).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        if v["status"] != "PENDING" {
+            return v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("reconciliation {id} never finished");
+}
+
+async fn open_alert_kinds(app: &TestApp) -> Vec<(String, String)> {
+    let r = app.get("/v1/admin/alerts", &app.admin_key).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    v["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|a| {
+            (
+                a["kind"].as_str().unwrap().to_owned(),
+                a["message"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The simulated offramp settles `sim_short_payout` 1 % short while the payment completes:
+/// reconciliation pairs every leg of every payment (a refunded one's reversal included),
+/// reports exactly that payout, and raises the alert a clean run clears.
+#[tokio::test]
+async fn reconciliation_finds_the_short_payout_and_matches_everything_else() {
+    let Some(app) = spawn_app().await else { return };
+    let (_, fine) = pay(&app, &app.merchant_key, "user123", "merchant456").await;
+    let (_, short) = pay(&app, &app.merchant_key, "user123", "sim_short_payout").await;
+    let (_, refunded) = pay(&app, &app.merchant_key, "user123", "sim_fail_offramp").await;
+    assert_eq!(fine["status"], "COMPLETED");
+    assert_eq!(short["status"], "COMPLETED", "the provider said it paid: {short}");
+    assert_eq!(refunded["status"], "REFUNDED");
+
+    let r = reconcile(&app, json!({})).await;
+    assert_eq!(r["status"], "COMPLETED", "{r}");
+    assert!(r["finished_at"].is_string(), "{r}");
+    // Onramp and offramp of each, and the refunded one's reversal.
+    assert_eq!(r["checked"], 7, "{r}");
+    assert_eq!(r["matched"], 6, "{r}");
+    let payout = short["payout_amount"].as_i64().unwrap();
+    assert_eq!(
+        r["mismatches"],
+        json!([{
+            "payment_id": short["payment_id"],
+            "leg": "offramp",
+            "kind": "AMOUNT_MISMATCH",
+            "ours": {"amount": payout, "currency": "EUR", "status": "COMPLETED"},
+            "theirs": {"amount": payout - payout / 100, "currency": "EUR", "status": "COMPLETED"},
+        }]),
+        "{r}"
+    );
+    let id = r["id"].as_str().unwrap();
+    let alerts = open_alert_kinds(&app).await;
+    assert!(
+        alerts
+            .iter()
+            .any(|(k, m)| k == "RECONCILIATION_MISMATCH" && m.contains(id)),
+        "{alerts:?}"
+    );
+    // The alert sweep (every 2 s) leaves it alone: it is the reconciliation's to clear.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert!(open_alert_kinds(&app).await.iter().any(|(k, _)| k == "RECONCILIATION_MISMATCH"));
+
+    // A run over a window with nothing in it is clean, and clears the alert.
+    let clean = reconcile(
+        &app,
+        json!({"from": "2020-01-01T00:00:00Z", "to": "2020-01-02T00:00:00Z"}),
+    )
+    .await;
+    assert_eq!((clean["checked"].as_i64(), clean["mismatches"].clone()), (Some(0), json!([])), "{clean}");
+    assert!(!open_alert_kinds(&app).await.iter().any(|(k, _)| k == "RECONCILIATION_MISMATCH"));
+
+    // No body at all is "everything up to now".
+    let r = app
+        .client
+        .post(format!("{}/v1/admin/reconciliations", app.address))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+
+    // Bad input and wrong callers.
+    for bad in [json!({"from": "soon"}), json!({"to": 5}), json!({"extra": 1}), json!({"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"})] {
+        let r = app.post("/v1/admin/reconciliations", &app.admin_key, bad.clone()).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = app.post("/v1/admin/reconciliations", &app.merchant_key, json!({})).await;
+    assert_eq!(r.status(), 403);
+    let r = app.get("/v1/admin/reconciliations/recon_nope", &app.admin_key).await;
+    assert_eq!(r.status(), 404);
+    let r = app
+        .get(&format!("/v1/admin/reconciliations/recon_{}", uuid::Uuid::nil()), &app.admin_key)
+        .await;
+    assert_eq!(r.status(), 404);
+}
