@@ -259,6 +259,44 @@ async fn payments_settle_through_the_http_providers_and_the_sim_provider_notifie
         .unwrap();
     assert_eq!(r.status(), 404);
 
+    // Reconciliation reads both sides' statements over the protocol: every leg of the three
+    // payments (the failed onramp, the refund's reversal included) pairs with the ledger.
+    let r = client
+        .post(format!("{base}/v1/admin/reconciliations"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        let v: Value = client
+            .get(format!("{base}/v1/admin/reconciliations/{id}"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["status"] != "PENDING" {
+            break v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(run["status"], "COMPLETED", "{run}");
+    assert_eq!(
+        (run["checked"].as_i64(), run["matched"].as_i64()),
+        (Some(6), Some(6)),
+        "{run}"
+    );
+    assert_eq!(run["mismatches"], json!([]), "{run}");
+
     // Asking the provider again with Corridor's key returns the transfer Corridor recorded.
     let onramp = &done["legs"]["onramp"];
     let again = client

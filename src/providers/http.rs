@@ -197,6 +197,77 @@ impl Endpoint {
     }
 }
 
+/// The answer of `GET /transfers?from=&to=`: the provider's statement.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatementBody {
+    /// Every transfer created in the window.
+    pub data: Vec<TransferBody>,
+}
+
+impl Endpoint {
+    async fn statement(
+        &self,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    ) -> Result<Vec<super::StatementLine>, ProviderError> {
+        let mut url = self.url(&["transfers"]);
+        url.query_pairs_mut()
+            .append_pair("from", &from.millis().to_string())
+            .append_pair("to", &to.millis().to_string());
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| self.unreachable(e))?;
+        statement_outcome(&self.name, status, &bytes)
+    }
+}
+
+/// A statement answer: `404`, `405` and `501` say the provider keeps none (a refusal: the
+/// reconciliation fails with the reason); any other error is transient.
+fn statement_outcome(
+    name: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> Result<Vec<super::StatementLine>, ProviderError> {
+    use crate::domain::reconcile::LineStatus;
+    if matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED
+    ) {
+        return Err(ProviderError::Refused(format!(
+            "{name} offers no statement of its transfers ({status})"
+        )));
+    }
+    if status != StatusCode::OK {
+        return Err(ProviderError::Transient(format!(
+            "{name} answered {status} to the statement"
+        )));
+    }
+    let s: StatementBody = serde_json::from_slice(body).map_err(|e| {
+        ProviderError::Transient(format!("{name} answered an unreadable statement: {e}"))
+    })?;
+    Ok(s.data
+        .into_iter()
+        .filter_map(|t| {
+            Some(super::StatementLine {
+                leg: t.leg.parse().ok()?,
+                payment_id: t.payment_id,
+                amount: t.amount,
+                currency: t.currency,
+                status: match t.status {
+                    WireStatus::Pending => LineStatus::Pending,
+                    WireStatus::Completed => LineStatus::Completed,
+                    WireStatus::Failed => LineStatus::Failed,
+                },
+            })
+        })
+        .collect())
+}
+
 /// Statuses that say "not now" rather than "no": timeout, same key in flight, too early,
 /// rate limited. They are retried even though they are 4xx.
 fn retryable_4xx(status: StatusCode) -> bool {
@@ -327,6 +398,14 @@ impl Onramp for HttpOnramp {
     async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
         self.0.status(sent).await
     }
+
+    async fn statement(
+        &self,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    ) -> Result<Vec<super::StatementLine>, ProviderError> {
+        self.0.statement(from, to).await
+    }
 }
 
 /// An offramp reached over the provider protocol.
@@ -352,6 +431,14 @@ impl Offramp for HttpOfframp {
 
     async fn status(&self, sent: &Sent) -> Result<TransferStatus, ProviderError> {
         self.0.status(sent).await
+    }
+
+    async fn statement(
+        &self,
+        from: crate::domain::Timestamp,
+        to: crate::domain::Timestamp,
+    ) -> Result<Vec<super::StatementLine>, ProviderError> {
+        self.0.statement(from, to).await
     }
 }
 
@@ -697,6 +784,39 @@ mod tests {
         // Nothing reached the provider: the worker may hand its claim back.
         let got = gone.buy(&leg("onramp")).await;
         assert_eq!(kind(&got), "not sent", "{got:?}");
+    }
+
+    #[test]
+    fn a_statement_is_read_or_refused_or_transient() {
+        let body = br#"{"data":[{"reference":"r","payment_id":"pay_1","leg":"offramp","amount":5,"currency":"EUR","status":"COMPLETED"},
+                                {"reference":"x","payment_id":"pay_1","leg":"sideways","amount":5,"currency":"EUR","status":"COMPLETED"}]}"#;
+        let lines = statement_outcome("p", StatusCode::OK, body).unwrap();
+        assert_eq!(lines.len(), 1, "a leg it does not know is not a line");
+        assert_eq!(
+            (lines[0].amount, lines[0].leg.to_string()),
+            (5, "offramp".into())
+        );
+        for no in [
+            StatusCode::NOT_FOUND,
+            StatusCode::METHOD_NOT_ALLOWED,
+            StatusCode::NOT_IMPLEMENTED,
+        ] {
+            assert!(
+                matches!(
+                    statement_outcome("p", no, b""),
+                    Err(ProviderError::Refused(_))
+                ),
+                "{no}"
+            );
+        }
+        assert!(matches!(
+            statement_outcome("p", StatusCode::SERVICE_UNAVAILABLE, b""),
+            Err(ProviderError::Transient(_))
+        ));
+        assert!(matches!(
+            statement_outcome("p", StatusCode::OK, b"{"),
+            Err(ProviderError::Transient(_))
+        ));
     }
 
     #[test]

@@ -270,6 +270,30 @@ async fn status(side: Side, st: ServerState, reference: String) -> Result<Respon
     Ok(Json(body).into_response())
 }
 
+/// `GET /transfers?from=&to=` (Unix milliseconds): this side's statement.
+#[derive(Debug, serde::Deserialize)]
+struct Window {
+    from: i64,
+    to: i64,
+}
+
+async fn statement(side: Side, st: ServerState, w: Window) -> Result<Response, Reject> {
+    let sim = st.simulator(side);
+    let rows = sim::statement(
+        sim.store(),
+        Onramp::name(sim),
+        crate::domain::Timestamp(w.from),
+        crate::domain::Timestamp(w.to),
+    )
+    .await
+    .map_err(unavailable)?;
+    let mut data = Vec::with_capacity(rows.len());
+    for t in &rows {
+        data.push(wire_transfer(sim, t).await.map_err(unavailable)?);
+    }
+    Ok(Json(super::http::StatementBody { data }).into_response())
+}
+
 fn router(state: ServerState) -> Router {
     let side = |s: Side| {
         Router::new()
@@ -278,6 +302,18 @@ fn router(state: ServerState) -> Router {
                 post(
                     move |State(st): State<ServerState>, h: HeaderMap, b: Bytes| {
                         initiate(s, st, h, b)
+                    },
+                )
+                .get(
+                    move |State(st): State<ServerState>,
+                          w: Result<
+                        axum::extract::Query<Window>,
+                        axum::extract::rejection::QueryRejection,
+                    >| async move {
+                        match w {
+                            Ok(axum::extract::Query(w)) => statement(s, st, w).await,
+                            Err(_) => Err(invalid("from and to are required: Unix milliseconds")),
+                        }
                     },
                 ),
             )
