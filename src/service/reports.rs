@@ -34,6 +34,20 @@ pub struct CorridorFx {
 }
 
 impl CorridorFx {
+    /// An empty row for `from → to`.
+    fn new(from: Currency, to: Currency) -> CorridorFx {
+        CorridorFx {
+            from,
+            to,
+            payments: 0,
+            volume: 0,
+            fees: 0,
+            spread_revenue: 0,
+            fx_gain_loss: 0,
+            worst: None,
+        }
+    }
+
     /// What the market's move between quote and settlement did to the platform (the FX
     /// result less the spread): negative when the lock cost the platform, which is what it
     /// protected the customers from.
@@ -83,16 +97,7 @@ impl Service {
                     continue;
                 };
                 rows.entry((p.currency, p.payout_currency))
-                    .or_insert_with(|| CorridorFx {
-                        from: p.currency,
-                        to: p.payout_currency,
-                        payments: 0,
-                        volume: 0,
-                        fees: 0,
-                        spread_revenue: 0,
-                        fx_gain_loss: 0,
-                        worst: None,
-                    })
+                    .or_insert_with(|| CorridorFx::new(p.currency, p.payout_currency))
                     .add(p, executed)?;
             }
         }
@@ -108,16 +113,7 @@ mod tests {
     #[test]
     fn a_corridor_adds_up_its_payments_and_keeps_the_worst() {
         let p = crate::domain::payment::example(PaymentState::Completed);
-        let mut row = CorridorFx {
-            from: p.currency,
-            to: p.payout_currency,
-            payments: 0,
-            volume: 0,
-            fees: 0,
-            spread_revenue: 0,
-            fx_gain_loss: 0,
-            worst: None,
-        };
+        let mut row = CorridorFx::new(p.currency, p.payout_currency);
         row.add(&p, "0.9251".parse().unwrap()).unwrap();
         let loser = PaymentRecord {
             payment_id: "pay_2".into(),
