@@ -115,6 +115,18 @@ impl Node {
                 poll_interval_ms: i64::try_from(cfg.poll_interval.0.as_millis())
                     .unwrap_or(i64::MAX),
                 provider_timeout: cfg.provider_timeout.0,
+                return_check_ms: cfg
+                    .return_check_after
+                    .as_ref()
+                    .map(|d| d.0)
+                    .unwrap_or(if cfg.offramp_url.is_none() {
+                        Duration::from_secs(30)
+                    } else {
+                        Duration::ZERO
+                    })
+                    .as_millis()
+                    .try_into()
+                    .unwrap_or(i64::MAX),
             },
         });
         // Built in every role; its worker loop runs only where workers are configured.
@@ -329,6 +341,7 @@ impl Application {
                 onramp_delay: (cfg.sim_onramp_delay.min, cfg.sim_onramp_delay.max),
                 offramp_delay: (cfg.sim_offramp_delay.min, cfg.sim_offramp_delay.max),
                 failure_rate: cfg.sim_failure_rate.0,
+                return_delay: cfg.sim_return_delay.0,
             },
             None,
         );

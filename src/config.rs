@@ -190,6 +190,15 @@ pub struct Config {
     /// Simulated offramp settlement time, uniform in the range.
     #[arg(long, env = "CORRIDOR_SIM_OFFRAMP_DELAY", default_value = "2s..5s")]
     pub sim_offramp_delay: DurRange,
+    /// How long after it settles a simulated payout to `sim_return_offramp` comes back.
+    #[arg(long, env = "CORRIDOR_SIM_RETURN_DELAY", default_value = "10s")]
+    pub sim_return_delay: Dur,
+    /// How long after a payout settles Corridor asks the offramp once more whether it came
+    /// back (the beneficiary's bank returned it). Default: `30s` with the in-process
+    /// simulator, off (`0s`) with an HTTP offramp, which reports returns by webhook
+    /// (`offramp.returned`).
+    #[arg(long, env = "CORRIDOR_RETURN_CHECK_AFTER")]
+    pub return_check_after: Option<Dur>,
     /// Probability that a simulated leg fails.
     #[arg(long, env = "CORRIDOR_SIM_FAILURE_RATE", default_value = "0")]
     pub sim_failure_rate: Probability,

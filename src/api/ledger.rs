@@ -302,7 +302,7 @@ pub struct ReconciliationStarted {
 /// `POST /v1/admin/reconciliations`: runs a reconciliation now (performed by a job; poll
 /// its id).
 #[utoipa::path(post, path = "/v1/admin/reconciliations", operation_id = "start_reconciliation", tag = "admin", security(("bearer" = [])),
-    request_body(content = StartReconciliation, description = "Optional: an empty body reconciles everything up to now"),
+    request_body(content = Option<StartReconciliation>, description = "Optional: an empty body reconciles everything up to now"),
     responses((status = 202, description = "Accepted: the run is stored with the job that performs it", body = ReconciliationStarted),
         (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
 pub async fn start_reconciliation(
@@ -327,6 +327,12 @@ pub async fn start_reconciliation(
                 super::error::Code::UnsupportedMediaType,
                 "request bodies must be sent with Content-Type: application/json",
             ));
+        }
+        // serde would read a struct from an array too (`[null, null]`): only an object is a
+        // window.
+        let v: serde_json::Value = super::extract::parse_json(&body)?;
+        if !v.is_object() {
+            return Err(ApiError::invalid("body", "the body must be a JSON object"));
         }
         super::extract::parse_json(&body)?
     };

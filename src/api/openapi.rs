@@ -107,6 +107,12 @@ impl Modify for CommonResponses {
                 has_query |= matches!(p.parameter_in, ParameterIn::Query)
                     && matches!(p.required, Required::True | Required::False);
             }
+            // A body that may be left out (a reconciliation run's window) says so.
+            if op.operation_id.as_deref() == Some("start_reconciliation")
+                && let Some(RefOr::T(body)) = op.request_body.as_mut()
+            {
+                body.required = Some(Required::False);
+            }
             let has_body = op.request_body.is_some();
             let is_v1 = path.starts_with("/v1/");
             if is_v1 && (has_path || has_query || has_body) {

@@ -83,6 +83,10 @@ pub async fn receive(
             Side::Offramp,
             TransferStatus::Failed(format!("{provider} reported the offramp failed")),
         ),
+        "offramp.returned" => (
+            Side::Offramp,
+            TransferStatus::Returned(format!("{provider} reported the payout returned")),
+        ),
         other => {
             return Err(ApiError::invalid(
                 "event_type",

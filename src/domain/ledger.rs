@@ -22,6 +22,7 @@
 //! | offramp failed | both voided |
 //! | refund initiated | pending, within what was captured: treasury → `provider:{onramp}:onramp:USDC` (sold back); `provider:{onramp}:onramp:USD` → `refunds:USD` the net; `platform:fees:USD` → `refunds:USD` the platform and offramp fees (never earned) |
 //! | refund settled | all four posted: `refunds:USD` received amount − onramp fee |
+//! | payout returned | posted: `payouts:EUR` → the offramp's clearing, the payout back; the offramp's clearing (USDC) → treasury, the USDC it buys back at the mid now; the difference with the payment's USDC to or from `platform:fx:USDC` — then the refund as above |
 
 use rust_decimal::Decimal;
 
@@ -66,6 +67,21 @@ pub fn fx_gain_loss(p: &PaymentRecord, executed: Decimal) -> Result<i64, MoneyEr
 pub fn spread_revenue(p: &PaymentRecord) -> Result<i64, MoneyError> {
     proceeds(p, p.mid_rate)?
         .checked_sub(p.payout_amount)
+        .ok_or(MoneyError::Overflow)
+}
+
+/// The USDC `minor` units of `currency` buy at `mid` (units of `currency` per USDC), rounded
+/// down.
+fn usdc_for(minor: i64, currency: Currency, mid: Decimal) -> Result<i64, MoneyError> {
+    use rust_decimal::prelude::ToPrimitive;
+    let scale = Decimal::from(10i64.pow(Currency::Usdc.exponent()))
+        / Decimal::from(10i64.pow(currency.exponent()));
+    Decimal::from(minor)
+        .checked_div(mid)
+        .and_then(|v| v.checked_mul(scale))
+        .ok_or(MoneyError::Overflow)?
+        .floor()
+        .to_i64()
         .ok_or(MoneyError::Overflow)
 }
 
@@ -173,6 +189,18 @@ pub enum Role {
     /// The offramp fee returned (never earned).
     #[strum(serialize = "refund.fee.offramp")]
     RefundOfframpFee,
+    /// A payout the beneficiary's bank sent back.
+    #[strum(serialize = "return.payout")]
+    ReturnPayout,
+    /// The USDC the returned payout buys back.
+    #[strum(serialize = "return.usdc")]
+    ReturnUsdc,
+    /// Buying back yielded more USDC than the payment's.
+    #[strum(serialize = "return.fx.gain")]
+    ReturnFxGain,
+    /// Buying back yielded less USDC than the payment's.
+    #[strum(serialize = "return.fx.loss")]
+    ReturnFxLoss,
 }
 
 impl Role {
@@ -197,6 +225,10 @@ impl Role {
             Role::RefundSource => "source refunded",
             Role::RefundPlatformFee => "platform fee returned",
             Role::RefundOfframpFee => "offramp fee returned",
+            Role::ReturnPayout => "payout returned by the beneficiary's bank",
+            Role::ReturnUsdc => "USDC bought back with the returned payout",
+            Role::ReturnFxGain => "FX gain on buying back",
+            Role::ReturnFxLoss => "FX loss on buying back",
         }
     }
 }
@@ -412,6 +444,54 @@ pub fn postings(
             out
         }
         (OfframpPending, Some(RefundPending)) => vec![Posting::Void(OFFRAMP.to_vec())],
+        (Completed, Some(RefundPending)) => {
+            // The payout came back: the provider takes it back and buys USDC with it at the
+            // market's mid now; what that yields beyond the payment's USDC (which the refund
+            // sells back) is the platform's FX result, in USDC.
+            let offramp = provider(p, effects, Side::Offramp, ctx);
+            let usdc = usdc()?;
+            let back = match ctx.market_mid {
+                Some(mid) if mid > Decimal::ZERO => usdc_for(p.payout_amount, payout, mid)?,
+                _ => usdc.minor(),
+            };
+            let fx = back.checked_sub(usdc.minor()).ok_or(MoneyError::Overflow)?;
+            let in_usdc = |minor| Money::new(minor, Currency::Usdc);
+            let mut transfers = vec![
+                transfer(
+                    Role::ReturnPayout,
+                    payouts(payout),
+                    provider_clearing(offramp, Side::Offramp, payout),
+                    Money::new(p.payout_amount, payout),
+                    Posted,
+                ),
+                transfer(
+                    Role::ReturnUsdc,
+                    provider_clearing(offramp, Side::Offramp, Currency::Usdc),
+                    TREASURY.to_owned(),
+                    in_usdc(back),
+                    Posted,
+                ),
+            ];
+            let magnitude = in_usdc(fx.checked_abs().ok_or(MoneyError::Overflow)?);
+            transfers.push(if fx >= 0 {
+                transfer(
+                    Role::ReturnFxGain,
+                    TREASURY.to_owned(),
+                    platform_fx(Currency::Usdc),
+                    magnitude,
+                    Posted,
+                )
+            } else {
+                transfer(
+                    Role::ReturnFxLoss,
+                    platform_fx(Currency::Usdc),
+                    TREASURY.to_owned(),
+                    magnitude,
+                    Posted,
+                )
+            });
+            vec![open(transfers, false)]
+        }
         (RefundPending, None) => match effects.changes.iter().find_map(|c| match c {
             Change::Reversal { refund_amount, .. } => Some(*refund_amount),
             _ => None,

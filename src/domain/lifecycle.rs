@@ -135,6 +135,9 @@ pub struct Context<'a> {
     pub polls: u32,
     /// Market mid rate now (recorded as the offramp's executed rate when it settles).
     pub market_mid: Option<Decimal>,
+    /// How long after a payout settles Corridor looks again, for a payout that came back
+    /// (0: it does not; providers report returns by webhook).
+    pub return_check_ms: i64,
 }
 
 fn go(to: PaymentState, reason: &'static str, changes: Vec<Change>, next: Next) -> Effects {
@@ -288,8 +291,35 @@ fn table(p: &PaymentRecord, input: Input, ctx: &Context) -> Result<Effects, Refu
                 Change::LegStatus(Side::Offramp, LegStatus::Completed),
                 Change::ExecutedRate(ctx.market_mid.map(|m| m.normalize())),
             ],
-            Next::Done,
+            // One more look after a while, for a payout that comes back (when configured).
+            if ctx.return_check_ms > 0 {
+                Next::Run {
+                    state: Completed,
+                    after_ms: ctx.return_check_ms,
+                    polls: 0,
+                }
+            } else {
+                Next::Done
+            },
         ),
+        (Completed, Answer::Status(TransferStatus::Returned(msg))) => go(
+            RefundPending,
+            "payout returned",
+            vec![
+                failure(FailureCode::PayoutReturned, &msg),
+                Change::LegStatus(Side::Offramp, LegStatus::Returned),
+            ],
+            run_now(RefundPending),
+        ),
+        // Still paid at the look after settlement: nothing more to watch.
+        (Completed, Answer::Status(TransferStatus::Completed | TransferStatus::Pending)) => {
+            Effects {
+                transition: None,
+                changes: vec![],
+                next: Next::Done,
+                ledger: vec![],
+            }
+        }
         (OfframpPending, Answer::Status(TransferStatus::Failed(msg))) => go(
             RefundPending,
             "offramp failed",
@@ -332,9 +362,7 @@ pub fn applied(p: &PaymentRecord, effects: &Effects, at: super::Timestamp) -> Pa
         next.state = m.to;
         next.version += 1;
         next.state_since = at;
-        if m.to.is_terminal() {
-            next.completed_at = Some(at);
-        }
+        next.completed_at = m.to.is_terminal().then_some(at);
     }
     for c in &effects.changes {
         match c {
@@ -382,6 +410,7 @@ mod tests {
             poll_base_ms: 100,
             polls: 0,
             market_mid: Some("0.92510000".parse().unwrap()),
+            return_check_ms: 0,
         }
     }
 
@@ -468,7 +497,16 @@ mod tests {
             ),
             (RefundPending, pending(), Some((None, Some(RefundPending)))),
             (RefundPending, completed(), Some((Some(Refunded), None))),
-            (Completed, completed(), None),
+            // The look after settlement (when returns are watched): still paid, done; came
+            // back, refunded.
+            (Completed, completed(), Some((None, None))),
+            (Completed, pending(), Some((None, None))),
+            (
+                Completed,
+                status(TransferStatus::Returned("bounced".into())),
+                Some((Some(RefundPending), Some(RefundPending))),
+            ),
+            (Completed, failed(), None),
             (Completed, Input::OperatorRetry, None),
             (Failed, Input::Cancel, None),
             (Cancelled, initiated(), None),
@@ -509,7 +547,12 @@ mod tests {
                             assert!(state.can_transition_to(m.to), "{state} -> {}", m.to);
                             assert_eq!(m.to.is_terminal(), e.next == Next::Done);
                         }
-                        None => assert!(matches!(e.next, Next::Run { state: s, .. } if s == state)),
+                        // Nothing changes: the step runs again, or (a completed payment's
+                        // look after settlement) is over.
+                        None => assert!(
+                            matches!(e.next, Next::Run { state: s, .. } if s == state)
+                                || (state == Completed && e.next == Next::Done)
+                        ),
                     }
                 }
             }
@@ -548,6 +591,33 @@ mod tests {
             e.changes
                 .contains(&Change::ExecutedRate(Some("0.9251".parse().unwrap())))
         );
+    }
+
+    #[test]
+    fn a_settled_payout_is_looked_at_again_only_when_returns_are_watched() {
+        let p = payment(OfframpPending);
+        assert_eq!(decide(&p, completed(), &ctx()).unwrap().next, Next::Done);
+        let mut c = ctx();
+        c.return_check_ms = 30_000;
+        assert_eq!(
+            decide(&p, completed(), &c).unwrap().next,
+            Next::Run {
+                state: Completed,
+                after_ms: 30_000,
+                polls: 0
+            }
+        );
+        let back = decide(
+            &payment(Completed),
+            status(TransferStatus::Returned("bounced".into())),
+            &c,
+        )
+        .unwrap();
+        assert!(back.changes.contains(&Change::Failure(
+            FailureCode::PayoutReturned,
+            "bounced".into()
+        )));
+        assert!(!back.ledger.is_empty(), "the return posts its transfers");
     }
 
     #[test]

@@ -34,9 +34,9 @@ pub enum PaymentState {
     OnrampComplete,
     /// USDC→payout leg initiated.
     OfframpPending,
-    /// Offramp failed for good; USDC being returned to the source.
+    /// Offramp failed for good, or the payout came back; funds being returned to the source.
     RefundPending,
-    /// Paid out (terminal).
+    /// Paid out (terminal — unless the beneficiary's bank returns the payout later).
     Completed,
     /// Onramp failed; nothing moved (terminal).
     Failed,
@@ -60,6 +60,8 @@ pub const TRANSITIONS: &[(PaymentState, PaymentState)] = &[
     (OfframpPending, Completed),
     (OfframpPending, RefundPending),
     (RefundPending, Refunded),
+    // Only on the provider's report that the payout came back (`PAYOUT_RETURNED`).
+    (Completed, RefundPending),
 ];
 
 impl PaymentState {
@@ -71,9 +73,11 @@ impl PaymentState {
         TRANSITIONS.contains(&(self, to))
     }
 
-    /// Terminal states have no way out.
+    /// Terminal states: the payment's outcome is decided and no step of Corridor's own
+    /// moves it on. Only `COMPLETED` has a way out, taken on a provider's report alone (the
+    /// payout came back); the others have none.
     pub fn is_terminal(self) -> bool {
-        !TRANSITIONS.iter().any(|(from, _)| *from == self)
+        matches!(self, Completed | Failed | Cancelled | Refunded)
     }
 
     /// The wire name (`ONRAMP_PENDING`).
@@ -110,6 +114,8 @@ pub enum LegStatus {
     Failed,
     /// Undone by a reversal (the onramp of a refunded payment).
     Reversed,
+    /// Paid, then sent back by the beneficiary's bank (the offramp of a returned payout).
+    Returned,
 }
 
 impl LegStatus {
@@ -137,6 +143,8 @@ pub enum FailureCode {
     OnrampFailed,
     /// The offramp refused or failed: the USDC is returned.
     OfframpFailed,
+    /// The payout was made and came back: the source is refunded.
+    PayoutReturned,
 }
 
 impl FailureCode {
@@ -165,6 +173,8 @@ pub enum TransferStatus {
     Completed,
     /// Failed for good, with the provider's reason.
     Failed(String),
+    /// Paid, then returned (a payout the beneficiary's bank sent back), with the reason.
+    Returned(String),
 }
 
 /// One provider leg of a payment.
@@ -338,7 +348,7 @@ mod tests {
             ("ONRAMP_COMPLETE", vec!["OFFRAMP_PENDING", "REFUND_PENDING"]),
             ("OFFRAMP_PENDING", vec!["COMPLETED", "REFUND_PENDING"]),
             ("REFUND_PENDING", vec!["REFUNDED"]),
-            ("COMPLETED", vec![]),
+            ("COMPLETED", vec!["REFUND_PENDING"]),
             ("FAILED", vec![]),
             ("CANCELLED", vec![]),
             ("REFUNDED", vec![]),
@@ -355,7 +365,11 @@ mod tests {
             let mut tos = tos.clone();
             tos.sort();
             assert_eq!(allowed, tos, "from {from}");
-            assert_eq!(from.is_terminal(), tos.is_empty());
+            assert_eq!(
+                from.is_terminal(),
+                tos.is_empty() || from == Completed,
+                "{from}"
+            );
         }
     }
 
@@ -368,8 +382,9 @@ mod tests {
     }
 
     proptest! {
-        /// Any walk that only takes allowed steps visits no state twice and ends terminal
-        /// after at most five transitions: the graph is acyclic, so no payment loops forever.
+        /// Any walk that only takes allowed steps visits no state twice and ends with no way
+        /// out after at most six transitions (a returned payout is the longest): the graph is
+        /// acyclic, so no payment loops forever.
         #[test]
         fn allowed_walks_are_acyclic(choices in prop::collection::vec(0usize..9, 0..20)) {
             let mut state = Pending;
@@ -384,11 +399,12 @@ mod tests {
                     prop_assert!(state.is_terminal());
                     break;
                 }
+                prop_assert!(!state.is_terminal() || state == Completed);
                 state = next[c % next.len()];
                 prop_assert!(!seen.contains(&state));
                 seen.push(state);
             }
-            prop_assert!(seen.len() <= 6);
+            prop_assert!(seen.len() <= 7);
         }
 
         /// No pair outside the table is accepted.
@@ -396,7 +412,7 @@ mod tests {
         fn illegal_transitions_are_refused(a in 0usize..9, b in 0usize..9) {
             let (from, to) = (PaymentState::ALL[a], PaymentState::ALL[b]);
             prop_assert_eq!(from.can_transition_to(to), TRANSITIONS.contains(&(from, to)));
-            if from.is_terminal() || from == to {
+            if (from.is_terminal() && (from, to) != (Completed, RefundPending)) || from == to {
                 prop_assert!(!from.can_transition_to(to));
             }
         }

@@ -45,6 +45,8 @@ pub enum LineStatus {
     Completed,
     /// Failed (our transfers voided).
     Failed,
+    /// Paid, then returned.
+    Returned,
 }
 
 /// One side's record of one leg.
@@ -113,6 +115,7 @@ pub fn ours(payment_id: &str, transfers: &[Transfer]) -> Vec<Line> {
         EntryStatus::Posted => LineStatus::Completed,
         EntryStatus::Voided => LineStatus::Failed,
     };
+    let returned = transfers.iter().any(|t| t.role == Role::ReturnPayout);
     let mut out = Vec::new();
     for t in transfers {
         let leg = match t.role {
@@ -125,7 +128,11 @@ pub fn ours(payment_id: &str, transfers: &[Transfer]) -> Vec<Line> {
             leg,
             amount: t.amount,
             currency: t.currency.code().to_owned(),
-            status: status(t.status),
+            status: if leg == LegKind::Offramp && returned {
+                LineStatus::Returned
+            } else {
+                status(t.status)
+            },
         });
     }
     // A reversal returns what the refund credits: the net and the fees handed back.

@@ -52,6 +52,8 @@ pub enum WireStatus {
     Completed,
     /// Failed for good (`failure_reason` says why).
     Failed,
+    /// A payout that was made and came back (`failure_reason` says why).
+    Returned,
 }
 
 /// A transfer as a provider reports it (answer to initiate and to status).
@@ -262,6 +264,7 @@ fn statement_outcome(
                     WireStatus::Pending => LineStatus::Pending,
                     WireStatus::Completed => LineStatus::Completed,
                     WireStatus::Failed => LineStatus::Failed,
+                    WireStatus::Returned => LineStatus::Returned,
                 },
             })
         })
@@ -366,6 +369,11 @@ fn status_outcome(
             t.failure_reason
                 .as_deref()
                 .unwrap_or("the provider gave no reason"),
+        )),
+        WireStatus::Returned => TransferStatus::Returned(truncate(
+            t.failure_reason
+                .as_deref()
+                .unwrap_or("the payout came back"),
         )),
     })
 }

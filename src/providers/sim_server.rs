@@ -75,6 +75,9 @@ pub struct SimProviderArgs {
     /// Offramp settlement time, uniform in the range.
     #[arg(long, env = "CORRIDOR_SIM_OFFRAMP_DELAY", default_value = "2s..5s")]
     pub sim_offramp_delay: DurRange,
+    /// How long after it settles a payout to `sim_return_offramp` comes back.
+    #[arg(long, env = "CORRIDOR_SIM_RETURN_DELAY", default_value = "10s")]
+    pub sim_return_delay: crate::config::Dur,
     /// Probability that a leg fails at settlement.
     #[arg(long, env = "CORRIDOR_SIM_FAILURE_RATE", default_value = "0")]
     pub sim_failure_rate: Probability,
@@ -175,6 +178,7 @@ async fn wire_transfer(sim: &Simulator, t: &SimTransfer) -> Result<TransferBody,
         TransferStatus::Pending => (WireStatus::Pending, None),
         TransferStatus::Completed => (WireStatus::Completed, None),
         TransferStatus::Failed(reason) => (WireStatus::Failed, Some(reason)),
+        TransferStatus::Returned(reason) => (WireStatus::Returned, Some(reason)),
     };
     Ok(TransferBody {
         reference: t.reference.clone(),
@@ -523,6 +527,7 @@ impl SimProvider {
                 onramp_delay: (args.sim_onramp_delay.min, args.sim_onramp_delay.max),
                 offramp_delay: (args.sim_offramp_delay.min, args.sim_offramp_delay.max),
                 failure_rate: args.sim_failure_rate.0,
+                return_delay: args.sim_return_delay.0,
             },
             None,
         );

@@ -22,6 +22,9 @@ pub const FAIL_ONRAMP: &str = "sim_fail_onramp";
 pub const FAIL_OFFRAMP: &str = "sim_fail_offramp";
 /// Destination account whose offramp stays pending for an hour (or until a webhook).
 pub const SLOW: &str = "sim_slow";
+/// Destination account whose payout settles, then comes back after
+/// `CORRIDOR_SIM_RETURN_DELAY` (the beneficiary's bank returned it).
+pub const RETURN_OFFRAMP: &str = "sim_return_offramp";
 /// Destination account whose payout the provider settles short (1 % less, at least one minor
 /// unit): the payment completes, and reconciliation reports the difference.
 pub const SHORT_PAYOUT: &str = "sim_short_payout";
@@ -39,6 +42,8 @@ pub struct SimSettings {
     pub offramp_delay: (Duration, Duration),
     /// Probability that a leg fails at settlement.
     pub failure_rate: f64,
+    /// How long after settling a payout to [`RETURN_OFFRAMP`] comes back.
+    pub return_delay: Duration,
 }
 
 /// One simulated provider (onramp or offramp side).
@@ -104,6 +109,19 @@ impl Simulator {
         delay_ms: i64,
         fails: bool,
     ) -> Result<String, ProviderError> {
+        let outcome = if fails { "FAILED" } else { "COMPLETED" };
+        self.initiate_as(leg, req, delay_ms, outcome).await
+    }
+
+    /// Records the transfer, to settle with `outcome` (`COMPLETED`, `FAILED`, or `RETURNED`:
+    /// completed, then sent back after the return delay).
+    async fn initiate_as(
+        &self,
+        leg: &str,
+        req: &LegRequest,
+        delay_ms: i64,
+        outcome: &str,
+    ) -> Result<String, ProviderError> {
         let now = self.clock.now();
         let transfer = SimTransfer {
             reference: format!("{}_{}", leg, crate::idgen::v4().simple()),
@@ -112,7 +130,7 @@ impl Simulator {
             leg: leg.to_owned(),
             amount: req.amount,
             currency: req.currency.clone(),
-            outcome: if fails { "FAILED" } else { "COMPLETED" }.to_owned(),
+            outcome: outcome.to_owned(),
             settle_at: now.plus_millis(delay_ms),
             initiate_calls: 1,
             created_at: now,
@@ -128,8 +146,14 @@ impl Simulator {
             .await
             .map_err(transient)?
             .ok_or_else(|| ProviderError::Transient(format!("unknown reference {reference}")))?;
-        Ok(if self.clock.now() < t.settle_at {
+        let now = self.clock.now();
+        let returned_at = t
+            .settle_at
+            .plus_millis(i64::try_from(self.settings.return_delay.as_millis()).unwrap_or(i64::MAX));
+        Ok(if now < t.settle_at {
             TransferStatus::Pending
+        } else if t.outcome == "RETURNED" && now >= returned_at {
+            TransferStatus::Returned("the beneficiary's bank returned the payout".into())
         } else if t.outcome == "FAILED" {
             TransferStatus::Failed(format!("{} declined the {} transfer", self.name, t.leg))
         } else {
@@ -156,6 +180,12 @@ impl Simulator {
                     leg: t.leg.parse().ok()?,
                     status: if now < t.settle_at {
                         LineStatus::Pending
+                    } else if t.outcome == "RETURNED"
+                        && now.millis() - t.settle_at.millis()
+                            >= i64::try_from(self.settings.return_delay.as_millis())
+                                .unwrap_or(i64::MAX)
+                    {
+                        LineStatus::Returned
                     } else if t.outcome == "FAILED" {
                         LineStatus::Failed
                     } else {
@@ -211,6 +241,9 @@ impl Offramp for Simulator {
             self.draw(self.settings.offramp_delay, req.account == FAIL_OFFRAMP);
         if req.account == SLOW {
             delay = 3_600_000;
+        }
+        if req.account == RETURN_OFFRAMP && !fails {
+            return self.initiate_as("offramp", req, delay, "RETURNED").await;
         }
         if req.account == SHORT_PAYOUT {
             let short = LegRequest {

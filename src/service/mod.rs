@@ -102,6 +102,9 @@ pub struct Settings {
     pub poll_interval_ms: i64,
     /// Timeout of one provider call.
     pub provider_timeout: Duration,
+    /// How long after a payout settles its offramp is asked once more (a return), ms; 0:
+    /// never.
+    pub return_check_ms: i64,
 }
 
 /// Bugs `corridor simulate --plant-bug` switches on, to show that its invariants catch

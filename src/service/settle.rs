@@ -116,6 +116,7 @@ impl Service {
             poll_base_ms: self.settings.poll_interval_ms,
             polls,
             market_mid: self.rates.mid(p.currency, p.payout_currency),
+            return_check_ms: self.settings.return_check_ms,
         }
     }
 
@@ -248,7 +249,10 @@ impl Service {
             )));
         };
         tracing::Span::current().record("merchant_id", p.merchant_id.as_str());
-        if p.state != expected || p.state.is_terminal() {
+        // A completed payment has one more step when returns are watched: the look after
+        // settlement; every other terminal state has none.
+        let watched = p.state == PaymentState::Completed && expected == PaymentState::Completed;
+        if p.state != expected || (p.state.is_terminal() && !watched) {
             // Someone (a webhook, an operator, a duplicate run) moved it on: nothing to do.
             return self.finish(job).await;
         }
@@ -435,7 +439,13 @@ impl Service {
                     }
                 }
             }
-            Completed | Failed | Cancelled | Refunded => return Ok(None),
+            Completed => {
+                let sent = sent(p, Side::Offramp)?;
+                self.timed(offramp.name(), offramp.status(&sent))
+                    .await
+                    .map(Answer::Status)
+            }
+            Failed | Cancelled | Refunded => return Ok(None),
         };
         match result {
             Ok(answer) => Ok(Some(answer)),
@@ -493,6 +503,10 @@ impl Service {
             .record("merchant_id", p.merchant_id.as_str());
         let expected = match leg {
             ReportedLeg::Onramp => PaymentState::OnrampPending,
+            // A payout that came back is reported on a completed payment.
+            ReportedLeg::Offramp if matches!(report.status, TransferStatus::Returned(_)) => {
+                PaymentState::Completed
+            }
             ReportedLeg::Offramp => PaymentState::OfframpPending,
             ReportedLeg::Reversal => PaymentState::RefundPending,
         };

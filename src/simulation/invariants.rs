@@ -416,8 +416,15 @@ pub fn check_ledger(c: &Census) -> Result<u64, Broken> {
         },
     )?;
     let fx = posted_into(&platform_fx(out));
+    // A payout that came back keeps the FX result of its sale (the buy-back's is in USDC).
+    let returned = p
+        .failure
+        .as_ref()
+        .is_some_and(|(code, _)| code == "PAYOUT_RETURNED");
     match (p.state, p.executed_rate) {
-        (PaymentState::Completed, Some(executed)) => {
+        (PaymentState::Completed, Some(executed)) | (PaymentState::Refunded, Some(executed))
+            if p.state == PaymentState::Completed || returned =>
+        {
             use rust_decimal::Decimal;
             let net = Decimal::from(p.amount - p.total_fees);
             let scale =
@@ -617,6 +624,7 @@ mod tests {
             poll_base_ms: 100,
             polls: 0,
             market_mid: Some(executed.parse().unwrap()),
+            return_check_ms: 0,
         };
         let mut now = PaymentRecord {
             onramp: None,

@@ -411,6 +411,9 @@ impl Sim {
             // The simulated providers keep no statement: reconciliation is tested apart.
             "--reconcile-every",
             "0s",
+            // The simulated providers never return a payout: no look after settlement.
+            "--return-check-after",
+            "0s",
             "--market-volatility",
             &volatility,
             "--market-seed",

@@ -215,11 +215,11 @@ async fn the_document_enumerates_response_codes_and_states_and_types_the_fee_sch
     assert_eq!(values("HistoryView", "to"), states);
     assert_eq!(
         values("LegView", "status"),
-        ["PENDING", "COMPLETED", "FAILED", "REVERSED"]
+        ["PENDING", "COMPLETED", "FAILED", "REVERSED", "RETURNED"]
     );
     assert_eq!(
         values("FailureView", "code"),
-        ["ONRAMP_FAILED", "OFFRAMP_FAILED"]
+        ["ONRAMP_FAILED", "OFFRAMP_FAILED", "PAYOUT_RETURNED"]
     );
     // The corridor's fees: platform/onramp/offramp, each tiers of up_to/flat/percentage.
     let fees = &schemas["CorridorView"]["properties"]["fees"];

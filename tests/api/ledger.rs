@@ -419,7 +419,7 @@ async fn reconciliation_finds_the_short_payout_and_matches_everything_else() {
     assert_eq!(r.status(), 202);
 
     // Bad input and wrong callers.
-    for bad in [json!({"from": "soon"}), json!({"to": 5}), json!({"extra": 1}), json!({"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"})] {
+    for bad in [json!([null, null]), json!({"from": "soon"}), json!({"to": 5}), json!({"extra": 1}), json!({"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"})] {
         let r = app.post("/v1/admin/reconciliations", &app.admin_key, bad.clone()).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
@@ -431,4 +431,44 @@ async fn reconciliation_finds_the_short_payout_and_matches_everything_else() {
         .get(&format!("/v1/admin/reconciliations/recon_{}", uuid::Uuid::nil()), &app.admin_key)
         .await;
     assert_eq!(r.status(), 404);
+}
+
+/// `sim_return_offramp`: the payout settles, the look after settlement finds it came back,
+/// and the payment is refunded — every return posting on the books, nothing left pending.
+#[tokio::test]
+async fn a_returned_payout_is_refunded_and_its_money_comes_back_through_the_books() {
+    let Some(app) = spawn_app_with(|c| {
+        c.return_check_after = Some(corridor::config::Dur(std::time::Duration::from_millis(300)));
+        c.sim_return_delay = corridor::config::Dur(std::time::Duration::from_millis(100));
+    })
+    .await
+    else {
+        return;
+    };
+    let (quote, p) = pay(&app, &app.merchant_key, "user123", "sim_return_offramp").await;
+    let id = p["payment_id"].as_str().unwrap();
+    let p = if p["status"] == "COMPLETED" {
+        app.wait_for_status(&app.merchant_key, id, &["REFUNDED"]).await
+    } else {
+        p
+    };
+    assert_eq!(p["status"], "REFUNDED", "{p}");
+    assert_eq!(p["failure"]["code"], "PAYOUT_RETURNED", "{p}");
+    assert!(p["completed_at"].is_string(), "{p}");
+    let to: Vec<&str> = p["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(
+        to,
+        ["PENDING", "ONRAMP_PENDING", "ONRAMP_COMPLETE", "OFFRAMP_PENDING", "COMPLETED", "REFUND_PENDING", "REFUNDED"],
+        "{p}"
+    );
+    let l = ledger(&app, &app.merchant_key, &p).await;
+    let t = by_role(&l);
+    for role in ["offramp.payout", "return.payout", "return.usdc", "refund.source"] {
+        assert_eq!(t[role].0, "POSTED", "{role}: {l}");
+    }
+    assert!(t.values().all(|(s, ..)| s != "PENDING"), "{l}");
+    assert_eq!(posted_into(&l, "payouts:EUR"), 0, "the payout came back: {l}");
+    assert_eq!(posted_into(&l, "platform:treasury:USDC"), 0, "{l}");
+    assert_eq!(posted_into(&l, "refunds:USD"), 100_000 - fee(&quote, "onramp_fee"), "{l}");
+    assert_eq!(posted_into(&l, "platform:fees:USD"), fee(&quote, "onramp_fee"), "{l}");
 }

@@ -70,6 +70,30 @@ async fn a_failed_offramp_webhook_refunds_the_payment() {
     assert_eq!(done["failure"]["code"], "OFFRAMP_FAILED");
 }
 
+/// A payout the beneficiary's bank sends back, reported by the provider after the payment
+/// completed: the payment is refunded (amount − onramp fee) with `PAYOUT_RETURNED`.
+#[tokio::test]
+async fn a_returned_payout_webhook_refunds_a_completed_payment() {
+    let Some(app) = spawn_app().await else { return };
+    let p = slow_payment(&app).await;
+    let id = p["payment_id"].as_str().unwrap();
+    // Too early: the payout has not completed yet, so nothing can come back.
+    let r = send(&app, "sim-offramp", "msg_r0", now_secs(), PROVIDER_SECRET, &offramp_event(&p, "offramp.returned")).await;
+    assert_eq!(r.status(), 200);
+    let r = send(&app, "sim-offramp", "msg_c", now_secs(), PROVIDER_SECRET, &offramp_event(&p, "offramp.completed")).await;
+    assert_eq!(r.status(), 200);
+    app.wait_for_status(&app.merchant_key, id, &["COMPLETED"]).await;
+    let r = send(&app, "sim-offramp", "msg_r", now_secs(), PROVIDER_SECRET, &offramp_event(&p, "offramp.returned")).await;
+    assert_eq!(r.status(), 200);
+    let done = app.wait_for_status(&app.merchant_key, id, &["REFUNDED"]).await;
+    assert_eq!(done["failure"]["code"], "PAYOUT_RETURNED", "{done}");
+    assert_eq!(done["legs"]["offramp"]["status"], "RETURNED", "{done}");
+    let to: Vec<&str> = done["history"].as_array().unwrap().iter().map(|h| h["to"].as_str().unwrap()).collect();
+    assert_eq!(to[to.len() - 3..], ["COMPLETED", "REFUND_PENDING", "REFUNDED"], "{done}");
+    let fee = done["fees"]["onramp_fee"].as_i64().unwrap();
+    assert_eq!(done["refund"]["amount"], done["amount"].as_i64().unwrap() - fee, "{done}");
+}
+
 #[tokio::test]
 async fn forged_stale_or_unsigned_webhooks_are_401_and_change_nothing() {
     let Some(app) = spawn_app().await else { return };
