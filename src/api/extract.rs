@@ -18,7 +18,7 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// and size were checked.
 pub struct JsonBytes(pub Bytes);
 
-fn is_json(headers: &HeaderMap) -> bool {
+pub(super) fn is_json(headers: &HeaderMap) -> bool {
     headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -240,6 +240,21 @@ fn instant(field: &str, text: Option<&str>) -> Result<Option<crate::domain::Time
     .transpose()
 }
 
+/// A `[from, to)` window from optional RFC 3339 instants: from the beginning, up to now
+/// (this millisecond included), `to` not before `from`.
+fn window(
+    state: &AppState,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Result<(crate::domain::Timestamp, crate::domain::Timestamp), ApiError> {
+    let from = instant("from", from)?.unwrap_or(crate::domain::Timestamp(0));
+    let to = instant("to", to)?.unwrap_or_else(|| state.now().plus_millis(1));
+    if to < from {
+        return Err(ApiError::invalid("to", "must not be before `from`"));
+    }
+    Ok((from, to))
+}
+
 /// `GET /v1/admin/reports/fx`.
 #[utoipa::path(get, path = "/v1/admin/reports/fx", operation_id = "fx_report", tag = "admin", security(("bearer" = [])), params(FxReportParams),
     responses((status = 200, description = "OK", body = FxReport), (status = 400, description = "The request is invalid (error format)", body = super::error::ErrorBody)))]
@@ -248,11 +263,7 @@ pub async fn fx_report(
     _a: Admin,
     super::extract::ApiQuery(q): super::extract::ApiQuery<FxReportParams>,
 ) -> Result<Json<FxReport>, ApiError> {
-    let from = instant("from", q.from.as_deref())?.unwrap_or(crate::domain::Timestamp(0));
-    let to = instant("to", q.to.as_deref())?.unwrap_or_else(|| state.now().plus_millis(1));
-    if to < from {
-        return Err(ApiError::invalid("to", "must not be before `from`"));
-    }
+    let (from, to) = window(&state, q.from.as_deref(), q.to.as_deref())?;
     let rows = state.service.fx_report(from, to).await?;
     let amount = |amount: i64, c: crate::domain::Currency| AmountView {
         amount,
@@ -314,15 +325,7 @@ pub async fn start_reconciliation(
     let req: StartReconciliation = if body.iter().all(u8::is_ascii_whitespace) {
         StartReconciliation::default()
     } else {
-        let json = headers
-            .get(axum::http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| {
-                v.trim()
-                    .to_ascii_lowercase()
-                    .starts_with("application/json")
-            });
-        if !json {
+        if !super::extract::is_json(&headers) {
             return Err(ApiError::new(
                 super::error::Code::UnsupportedMediaType,
                 "request bodies must be sent with Content-Type: application/json",
@@ -336,11 +339,7 @@ pub async fn start_reconciliation(
         }
         super::extract::parse_json(&body)?
     };
-    let from = instant("from", req.from.as_deref())?.unwrap_or(crate::domain::Timestamp(0));
-    let to = instant("to", req.to.as_deref())?.unwrap_or_else(|| state.now().plus_millis(1));
-    if to < from {
-        return Err(ApiError::invalid("to", "must not be before `from`"));
-    }
+    let (from, to) = window(&state, req.from.as_deref(), req.to.as_deref())?;
     let r = state.service.start_reconciliation(from, to).await?;
     Ok((
         axum::http::StatusCode::ACCEPTED,

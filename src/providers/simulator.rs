@@ -146,11 +146,16 @@ impl Simulator {
             .await
             .map_err(transient)?
             .ok_or_else(|| ProviderError::Transient(format!("unknown reference {reference}")))?;
-        let now = self.clock.now();
+        Ok(self.verdict(&t, self.clock.now()))
+    }
+
+    /// Where transfer `t` stands at `now`: the one reading of a stored transfer, for status
+    /// answers and statements alike.
+    fn verdict(&self, t: &SimTransfer, now: Timestamp) -> TransferStatus {
         let returned_at = t
             .settle_at
             .plus_millis(i64::try_from(self.settings.return_delay.as_millis()).unwrap_or(i64::MAX));
-        Ok(if now < t.settle_at {
+        if now < t.settle_at {
             TransferStatus::Pending
         } else if t.outcome == "RETURNED" && now >= returned_at {
             TransferStatus::Returned("the beneficiary's bank returned the payout".into())
@@ -158,7 +163,7 @@ impl Simulator {
             TransferStatus::Failed(format!("{} declined the {} transfer", self.name, t.leg))
         } else {
             TransferStatus::Completed
-        })
+        }
     }
 }
 
@@ -178,18 +183,11 @@ impl Simulator {
             .filter_map(|t| {
                 Some(StatementLine {
                     leg: t.leg.parse().ok()?,
-                    status: if now < t.settle_at {
-                        LineStatus::Pending
-                    } else if t.outcome == "RETURNED"
-                        && now.millis() - t.settle_at.millis()
-                            >= i64::try_from(self.settings.return_delay.as_millis())
-                                .unwrap_or(i64::MAX)
-                    {
-                        LineStatus::Returned
-                    } else if t.outcome == "FAILED" {
-                        LineStatus::Failed
-                    } else {
-                        LineStatus::Completed
+                    status: match self.verdict(&t, now) {
+                        TransferStatus::Pending => LineStatus::Pending,
+                        TransferStatus::Completed => LineStatus::Completed,
+                        TransferStatus::Failed(_) => LineStatus::Failed,
+                        TransferStatus::Returned(_) => LineStatus::Returned,
                     },
                     payment_id: t.payment_id,
                     amount: t.amount,

@@ -9,11 +9,11 @@ use crate::domain::Timestamp;
 use crate::domain::reconcile::{self, Line, Outcome};
 use crate::domain::task::Task;
 use crate::providers::ProviderError;
-use crate::store::UnitOfWork;
 use crate::store::jobs::NewJob;
 use crate::store::payments;
-use crate::store::reconciliations::{self, Reconciliation};
+use crate::store::reconciliations::Reconciliation;
 use crate::store::unit::Write;
+use crate::store::{UnitOfWork, ledger};
 
 /// How far beyond the window a provider's statement is read: a transfer the provider dated
 /// just outside it whose ledger side is inside is still paired, not reported missing.
@@ -124,7 +124,7 @@ impl Service {
                 .await
                 .map_err(statement_error)?,
         );
-        let mut ids: BTreeSet<String> = reconciliations::payments_in(&self.store, from, to)
+        let mut ids: BTreeSet<String> = ledger::payments_opened_between(&self.store, from, to)
             .await?
             .into_iter()
             .collect();
@@ -134,8 +134,8 @@ impl Service {
             String,
             Vec<crate::domain::ledger::Transfer>,
         > = std::collections::BTreeMap::new();
-        for (payment_id, t) in reconciliations::transfers_of(&self.store, &ids).await? {
-            by_payment.entry(payment_id).or_default().push(t);
+        for t in ledger::of_payments(&self.store, &ids).await? {
+            by_payment.entry(t.payment_id).or_default().push(t.transfer);
         }
         let ours: Vec<Line> = by_payment
             .iter()
@@ -143,13 +143,13 @@ impl Service {
             .collect();
         // A provider line without ours is in flight while its payment is not final (the
         // transfer may be made and its step not yet committed).
+        let recorded: BTreeSet<(&str, reconcile::LegKind)> = ours
+            .iter()
+            .map(|o| (o.payment_id.as_str(), o.leg))
+            .collect();
         let unpaired: BTreeSet<String> = theirs
             .iter()
-            .filter(|l| {
-                !ours
-                    .iter()
-                    .any(|o| o.payment_id == l.payment_id && o.leg == l.leg)
-            })
+            .filter(|l| !recorded.contains(&(l.payment_id.as_str(), l.leg)))
             .map(|l| l.payment_id.clone())
             .collect();
         let mut moving = BTreeSet::new();

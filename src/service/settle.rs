@@ -142,7 +142,7 @@ impl Service {
     async fn apply_for(
         &self,
         p: &PaymentRecord,
-        effects: Effects,
+        mut effects: Effects,
         via: Via,
         running: Option<&Job>,
         keep: bool,
@@ -192,7 +192,7 @@ impl Service {
         if !effects.ledger.is_empty() {
             unit.push(Write::Ledger {
                 owner: LedgerOwner::of(p),
-                postings: effects.ledger.clone(),
+                postings: std::mem::take(&mut effects.ledger),
             });
         }
         match effects.next {

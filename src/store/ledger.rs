@@ -240,6 +240,48 @@ pub(super) async fn in_range(
     rows.iter().map(from_row).collect()
 }
 
+/// The payments with a transfer opened in `[from, to)` (a reconciliation's window).
+pub async fn payments_opened_between(
+    store: &Store,
+    from: Timestamp,
+    to: Timestamp,
+) -> StoreResult<Vec<String>> {
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
+    let rows = query(
+        "SELECT DISTINCT payment_id FROM ledger_transfers WHERE created_at >= $1 AND created_at < $2",
+    )
+    .bind(from.millis())
+    .bind(to.millis())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.iter().map(|r| col(r, "payment_id")).collect()
+}
+
+/// Every transfer of each of `payment_ids`, read 200 payments at a time.
+pub async fn of_payments(
+    store: &Store,
+    payment_ids: &[String],
+) -> StoreResult<Vec<StoredTransfer>> {
+    let mut out = Vec::new();
+    let mut conn = store.reader().await?;
+    let conn = &mut *conn;
+    for chunk in payment_ids.chunks(200) {
+        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
+        let mut q = query(dynamic(format!(
+            "SELECT {COLUMNS} FROM ledger_transfers WHERE payment_id IN ({})",
+            marks.join(", ")
+        )));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for r in q.fetch_all(&mut *conn).await? {
+            out.push(from_row(&r)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Every account's posted and pending sums.
 pub async fn balances(store: &Store) -> StoreResult<Vec<Balance>> {
     let mut conn = store.reader().await?;
@@ -277,11 +319,6 @@ pub async fn balances(store: &Store) -> StoreResult<Vec<Balance>> {
         }
     }
     Ok(by_account.into_values().collect())
-}
-
-/// A `ledger_transfers` row.
-pub(super) fn transfer_from_row(r: &Row) -> StoreResult<StoredTransfer> {
-    from_row(r)
 }
 
 fn from_row(r: &Row) -> StoreResult<StoredTransfer> {

@@ -1,8 +1,7 @@
-//! Reconciliation runs, and the ledger lines they compare.
+//! Reconciliation runs (the ledger lines they compare are read through `store::ledger`).
 
 use super::{Conn, Row, Store, StoreResult, col, dynamic, query};
 use crate::domain::Timestamp;
-use crate::domain::ledger::Transfer;
 
 /// A reconciliation run as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,50 +82,6 @@ pub async fn get(store: &Store, id: &str) -> StoreResult<Option<Reconciliation>>
     .fetch_optional(&mut *conn)
     .await?;
     row.map(|r| from_row(&r)).transpose()
-}
-
-/// The payments with a ledger transfer opened in `[from, to)`.
-pub async fn payments_in(
-    store: &Store,
-    from: Timestamp,
-    to: Timestamp,
-) -> StoreResult<Vec<String>> {
-    let mut conn = store.reader().await?;
-    let conn = &mut *conn;
-    let rows = query(
-        "SELECT DISTINCT payment_id FROM ledger_transfers WHERE created_at >= $1 AND created_at < $2",
-    )
-    .bind(from.millis())
-    .bind(to.millis())
-    .fetch_all(&mut *conn)
-    .await?;
-    rows.iter().map(|r| col(r, "payment_id")).collect()
-}
-
-/// Every transfer of each of `payment_ids`.
-pub async fn transfers_of(
-    store: &Store,
-    payment_ids: &[String],
-) -> StoreResult<Vec<(String, Transfer)>> {
-    let mut out = Vec::new();
-    let mut conn = store.reader().await?;
-    let conn = &mut *conn;
-    for chunk in payment_ids.chunks(200) {
-        let marks: Vec<String> = (1..=chunk.len()).map(|i| format!("${i}")).collect();
-        let mut q = query(dynamic(format!(
-            "SELECT payment_id, role, debit_account, credit_account, currency, amount, status, created_at, resolved_at \
-             FROM ledger_transfers WHERE payment_id IN ({})",
-            marks.join(", ")
-        )));
-        for id in chunk {
-            q = q.bind(id);
-        }
-        for r in q.fetch_all(&mut *conn).await? {
-            let t = super::ledger::transfer_from_row(&r)?;
-            out.push((t.payment_id, t.transfer));
-        }
-    }
-    Ok(out)
 }
 
 fn from_row(r: &Row) -> StoreResult<Reconciliation> {
