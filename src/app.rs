@@ -309,6 +309,103 @@ async fn bootstrap(
     Ok((admin_hash, boot))
 }
 
+/// A node over its store, ready to serve or run jobs, and what its first start created.
+pub struct Opened {
+    /// Use cases, engine, HTTP state.
+    pub node: Node,
+    /// Its store.
+    pub store: Store,
+    /// Keys created by this start, if it was the first against the database.
+    pub bootstrap: Option<Bootstrap>,
+}
+
+/// Opens the database (migrating it), prepares it (bootstrap, recurring jobs), builds the
+/// providers — refusing a configuration that no longer provides a provider named on a leg in
+/// flight — and the node. What `serve` starts from, and what each serverless function
+/// (`corridor lambda …`) builds once per cold start, with `wakeups` its SQS queue.
+pub async fn open(
+    cfg: &Config,
+    clock: SharedClock,
+    seed: u64,
+    wakeups: Option<Arc<dyn crate::store::WakeupSink>>,
+) -> Result<Opened, StartError> {
+    let shared: SharedClock = clock;
+    let pool = PoolConfig {
+        max_connections: cfg.db_pool,
+        // Well below the request timeout, so an outage answers 503 before the request times out.
+        acquire_timeout: (cfg.request_timeout.0 / 2).min(Duration::from_secs(3)),
+        group_commit: cfg.group_commit,
+        inline_writer: false,
+        idle_in_transaction_timeout: cfg.pg_idle_in_transaction_timeout.0,
+    };
+    let mut store = Store::connect(&cfg.database_url, pool).await?;
+    if let Some(sink) = wakeups {
+        store = store.with_wakeup_sink(sink);
+    }
+    store.migrate().await?;
+    let (admin_hash, boot) = prepare(&store, cfg, &shared).await?;
+
+    let (onramp, offramp) = simulator::pair(
+        store.clone(),
+        shared.clone(),
+        SimSettings {
+            onramp_delay: (cfg.sim_onramp_delay.min, cfg.sim_onramp_delay.max),
+            offramp_delay: (cfg.sim_offramp_delay.min, cfg.sim_offramp_delay.max),
+            failure_rate: cfg.sim_failure_rate.0,
+            return_delay: cfg.sim_return_delay.0,
+        },
+        None,
+    );
+    // Each side independently: a configured URL means a provider speaking the provider
+    // protocol, otherwise the in-process simulator.
+    let onramp: Arc<dyn Onramp> = match &cfg.onramp_url {
+        Some(url) => Arc::new(
+            HttpOnramp::new(&cfg.onramp_name, url, cfg.provider_timeout.0)
+                .map_err(|e| StartError::Config(format!("CORRIDOR_ONRAMP_URL: {e}")))?,
+        ),
+        None => onramp,
+    };
+    let offramp: Arc<dyn Offramp> = match &cfg.offramp_url {
+        Some(url) => Arc::new(
+            HttpOfframp::new(&cfg.offramp_name, url, cfg.provider_timeout.0)
+                .map_err(|e| StartError::Config(format!("CORRIDOR_OFFRAMP_URL: {e}")))?,
+        ),
+        None => offramp,
+    };
+    // A leg is settled by the provider that started it: starting with a provider
+    // configuration that no longer names one of them would strand those payments.
+    let names = [onramp.name().to_owned(), offramp.name().to_owned()];
+    let stranded: Vec<String> = crate::store::payments::providers_in_flight(&store)
+        .await?
+        .into_iter()
+        .filter(|(p, _)| !p.is_empty() && !names.contains(p))
+        .map(|(p, n)| format!("{p} ({n} payments)"))
+        .collect();
+    if !stranded.is_empty() {
+        return Err(StartError::Config(format!(
+            "payments in flight have legs with {}, which this configuration does not provide (onramp `{}`, offramp `{}`); \
+                 start with the provider configuration those legs were started with until they finish",
+            stranded.join(", "),
+            names[0],
+            names[1]
+        )));
+    }
+    let providers = Providers { onramp, offramp };
+    let node = Node::build(
+        cfg,
+        store.clone(),
+        shared.clone(),
+        seed,
+        providers,
+        admin_hash,
+    )?;
+    Ok(Opened {
+        node,
+        store,
+        bootstrap: boot,
+    })
+}
+
 impl Application {
     /// Builds everything and starts serving; returns once the listener is bound. Time comes
     /// from `clock` and the engine's random choices (jitter, worker id) from `seed`, so tests
@@ -321,78 +418,12 @@ impl Application {
         cfg.validate().map_err(StartError::Config)?;
         // One TLS provider for every outbound HTTPS client (webhooks, providers).
         crate::tls::init();
-        let shared: SharedClock = clock;
-        let pool = PoolConfig {
-            max_connections: cfg.db_pool,
-            // Well below the request timeout, so an outage answers 503 before the request times out.
-            acquire_timeout: (cfg.request_timeout.0 / 2).min(Duration::from_secs(3)),
-            group_commit: cfg.group_commit,
-            inline_writer: false,
-            idle_in_transaction_timeout: cfg.pg_idle_in_transaction_timeout.0,
-        };
-        let store = Store::connect(&cfg.database_url, pool).await?;
-        store.migrate().await?;
-        let (admin_hash, boot) = prepare(&store, &cfg, &shared).await?;
-
-        let (onramp, offramp) = simulator::pair(
-            store.clone(),
-            shared.clone(),
-            SimSettings {
-                onramp_delay: (cfg.sim_onramp_delay.min, cfg.sim_onramp_delay.max),
-                offramp_delay: (cfg.sim_offramp_delay.min, cfg.sim_offramp_delay.max),
-                failure_rate: cfg.sim_failure_rate.0,
-                return_delay: cfg.sim_return_delay.0,
-            },
-            None,
-        );
-        // Each side independently: a configured URL means a provider speaking the provider
-        // protocol, otherwise the in-process simulator.
-        let onramp: Arc<dyn Onramp> = match &cfg.onramp_url {
-            Some(url) => Arc::new(
-                HttpOnramp::new(&cfg.onramp_name, url, cfg.provider_timeout.0)
-                    .map_err(|e| StartError::Config(format!("CORRIDOR_ONRAMP_URL: {e}")))?,
-            ),
-            None => onramp,
-        };
-        let offramp: Arc<dyn Offramp> = match &cfg.offramp_url {
-            Some(url) => Arc::new(
-                HttpOfframp::new(&cfg.offramp_name, url, cfg.provider_timeout.0)
-                    .map_err(|e| StartError::Config(format!("CORRIDOR_OFFRAMP_URL: {e}")))?,
-            ),
-            None => offramp,
-        };
-        // A leg is settled by the provider that started it: starting with a provider
-        // configuration that no longer names one of them would strand those payments.
-        let names = [onramp.name().to_owned(), offramp.name().to_owned()];
-        let stranded: Vec<String> = crate::store::payments::providers_in_flight(&store)
-            .await?
-            .into_iter()
-            .filter(|(p, _)| !p.is_empty() && !names.contains(p))
-            .map(|(p, n)| format!("{p} ({n} payments)"))
-            .collect();
-        if !stranded.is_empty() {
-            return Err(StartError::Config(format!(
-                "payments in flight have legs with {}, which this configuration does not provide (onramp `{}`, offramp `{}`); \
-                 start with the provider configuration those legs were started with until they finish",
-                stranded.join(", "),
-                names[0],
-                names[1]
-            )));
-        }
-        let providers = Providers { onramp, offramp };
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let Node {
-            engine,
-            state,
-            service: _,
-        } = Node::build(
-            &cfg,
-            store.clone(),
-            shared.clone(),
-            seed,
-            providers,
-            admin_hash,
-        )?;
+        let Opened {
+            node: Node { engine, state, .. },
+            store,
+            bootstrap: boot,
+        } = open(&cfg, clock, seed, None).await?;
         let worker_loop = (cfg.role != Role::Api && cfg.workers > 0)
             .then(|| tokio::spawn(engine.clone().run(shutdown_rx.clone())));
         let router = match cfg.role {

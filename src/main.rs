@@ -49,6 +49,10 @@ enum Command {
     /// Run the whole engine under a deterministic simulation (simulated time, providers,
     /// crashes) and check its invariants; the same seed replays the same run.
     Simulate(corridor::simulation::SimulateArgs),
+    /// Run as one of the serverless functions on AWS Lambda (API Gateway, SQS worker,
+    /// scheduled sweeper); see deploy/aws/.
+    #[cfg(feature = "aws")]
+    Lambda(Box<corridor::aws::lambda::LambdaArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,6 +130,13 @@ fn main() -> ExitCode {
             Command::Ceiling { listen } => corridor::bench::ceiling(listen).await,
             Command::SimProvider(args) => sim_provider(args).await,
             Command::Simulate(_) => unreachable!("run before the runtime is built"),
+            #[cfg(feature = "aws")]
+            Command::Lambda(mut args) => {
+                args.config.corridors = corridors;
+                corridor::aws::lambda::run(*args)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
         }
     });
     match result {

@@ -53,6 +53,20 @@ pub enum Task {
     #[serde(rename = "reconciliation.schedule")]
     #[strum(serialize = "reconciliation.schedule")]
     ScheduleReconciliation {},
+    /// A wake-up message an outside queue (SQS, serverless) gave up on after `receives`
+    /// deliveries. Recorded dead, so the dead-job alert and the operator's list show it; the
+    /// work it would have woken is in the database and runs anyway. Redriven, it just
+    /// completes.
+    #[serde(rename = "wakeup.dead_letter")]
+    #[strum(serialize = "wakeup.dead_letter")]
+    DeadLetter {
+        /// The queue's id of the message.
+        message_id: String,
+        /// How often the queue delivered it before giving up.
+        receives: u32,
+        /// Its body (at most 1,000 characters).
+        body: String,
+    },
 }
 
 /// The stored kind or payload does not describe a [`Task`].
@@ -98,6 +112,17 @@ impl Task {
         serde_json::from_value(serde_json::json!({ "kind": kind, "payload": payload })).map_err(bad)
     }
 
+    /// Whether the task runs on a schedule of its own (sweep, housekeeping, the recurring
+    /// reconciliation) rather than because something happened: a serverless deployment runs
+    /// these from its scheduled sweeper and sends no wake-up for them, so an idle deployment
+    /// invokes nothing but the sweeper.
+    pub fn is_recurring(&self) -> bool {
+        matches!(
+            self,
+            Task::Housekeeping {} | Task::SweepAlerts {} | Task::ScheduleReconciliation {}
+        )
+    }
+
     /// A step job for a payment expected in `state`, with no polls made yet.
     pub fn step(state: PaymentState) -> Task {
         Task::PaymentStep { state, polls: 0 }
@@ -141,6 +166,11 @@ mod tests {
                 reconciliation_id: "recon_1".into(),
             },
             Task::ScheduleReconciliation {},
+            Task::DeadLetter {
+                message_id: "1b0e7c1e-0000-4000-8000-000000000000".into(),
+                receives: 5,
+                body: "{}".into(),
+            },
         ];
         for t in tasks {
             let back = Task::from_parts(t.kind(), &t.payload()).unwrap();

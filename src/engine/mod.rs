@@ -236,6 +236,29 @@ impl Engine {
         Ok(ran)
     }
 
+    /// Runs due jobs, up to `concurrency` at a time, until none is due or `deadline` has
+    /// passed (a serverless worker's bounded run: the jobs it claims it finishes, and it
+    /// claims no more after the deadline). Returns how many ran and whether it stopped at
+    /// the deadline with work possibly left.
+    pub async fn run_due_until(
+        &self,
+        deadline: std::time::Instant,
+        concurrency: usize,
+    ) -> Result<(usize, bool), StoreError> {
+        let mut ran = 0;
+        loop {
+            if std::time::Instant::now() >= deadline {
+                return Ok((ran, true));
+            }
+            let batch = self.claim(Lane::Any, concurrency.clamp(1, 64)).await?;
+            if batch.is_empty() {
+                return Ok((ran, false));
+            }
+            ran += batch.len();
+            futures::future::join_all(batch.into_iter().map(|job| self.handle(job))).await;
+        }
+    }
+
     /// How long to sleep with nothing due: until the next scheduled job, at most the idle poll
     /// (other processes may schedule work we are not told about).
     async fn idle_nap(&self) -> Duration {
@@ -287,6 +310,11 @@ impl Engine {
                 reconciliations::run(self, &job, reconciliation_id).await
             }
             Ok(Task::ScheduleReconciliation {}) => reconciliations::schedule(self, &job).await,
+            // Redriven by an operator: the work it would have woken runs from the database.
+            Ok(Task::DeadLetter { .. }) => self
+                .commit_held(&job, vec![Write::CompleteHeld(job.lease.clone())])
+                .await
+                .map(|_| ()),
             Err(bad) => Err(JobError::Permanent(bad.clone())),
         };
         if let Err(err) = result {

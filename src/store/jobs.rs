@@ -124,6 +124,31 @@ pub(super) async fn enqueue(conn: &mut Conn, job: &NewJob) -> StoreResult<()> {
     Ok(())
 }
 
+/// Inserts `job` dead already, with `error`; nothing when a job with its id exists.
+pub(super) async fn record_dead(
+    conn: &mut Conn,
+    job: &NewJob,
+    error: &str,
+    now: Timestamp,
+) -> StoreResult<()> {
+    let error: String = error.chars().take(2_000).collect();
+    query(
+        "INSERT INTO jobs (id, kind, payment_id, payload, state, run_at, attempts, max_attempts, last_error, created_at, failed_at) \
+         VALUES ($1, $2, $3, $4, 'dead', $5, $6, $6, $7, $8, $8) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&job.id)
+    .bind(job.task.kind())
+    .bind(job.payment_id.clone())
+    .bind(job.task.payload())
+    .bind(job.run_at.millis())
+    .bind(job.max_attempts)
+    .bind(error)
+    .bind(now.millis())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 /// Claims up to `limit` due jobs for `owner` until `lease_until`.
 pub async fn claim(
     store: &Store,

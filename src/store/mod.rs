@@ -26,7 +26,7 @@ mod sql;
 pub mod unit;
 pub mod webhooks;
 
-pub use unit::{Rejected, UnitOfWork, Write};
+pub use unit::{Rejected, UnitOfWork, WakeupSink, Write};
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -246,6 +246,8 @@ pub struct Store {
     caches: std::sync::Arc<cache::Caches>,
     /// Crashes a simulator injects at commits (`None` outside `corridor simulate`).
     faults: Option<std::sync::Arc<dyn unit::CommitFaults>>,
+    /// Where committed units' wake-ups go besides this process (serverless: SQS).
+    wakeup_sink: Option<std::sync::Arc<dyn unit::WakeupSink>>,
 }
 
 /// What the store knows about its write path.
@@ -378,6 +380,7 @@ impl Store {
             group: None,
             caches: std::sync::Arc::default(),
             faults: None,
+            wakeup_sink: None,
         };
         if backend == Backend::Sqlite && cfg.group_commit {
             let path = sqlite_path(&store.url);

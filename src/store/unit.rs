@@ -189,6 +189,14 @@ pub enum Write {
         /// When it is due again (unused when dead).
         retry_at: Timestamp,
     },
+    /// A job recorded dead at once, unless one with its id exists (an outside queue's
+    /// dead-lettered message, seen again when the queue redelivers it before it is deleted).
+    RecordDead {
+        /// The job.
+        job: NewJob,
+        /// Why it is dead.
+        error: String,
+    },
     /// Guard: a dead job back in the queue with fresh attempts.
     Redrive {
         /// Job.
@@ -328,6 +336,23 @@ pub struct UnitOfWork {
     at: Timestamp,
     writes: Vec<Write>,
     wakes: bool,
+    /// When the jobs this unit schedules are due (for a [`WakeupSink`]).
+    due: Vec<Timestamp>,
+}
+
+/// Where a committed unit's wake-ups go besides this process's workers: an outside queue
+/// (SQS, when serverless) that starts a worker when the unit's jobs fall due. The database
+/// stays the truth: a wake-up lost only delays a job until a sweep finds it due, a wake-up
+/// delivered twice finds it done or leased. Called after the commit returned, with the
+/// instants the unit's jobs are due; a failure to send is the sink's to log, never the
+/// unit's (it is committed).
+pub trait WakeupSink: Send + Sync + std::fmt::Debug + 'static {
+    /// Sends one wake-up per instant in `due` (sorted, distinct), `now` being the unit's.
+    fn send<'a>(
+        &'a self,
+        due: &'a [Timestamp],
+        now: Timestamp,
+    ) -> futures::future::BoxFuture<'a, ()>;
 }
 
 impl UnitOfWork {
@@ -337,6 +362,7 @@ impl UnitOfWork {
             at,
             writes: Vec::new(),
             wakes: false,
+            due: Vec::new(),
         }
     }
 
@@ -356,6 +382,23 @@ impl UnitOfWork {
             Write::Redrive { .. } | Write::RecordEvent(_) => true,
             _ => false,
         };
+        let due_at = match &w {
+            Write::ScheduleStep { run_at, .. } => Some(*run_at),
+            // Recurring jobs are run by the sweeper's schedule, not woken.
+            Write::Reschedule { run_at, task, .. } if !task.is_recurring() => Some(*run_at),
+            Write::Enqueue(j) => Some(j.run_at),
+            Write::FailJob {
+                dead: false,
+                retry_at,
+                ..
+            } => Some(*retry_at),
+            // An event may fan out into deliveries due now; leases handed back are due now.
+            Write::Redrive { .. } | Write::RecordEvent(_) | Write::ReleaseLeases { .. } => {
+                Some(self.at)
+            }
+            _ => None,
+        };
+        self.due.extend(due_at);
         self.writes.push(w);
         self
     }
@@ -376,6 +419,15 @@ impl UnitOfWork {
     /// Whether committing this unit makes work due now or within the idle poll.
     pub fn wakes_workers(&self) -> bool {
         self.wakes
+    }
+
+    /// When the jobs this unit schedules fall due: sorted, distinct, none before the unit's
+    /// instant.
+    pub fn due_times(&self) -> Vec<Timestamp> {
+        let mut due: Vec<Timestamp> = self.due.iter().map(|t| (*t).max(self.at)).collect();
+        due.sort();
+        due.dedup();
+        due
     }
 
     /// Whether the unit holds no write.
@@ -401,7 +453,21 @@ impl Store {
     /// none of it, with the guard that failed. A unit is acknowledged only once the commit
     /// returned; any error leaves nothing written.
     pub async fn commit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
-        self.around_commit(self.commit_unit(unit)).await
+        let Some(sink) = &self.wakeup_sink else {
+            return self.around_commit(self.commit_unit(unit)).await;
+        };
+        let (due, at) = (unit.due_times(), unit.at);
+        let outcome = self.around_commit(self.commit_unit(unit)).await;
+        if matches!(outcome, Ok(Ok(()))) && !due.is_empty() {
+            sink.send(&due, at).await;
+        }
+        outcome
+    }
+
+    /// The same store, telling `sink` when the jobs of each committed unit fall due.
+    pub fn with_wakeup_sink(mut self, sink: std::sync::Arc<dyn WakeupSink>) -> Store {
+        self.wakeup_sink = Some(sink);
+        self
     }
 
     /// Runs `commit` — a unit's or a claim's — through the simulator's crash seam, when there
@@ -610,6 +676,10 @@ pub(super) async fn apply(
             LeaseLost,
         ),
         Write::Redrive { job_id } => guard(jobs::redrive(tx, job_id, at).await?, Stale),
+        Write::RecordDead { job, error } => {
+            jobs::record_dead(tx, job, error, at).await?;
+            Ok(())
+        }
         Write::ReleaseLeases { owner } => {
             jobs::release_owner(tx, owner, at).await?;
             Ok(())
