@@ -76,7 +76,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(arguments()) {
         Ok(cli) => cli,
         Err(e) => return config_error(e),
     };
@@ -146,6 +146,21 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The command line, or — in a Lambda custom runtime, which starts the binary as `bootstrap`
+/// with no arguments and the function's handler setting in `_HANDLER` — `corridor lambda
+/// <handler>`, so one zip serves the three functions (their handlers: api, worker, sweeper).
+fn arguments() -> Vec<std::ffi::OsString> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if cfg!(feature = "aws")
+        && args.len() == 1
+        && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
+        && let Some(handler) = std::env::var_os("_HANDLER")
+    {
+        return vec!["corridor".into(), "lambda".into(), handler];
+    }
+    args
 }
 
 /// `corridor simulate`: runs each seed on its own single-threaded runtime (so nothing but
