@@ -146,9 +146,20 @@ impl Functions {
                 .as_millis(),
         )
         .unwrap_or(u64::MAX);
-        let left = Duration::from_millis(context.deadline.saturating_sub(epoch_ms))
-            .saturating_sub(self.margin);
-        Instant::now() + left.min(self.run_for)
+        // A deadline already past at the start is no deadline (Lambda always sends one in
+        // the future; a local emulator may not): the run's own limit applies.
+        let window = if context.deadline > epoch_ms {
+            let remaining = Duration::from_millis(context.deadline - epoch_ms);
+            claim_window(remaining, self.margin, self.run_for)
+        } else {
+            self.run_for
+        };
+        tracing::debug!(
+            deadline_ms = context.deadline,
+            window_ms = window.as_millis(),
+            "invocation"
+        );
+        Instant::now() + window
     }
 
     /// The API function's service: the public router, with API Gateway's `sourceIp` as the
@@ -279,6 +290,17 @@ impl Functions {
     }
 }
 
+/// How long an invocation with `remaining` time claims jobs: until `margin` (a provider
+/// call and some) before its end so the jobs it holds finish inside it, but never less than
+/// half of what it has — a function configured with a timeout shorter than the margin must
+/// still make progress — and at most `run_for`.
+pub fn claim_window(remaining: Duration, margin: Duration, run_for: Duration) -> Duration {
+    remaining
+        .saturating_sub(margin)
+        .max(remaining / 2)
+        .min(run_for)
+}
+
 /// Takes API Gateway's `sourceIp` as the request's peer: API Gateway is the TCP peer the
 /// function never sees, and it sets this field itself.
 async fn with_source_ip(
@@ -358,5 +380,23 @@ pub async fn run(args: LambdaArgs) -> Result<(), lambda_http::Error> {
             ))
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::claim_window;
+    use std::time::Duration;
+
+    #[test]
+    fn a_run_stops_claiming_in_time_to_finish_but_always_claims() {
+        let s = Duration::from_secs;
+        // 120 s invocation, 15 s margin, 60 s run: the run's own limit.
+        assert_eq!(claim_window(s(120), s(15), s(60)), s(60));
+        // 40 s left: stop 15 s before the end.
+        assert_eq!(claim_window(s(40), s(15), s(60)), s(25));
+        // A timeout shorter than the margin (30 s vs a 30 s provider timeout + 5 s): half.
+        assert_eq!(claim_window(s(30), s(35), s(60)), s(15));
+        assert_eq!(claim_window(Duration::ZERO, s(35), s(60)), Duration::ZERO);
     }
 }
