@@ -138,6 +138,25 @@ fn config(db: &str) -> Config {
     cfg
 }
 
+/// The functions over `cfg`, as a cold start opens them.
+async fn open(
+    cfg: &Config,
+    sdk: &aws_config::SdkConfig,
+    queue: &str,
+    dlq: Option<&str>,
+) -> Result<Functions, corridor::app::StartError> {
+    Functions::open(
+        cfg,
+        sdk,
+        queue,
+        dlq,
+        Duration::from_secs(20),
+        corridor::clock::SystemClock::new(),
+        7,
+    )
+    .await
+}
+
 /// One API Gateway HTTP API (payload 2.0) request, as API Gateway sends it to the function.
 fn apigw_event(
     method: &str,
@@ -390,17 +409,9 @@ async fn a_payment_completes_through_the_three_functions_and_sqs() {
     );
     assert_eq!(cfg.database_url, db.url);
 
-    let f = Functions::open(
-        &cfg,
-        &sdk,
-        &queue,
-        Some(&dlq),
-        Duration::from_secs(20),
-        corridor::clock::SystemClock::new(),
-        7,
-    )
-    .await
-    .expect("the functions open");
+    let f = open(&cfg, &sdk, &queue, Some(&dlq))
+        .await
+        .expect("the functions open");
     // Start-up scheduled only recurring jobs: nothing woken, nothing on the queue.
     assert_eq!(
         purge(&sqs, &queue).await,
@@ -616,17 +627,7 @@ async fn a_wakeup_past_the_fifteen_minute_cap_is_sent_on_not_run() {
     let mut cfg = config(&db.url);
     cfg.database_url = db.url.clone();
     cfg.admin_key = Some(ADMIN.to_owned().into());
-    let f = Functions::open(
-        &cfg,
-        &sdk,
-        &queue,
-        Some(&dlq),
-        Duration::from_secs(5),
-        corridor::clock::SystemClock::new(),
-        1,
-    )
-    .await
-    .unwrap();
+    let f = open(&cfg, &sdk, &queue, Some(&dlq)).await.unwrap();
     let in_an_hour = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -661,32 +662,9 @@ async fn a_wakeup_past_the_fifteen_minute_cap_is_sent_on_not_run() {
     // A Lambda function refuses an embedded database and a missing admin key.
     let mut lite = cfg.clone();
     lite.database_url = "sqlite:///tmp/x.db".into();
-    let err = Functions::open(
-        &lite,
-        &sdk,
-        &queue,
-        None,
-        Duration::from_secs(5),
-        corridor::clock::SystemClock::new(),
-        1,
-    )
-    .await
-    .err()
-    .unwrap();
+    let err = open(&lite, &sdk, &queue, None).await.err().unwrap();
     assert!(err.to_string().contains("PostgreSQL"), "{err}");
     let mut keyless = cfg.clone();
     keyless.admin_key = None;
-    assert!(
-        Functions::open(
-            &keyless,
-            &sdk,
-            &queue,
-            None,
-            Duration::from_secs(5),
-            corridor::clock::SystemClock::new(),
-            1
-        )
-        .await
-        .is_err()
-    );
+    assert!(open(&keyless, &sdk, &queue, None).await.is_err());
 }
