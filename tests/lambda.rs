@@ -134,6 +134,8 @@ fn config(db: &str) -> Config {
     };
     cfg.db_pool = 4;
     cfg.workers = 4;
+    // The test's webhook receiver is on loopback, over http.
+    cfg.webhook_allow_private = true;
     let _ = db;
     cfg
 }
@@ -441,6 +443,38 @@ async fn a_payment_completes_through_the_three_functions_and_sqs() {
     .await;
     assert_eq!(s, 401, "{e}");
 
+    // The merchant subscribes a webhook endpoint (a loopback receiver), so deliveries run
+    // on wake-ups too.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = {
+        let received = received.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let received = received.clone();
+                async move {
+                    received.lock().unwrap().push(body);
+                    "ok"
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, sink).await });
+    let (s, e) = invoke_api(
+        &f,
+        apigw_event(
+            "POST",
+            "/v1/webhook-endpoints",
+            &key,
+            Some(&json!({"url": hook, "events": ["payment.completed"]})),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(s, 201, "{e}");
+
     // 1. A payment driven to COMPLETED by SQS wake-ups alone, one delivered twice.
     let first = pay(&f, &key, "lambda-1").await;
     let mut doubled = false;
@@ -482,6 +516,24 @@ async fn a_payment_completes_through_the_three_functions_and_sqs() {
     );
     let done = status(&f, &key, &first).await;
     assert_eq!(done["status"], "COMPLETED");
+    // Its payment.completed reaches the endpoint, woken by the same queue.
+    let until = Instant::now() + Duration::from_secs(30);
+    while !received
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|b| b.contains("payment.completed") && b.contains(&first))
+    {
+        assert!(
+            Instant::now() < until,
+            "payment.completed was not delivered"
+        );
+        let (n, failed) = worker_round(&f, &sqs, &queue).await;
+        assert!(failed.is_empty());
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 
     // 2. A payment whose wake-ups are all lost: the sweeper finishes it.
     let second = pay(&f, &key, "lambda-2").await;

@@ -326,6 +326,10 @@ pub enum Write {
 /// Rows of each history table one purge pass deletes at most.
 pub const PURGE_BATCH: i64 = 10_000;
 
+/// How late an event's deliveries may go out when they ride on another wake-up of their
+/// unit (serverless only: wake-ups are whole seconds anyway).
+pub const EVENT_WAKE_SLACK_MS: i64 = 1_000;
+
 /// How far ahead a scheduled job still wakes idle workers (their fallback poll is 250 ms).
 const WAKE_AHEAD_MS: i64 = 250;
 
@@ -338,6 +342,8 @@ pub struct UnitOfWork {
     wakes: bool,
     /// When the jobs this unit schedules are due (for a [`WakeupSink`]).
     due: Vec<Timestamp>,
+    /// Whether it records an event (which may fan out into deliveries due at once).
+    event: bool,
 }
 
 /// Where a committed unit's wake-ups go besides this process's workers: an outside queue
@@ -363,6 +369,7 @@ impl UnitOfWork {
             writes: Vec::new(),
             wakes: false,
             due: Vec::new(),
+            event: false,
         }
     }
 
@@ -392,9 +399,11 @@ impl UnitOfWork {
                 retry_at,
                 ..
             } => Some(*retry_at),
-            // An event may fan out into deliveries due now; leases handed back are due now.
-            Write::Redrive { .. } | Write::RecordEvent(_) | Write::ReleaseLeases { .. } => {
-                Some(self.at)
+            // Leases handed back are due now.
+            Write::Redrive { .. } | Write::ReleaseLeases { .. } => Some(self.at),
+            Write::RecordEvent(_) => {
+                self.event = true;
+                None
             }
             _ => None,
         };
@@ -422,11 +431,20 @@ impl UnitOfWork {
     }
 
     /// When the jobs this unit schedules fall due: sorted, distinct, none before the unit's
-    /// instant.
+    /// instant. An event's deliveries (if it fans out into any) are due at once, but a
+    /// worker woken for anything runs every job then due, so they need a wake-up of their
+    /// own only when the unit has no other within [`EVENT_WAKE_SLACK_MS`]: a transition's
+    /// event rides on its next step's wake-up — one message, not two.
     pub fn due_times(&self) -> Vec<Timestamp> {
         let mut due: Vec<Timestamp> = self.due.iter().map(|t| (*t).max(self.at)).collect();
         due.sort();
         due.dedup();
+        let covered = due
+            .first()
+            .is_some_and(|t| t.millis() - self.at.millis() <= EVENT_WAKE_SLACK_MS);
+        if self.event && !covered {
+            due.insert(0, self.at);
+        }
         due
     }
 
@@ -801,4 +819,60 @@ pub(super) async fn apply(
             Ok(())
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(at: i64) -> Write {
+        Write::ScheduleStep {
+            payment_id: "pay_1".into(),
+            running: None,
+            task: Task::step(PaymentState::Pending),
+            run_at: Timestamp(at),
+            max_attempts: 8,
+        }
+    }
+
+    fn event() -> Write {
+        Write::RecordEvent(Event {
+            event_id: "evt_1".into(),
+            merchant_id: "mer_1".into(),
+            payment_id: Some("pay_1".into()),
+            event_type: "payment.created".into(),
+            body: "{}".into(),
+            created_at: Timestamp(1_000),
+        })
+    }
+
+    fn due(writes: Vec<Write>) -> Vec<i64> {
+        let mut u = UnitOfWork::at(Timestamp(1_000));
+        u.extend(writes);
+        u.due_times().iter().map(|t| t.millis()).collect()
+    }
+
+    #[test]
+    fn a_units_wakeups_are_its_jobs_due_times_and_an_event_rides_on_a_near_one() {
+        // A step due now and its event: one wake-up.
+        assert_eq!(due(vec![event(), step(1_000)]), vec![1_000]);
+        // A poll 200 ms out carries the event's deliveries.
+        assert_eq!(due(vec![event(), step(1_200)]), vec![1_200]);
+        // A step far out does not: the event gets its own.
+        assert_eq!(due(vec![event(), step(31_000)]), vec![1_000, 31_000]);
+        // An event alone (a cancel), and nothing at all.
+        assert_eq!(due(vec![event()]), vec![1_000]);
+        assert_eq!(due(vec![]), Vec::<i64>::new());
+        // A due time in the past is now; duplicates collapse.
+        assert_eq!(due(vec![step(10), step(1_000)]), vec![1_000]);
+        // Recurring jobs send none (the sweeper's schedule runs them).
+        assert_eq!(
+            due(vec![Write::Reschedule {
+                job_id: "alerts-sweep".into(),
+                task: Task::SweepAlerts {},
+                run_at: Timestamp(3_000),
+            }]),
+            Vec::<i64>::new()
+        );
+    }
 }
