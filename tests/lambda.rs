@@ -716,6 +716,22 @@ async fn a_wakeup_past_the_fifteen_minute_cap_is_sent_on_not_run() {
     lite.database_url = "sqlite:///tmp/x.db".into();
     let err = open(&lite, &sdk, &queue, None).await.err().unwrap();
     assert!(err.to_string().contains("PostgreSQL"), "{err}");
+    let zero = Functions::open(
+        &cfg,
+        &sdk,
+        &queue,
+        None,
+        Duration::ZERO,
+        corridor::clock::SystemClock::new(),
+        1,
+    )
+    .await
+    .err()
+    .expect("a run window of zero is refused");
+    assert!(
+        zero.to_string().contains("CORRIDOR_LAMBDA_RUN_FOR"),
+        "{zero}"
+    );
     let mut keyless = cfg.clone();
     keyless.admin_key = None;
     assert!(open(&keyless, &sdk, &queue, None).await.is_err());

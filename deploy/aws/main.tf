@@ -18,11 +18,16 @@ locals {
     CORRIDOR_SQS_DEAD_LETTER_URL = aws_sqs_queue.dead_letters.url
     CORRIDOR_SECRET_ID           = local.secret_arn
     CORRIDOR_LAMBDA_RUN_FOR      = "${var.run_for_s}s"
-    CORRIDOR_DB_POOL             = tostring(var.db_pool)
-    CORRIDOR_WORKERS             = "8"
     CORRIDOR_LOG_FORMAT          = "json"
     CORRIDOR_LOG                 = "info"
   }, var.environment)
+  # The API serves one request per instance; the worker and the sweeper run several jobs at
+  # once, each needing a connection now and then.
+  per_function = {
+    api     = { CORRIDOR_DB_POOL = tostring(var.db_pool) }
+    worker  = { CORRIDOR_DB_POOL = tostring(var.worker_db_pool), CORRIDOR_WORKERS = tostring(var.worker_jobs_at_once) }
+    sweeper = { CORRIDOR_DB_POOL = tostring(var.worker_db_pool), CORRIDOR_WORKERS = tostring(var.worker_jobs_at_once) }
+  }
 }
 
 # --- The secret settings --------------------------------------------------------------
@@ -206,7 +211,7 @@ resource "aws_lambda_function" "function" {
   kms_key_arn                    = local.kms
 
   environment {
-    variables = local.environment
+    variables = merge(local.per_function[each.key], local.environment)
   }
 
   logging_config {
@@ -227,6 +232,13 @@ resource "aws_lambda_function" "function" {
   }
 
   depends_on = [aws_iam_role_policy.function]
+
+  lifecycle {
+    precondition {
+      condition     = var.run_for_s < var.worker_timeout_s
+      error_message = "run_for_s must be shorter than worker_timeout_s, so a run finishes the jobs it claimed."
+    }
+  }
 
   #checkov:skip=CKV_AWS_116:A failed invocation needs no Lambda DLQ: the worker's are SQS's (redrive policy), the sweeper's recur each minute, the API's are answered to the client.
   #checkov:skip=CKV_AWS_272:Code signing needs a signing profile this module cannot assume exists; the zip is built from the tagged source by cargo lambda.
@@ -262,6 +274,14 @@ resource "aws_cloudwatch_event_target" "sweep" {
     maximum_retry_attempts       = 0
     maximum_event_age_in_seconds = 60
   }
+}
+
+# A sweep that cannot start (the previous one still running) is dropped, not queued: the
+# next one comes within a minute.
+resource "aws_lambda_function_event_invoke_config" "sweeper" {
+  function_name                = aws_lambda_function.function["sweeper"].function_name
+  maximum_event_age_in_seconds = 60
+  maximum_retry_attempts       = 0
 }
 
 resource "aws_lambda_permission" "sweep" {
@@ -307,9 +327,11 @@ resource "aws_apigatewayv2_stage" "default" {
       latencyMs = "$context.responseLatency", integrationError = "$context.integrationErrorMessage"
     })
   }
+  # The deployment-wide ceiling (not per client: Corridor's own limits are per client but
+  # per function instance; a WAF rate rule on the stage is the per-client one at the edge).
   default_route_settings {
-    throttling_burst_limit = 5000
-    throttling_rate_limit  = 10000
+    throttling_burst_limit = var.api_throttle_burst
+    throttling_rate_limit  = var.api_throttle_rate
   }
 }
 
@@ -323,12 +345,33 @@ resource "aws_lambda_permission" "api" {
 
 # --- Reaching SQS and Secrets Manager from private subnets ----------------------------
 
+# These keep SQS and Secrets Manager traffic inside the VPC. HTTP providers, merchant
+# webhooks and the alert webhook are on the internet: private subnets still need a NAT
+# gateway (or another route out) for them.
+
+resource "aws_security_group" "endpoints" {
+  count       = local.in_vpc && var.create_vpc_endpoints ? 1 : 0
+  name        = "${var.name}-endpoints"
+  description = "Corridor's SQS and Secrets Manager endpoints: HTTPS from the functions."
+  vpc_id      = var.vpc_id
+}
+
+resource "aws_vpc_security_group_ingress_rule" "endpoints" {
+  for_each                     = local.in_vpc && var.create_vpc_endpoints ? toset(var.security_group_ids) : toset([])
+  security_group_id            = aws_security_group.endpoints[0].id
+  description                  = "HTTPS from Corridor's functions"
+  referenced_security_group_id = each.value
+  ip_protocol                  = "tcp"
+  from_port                    = 443
+  to_port                      = 443
+}
+
 resource "aws_vpc_endpoint" "interface" {
   for_each            = local.in_vpc && var.create_vpc_endpoints ? toset(["sqs", "secretsmanager"]) : toset([])
   vpc_id              = var.vpc_id
   service_name        = "com.amazonaws.${var.region}.${each.key}"
   vpc_endpoint_type   = "Interface"
   subnet_ids          = var.subnet_ids
-  security_group_ids  = var.security_group_ids
+  security_group_ids  = [aws_security_group.endpoints[0].id]
   private_dns_enabled = true
 }

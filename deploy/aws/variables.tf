@@ -91,27 +91,55 @@ variable "worker_timeout_s" {
 }
 
 variable "run_for_s" {
-  description = "Longest a worker or sweeper invocation claims jobs for (CORRIDOR_LAMBDA_RUN_FOR)."
+  description = "Longest a worker or sweeper invocation claims jobs for (CORRIDOR_LAMBDA_RUN_FOR); shorter than worker_timeout_s."
   type        = number
   default     = 60
+  validation {
+    condition     = var.run_for_s >= 1
+    error_message = "run_for_s must be at least 1."
+  }
 }
 
 variable "worker_concurrency" {
-  description = "Most worker invocations at once (SQS event source maximum concurrency, at least 2). Bounds the database connections workers hold: worker_concurrency x db_pool."
+  description = "Most worker invocations at once (SQS event source maximum concurrency, at least 2). Bounds the database connections workers hold: worker_concurrency x worker_db_pool."
   type        = number
   default     = 10
 }
 
 variable "api_reserved_concurrency" {
-  description = "Reserved concurrency of the API function (-1: unreserved). Bounds its database connections: concurrency x db_pool."
+  description = "Reserved concurrency of the API function (-1: unreserved). Bounds its database connections: concurrency x db_pool. A new account's concurrency quota may be as low as 10: use -1 there."
   type        = number
   default     = 50
 }
 
 variable "db_pool" {
-  description = "Database connections each function instance opens (CORRIDOR_DB_POOL). An instance serves one request at a time; 2 leaves room for a read beside a write."
+  description = "Database connections each API instance opens (CORRIDOR_DB_POOL). An instance serves one request at a time; 2 leaves room for a read beside a write."
   type        = number
   default     = 2
+}
+
+variable "worker_jobs_at_once" {
+  description = "Jobs a worker or sweeper invocation runs at once (CORRIDOR_WORKERS)."
+  type        = number
+  default     = 4
+}
+
+variable "worker_db_pool" {
+  description = "Database connections each worker or sweeper instance opens (CORRIDOR_DB_POOL); jobs mostly wait on providers, so fewer than worker_jobs_at_once is fine, but not fewer than 2."
+  type        = number
+  default     = 4
+}
+
+variable "api_throttle_rate" {
+  description = "API Gateway's steady request rate for the whole deployment (requests per second)."
+  type        = number
+  default     = 1000
+}
+
+variable "api_throttle_burst" {
+  description = "API Gateway's burst for the whole deployment (requests)."
+  type        = number
+  default     = 2000
 }
 
 variable "sweep_schedule" {

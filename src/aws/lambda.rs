@@ -107,6 +107,11 @@ impl Functions {
         seed: u64,
     ) -> Result<Functions, StartError> {
         cfg.validate().map_err(StartError::Config)?;
+        if run_for < Duration::from_secs(1) {
+            return Err(StartError::Config(
+                "CORRIDOR_LAMBDA_RUN_FOR must be at least 1s".into(),
+            ));
+        }
         if !cfg.database_url.starts_with("postgres") {
             return Err(StartError::Config(
                 "a Lambda function needs PostgreSQL (DATABASE_URL=postgres://…): its local disk is its own and is lost with it".into(),

@@ -32,7 +32,18 @@ pub fn sdk_loader() -> aws_config::ConfigLoader {
             aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
         ))
         .build_https();
-    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(https)
+    // Bounded: a wake-up is sent after its unit committed and before the caller hears, so an
+    // unreachable SQS must cost a request seconds, not the SDK's default retries.
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https)
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_secs(1))
+                .operation_attempt_timeout(std::time::Duration::from_secs(2))
+                .operation_timeout(std::time::Duration::from_secs(4))
+                .build(),
+        )
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(2))
 }
 
 /// An SDK error with its whole chain of causes, for logs and job errors.

@@ -44,6 +44,28 @@ impl Wakeup {
     }
 }
 
+/// The wake-ups to send for `due` (sorted) at `now`: instants that arrive in the same second
+/// share one message, carrying the latest of them (it arrives after all of them). Instants
+/// past the 15-minute cap are never merged: their messages arrive early and are sent on for
+/// the rest of the wait, each for its own instant.
+pub fn messages(due: &[Timestamp], now: Timestamp) -> Vec<Wakeup> {
+    let mut out: Vec<Wakeup> = Vec::new();
+    for d in due {
+        let w = Wakeup {
+            due_at_ms: d.millis(),
+        };
+        let secs = w.delay_secs(now);
+        match out.last_mut() {
+            Some(last) if last.delay_secs(now) == secs && i64::from(secs) < MAX_DELAY_SECS => {
+                last.due_at_ms = last.due_at_ms.max(w.due_at_ms)
+            }
+            Some(last) if last.due_at_ms == w.due_at_ms => {}
+            _ => out.push(w),
+        }
+    }
+    out
+}
+
 /// A message taken from a queue.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -73,21 +95,9 @@ impl Queue {
         }
     }
 
-    /// Sends wake-ups for `due`, sent at `now`: instants that would arrive in the same second
-    /// share one message (carrying the latest of them), at most ten messages per request.
+    /// Sends wake-ups for `due` (sorted), sent at `now`: at most ten messages per request.
     pub async fn send(&self, due: &[Timestamp], now: Timestamp) -> Result<(), String> {
-        let mut by_delay: Vec<Wakeup> = Vec::new();
-        for d in due {
-            let w = Wakeup {
-                due_at_ms: d.millis(),
-            };
-            match by_delay.last_mut() {
-                Some(last) if last.delay_secs(now) == w.delay_secs(now) => {
-                    last.due_at_ms = last.due_at_ms.max(w.due_at_ms)
-                }
-                _ => by_delay.push(w),
-            }
-        }
+        let by_delay = messages(due, now);
         for chunk in by_delay.chunks(BATCH) {
             let mut entries = Vec::with_capacity(chunk.len());
             for (i, w) in chunk.iter().enumerate() {
@@ -202,6 +212,26 @@ mod tests {
         assert_eq!(at(1_002_000).delay_secs(now), 2);
         assert_eq!(at(1_002_001).delay_secs(now), 3);
         assert_eq!(at(1_000_000 + 3_600_000).delay_secs(now), 900);
+    }
+
+    #[test]
+    fn instants_in_one_second_share_a_message_but_capped_ones_never_do() {
+        let now = Timestamp(1_000_000);
+        let ms = |v: &[i64]| v.iter().map(|m| Timestamp(*m)).collect::<Vec<_>>();
+        let due = |w: Vec<Wakeup>| w.iter().map(|w| w.due_at_ms).collect::<Vec<_>>();
+        // now, +200 ms, +800 ms → one message at +1 s carrying +800 ms; +1.5 s its own.
+        assert_eq!(
+            due(messages(
+                &ms(&[1_000_000, 1_000_200, 1_000_800, 1_001_500]),
+                now
+            )),
+            vec![1_000_000, 1_000_800, 1_001_500]
+        );
+        // +1,000 s and +2,000 s both wait the capped 900 s: each keeps its own instant.
+        assert_eq!(
+            due(messages(&ms(&[2_000_000, 3_000_000, 3_000_000]), now)),
+            vec![2_000_000, 3_000_000]
+        );
     }
 
     #[test]

@@ -239,7 +239,7 @@ impl Engine {
     /// Runs due jobs, up to `concurrency` at a time, until none is due or `deadline` has
     /// passed (a serverless worker's bounded run: the jobs it claims it finishes, and it
     /// claims no more after the deadline). Returns how many ran and whether it stopped at
-    /// the deadline with work possibly left.
+    /// the deadline with jobs still due.
     pub async fn run_due_until(
         &self,
         deadline: std::time::Instant,
@@ -248,7 +248,10 @@ impl Engine {
         let mut ran = 0;
         loop {
             if std::time::Instant::now() >= deadline {
-                return Ok((ran, true));
+                let left = jobs::next_due(self.store())
+                    .await?
+                    .is_some_and(|at| at <= self.now());
+                return Ok((ran, left));
             }
             let batch = self.claim(Lane::Any, concurrency.clamp(1, 64)).await?;
             if batch.is_empty() {
