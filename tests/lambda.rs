@@ -66,7 +66,15 @@ fn moto() -> Option<Moto> {
 }
 
 async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
+    // Generous timeouts: moto's first answer of each service can take seconds on a loaded
+    // machine (the functions' own bound is for a real SQS, and is not under test here).
     corridor::aws::sdk_loader()
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(Duration::from_secs(5))
+                .operation_timeout(Duration::from_secs(60))
+                .build(),
+        )
         .region(aws_config::Region::new("us-east-1"))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(
             "testing", "testing", None, None, "test",
