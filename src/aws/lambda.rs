@@ -31,9 +31,9 @@ use crate::clock::SharedClock;
 use crate::config::{Config, Dur};
 use crate::domain::Timestamp;
 use crate::domain::task::Task;
+use crate::store::UnitOfWork;
 use crate::store::jobs::NewJob;
 use crate::store::unit::Write;
-use crate::store::{Store, UnitOfWork};
 
 /// Which function a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -83,10 +83,8 @@ pub struct Sweep {
 
 /// One node and its queues: what a function builds at a cold start and keeps warm.
 pub struct Functions {
-    /// Use cases, engine, HTTP state.
+    /// Use cases, engine, HTTP state (and through the use cases, the store).
     pub node: Node,
-    /// The node's store.
-    pub store: Store,
     queue: Arc<Queue>,
     dead_letters: Option<Queue>,
     concurrency: usize,
@@ -124,11 +122,10 @@ impl Functions {
         }
         crate::tls::init();
         let queue = Arc::new(Queue::new(sdk, queue_url));
-        let Opened { node, store, .. } =
+        let Opened { node, .. } =
             app::open(cfg, clock, seed, Some(Arc::new(SqsWakeups(queue.clone())))).await?;
         Ok(Functions {
             node,
-            store,
             queue,
             dead_letters: dead_letter_url.map(|u| Queue::new(sdk, u)),
             concurrency: cfg.workers.max(1),
@@ -144,13 +141,7 @@ impl Functions {
     /// When a run started with `context` stops claiming: after `CORRIDOR_LAMBDA_RUN_FOR`,
     /// or early enough before the invocation's deadline to finish the jobs it holds.
     pub fn deadline(&self, context: &lambda_http::Context) -> Instant {
-        let epoch_ms = u64::try_from(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
+        let epoch_ms = u64::try_from(self.now().millis()).unwrap_or(0);
         // A deadline already past at the start is no deadline (Lambda always sends one in
         // the future; a local emulator may not): the run's own limit applies.
         let window = if context.deadline > epoch_ms {
@@ -281,7 +272,7 @@ impl Functions {
                         m.receives
                     ),
                 });
-                match self.store.commit(unit).await {
+                match self.node.service.store.commit(unit).await {
                     Ok(Ok(())) => {
                         dlq.delete(&m.receipt_handle).await?;
                         sweep.dead_letters += 1;
