@@ -748,6 +748,179 @@ async fn each_lanes_claim_is_an_index_range_on_sqlite() {
     }
 }
 
+/// `EXPLAIN QUERY PLAN` of `sql` on the SQLite file at `url`, one line per step.
+async fn sqlite_plan(url: &str, sql: &str) -> Vec<String> {
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| sqlx::Row::get::<String, _>(r, "detail"))
+        .collect()
+}
+
+#[tokio::test]
+async fn lookups_by_reference_and_the_reconciliation_window_use_the_partial_indexes() {
+    // The indexes hold only rows with a reference (a leg's line, for the ledger): the
+    // lookups must still be able to use them, or they would scan every payment.
+    let b = backends().await;
+    for (sql, index) in [
+        (
+            "SELECT payment_id FROM payments WHERE onramp_provider = $1 AND onramp_reference = $2",
+            "payments_onramp_reference",
+        ),
+        (
+            "SELECT payment_id FROM payments WHERE offramp_provider = $1 AND offramp_reference = $2",
+            "payments_offramp_reference",
+        ),
+        (
+            "SELECT payment_id FROM payments WHERE reversal_reference = $1",
+            "payments_reversal_reference",
+        ),
+        (
+            "SELECT DISTINCT payment_id FROM ledger_transfers WHERE created_at >= $1 AND created_at < $2 \
+             AND role IN ('onramp.usdc', 'offramp.payout', 'refund.source', 'return.payout')",
+            "ledger_transfers_leg_opened",
+        ),
+    ] {
+        let plan = sqlite_plan(&b.urls[0], sql).await;
+        assert!(
+            plan.iter().any(|l| l.contains(&format!("INDEX {index} "))),
+            "{sql}: {plan:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn sqlite_stores_history_and_ledger_on_their_key_and_rebuilds_an_older_file_intact() {
+    let b = backends().await;
+    let (_, store) = &b.stores[0];
+    let url = &b.urls[0];
+    let path = url.trim_start_matches("sqlite://").to_owned();
+    let layout = |path: &str| {
+        let c = rusqlite::Connection::open(path).unwrap();
+        let mut q = c
+            .prepare("SELECT name, sql FROM sqlite_schema WHERE name IN ('payment_history', 'ledger_transfers') ORDER BY name")
+            .unwrap();
+        q.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    };
+    let tables = layout(&path);
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    assert!(
+        tables.iter().all(|(_, sql)| sql.contains("WITHOUT ROWID")),
+        "{tables:?}"
+    );
+    // A file from before (history as a rowid table, with rows): the next start rebuilds it
+    // with every row and index kept.
+    insert_quote(store, "quo_layout").await;
+    commit(store, accept("pay_layout", "quo_layout", "k_layout"))
+        .await
+        .expect("accepted");
+    {
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "CREATE TABLE history_old (payment_id TEXT NOT NULL REFERENCES payments (payment_id), \
+             seq BIGINT NOT NULL, from_state TEXT, to_state TEXT NOT NULL, at BIGINT NOT NULL, \
+             reason TEXT NOT NULL, PRIMARY KEY (payment_id, seq), UNIQUE (payment_id, to_state)); \
+             INSERT INTO history_old SELECT * FROM payment_history; DROP TABLE payment_history; \
+             ALTER TABLE history_old RENAME TO payment_history;",
+        )
+        .unwrap();
+    }
+    assert!(!layout(&path)[1].1.contains("WITHOUT ROWID"));
+    let again = connect(url).await;
+    assert!(
+        layout(&path)
+            .iter()
+            .all(|(_, sql)| sql.contains("WITHOUT ROWID"))
+    );
+    let history = payments::history(&again, "pay_layout").await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].to, PaymentState::Pending);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    let index: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'index' AND name = 'ledger_transfers_leg_opened'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(index, 1, "the ledger's index survives its table's rebuild");
+}
+
+#[tokio::test]
+async fn an_event_fans_out_to_an_endpoint_added_here_or_by_another_connection() {
+    // The SQLite writer remembers who listens; an endpoint added through a unit, or written
+    // into the file by another connection (another process, the CLI), must be seen by the
+    // next event all the same. On PostgreSQL every event reads the endpoints.
+    use corridor::store::webhooks::{self, Endpoint, Event};
+    let b = backends().await;
+    for ((name, store), url) in b.stores.iter().zip(&b.urls) {
+        let event = |id: &str, merchant: &str| {
+            let mut unit = UnitOfWork::at(NOW);
+            unit.push(Write::RecordEvent(Event {
+                event_id: id.to_owned(),
+                merchant_id: merchant.to_owned(),
+                payment_id: None,
+                event_type: "payment.created".into(),
+                body: "{}".into(),
+                created_at: NOW,
+            }));
+            unit
+        };
+        let stored = |id: &'static str| async move {
+            webhooks::get_event(store, id).await.unwrap().is_some()
+        };
+        // Nobody listens: nothing is stored, and the writer now remembers that.
+        commit(store, event("evt_a1", "mer_a")).await.unwrap();
+        commit(store, event("evt_b1", "mer_b")).await.unwrap();
+        assert!(!stored("evt_a1").await && !stored("evt_b1").await, "{name}");
+        // By another connection, behind the store's back.
+        let mut other = <sqlx::AnyConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO webhook_endpoints (endpoint_id, merchant_id, url, events, secret, created_at) \
+             VALUES ('we_b', 'mer_b', 'https://example.com/b', '[]', 'whsec_b', 0)",
+        )
+        .execute(&mut other)
+        .await
+        .unwrap();
+        commit(store, event("evt_b2", "mer_b")).await.unwrap();
+        assert!(
+            stored("evt_b2").await,
+            "{name}: an endpoint added by another connection"
+        );
+        // Through a unit of this store, for a merchant remembered as unheard.
+        commit(store, event("evt_a1b", "mer_a")).await.unwrap();
+        assert!(!stored("evt_a1b").await, "{name}");
+        let mut unit = UnitOfWork::at(NOW);
+        unit.push(Write::InsertEndpoint(Endpoint {
+            endpoint_id: "we_a".into(),
+            merchant_id: "mer_a".into(),
+            url: "https://example.com/hook".into(),
+            events: vec![],
+            secret: "whsec_a".to_owned().into(),
+            previous_secret: None,
+            previous_secret_until: None,
+            disabled_at: None,
+            created_at: NOW,
+        }));
+        commit(store, unit).await.unwrap();
+        commit(store, event("evt_a2", "mer_a")).await.unwrap();
+        assert!(
+            stored("evt_a2").await,
+            "{name}: an endpoint added by a unit"
+        );
+    }
+}
+
 mod ledger {
     //! The ledger's guards in the store: a refund never exceeds what its payment captured —
     //! alone or raced by another refund of the same payment — and a transition's postings

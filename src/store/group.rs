@@ -241,7 +241,11 @@ fn open(path: &Path) -> StoreResult<Lite> {
          PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(Lite(conn, "writer"))
+    Ok(Lite(
+        conn,
+        "writer",
+        Some(super::webhooks::EndpointCache::default()),
+    ))
 }
 
 /// The writer thread: owns the one write connection, takes what is queued, commits it as one
@@ -304,6 +308,7 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
             }
             Err(Failed { culprit, error }) => {
                 store.note_failure(at, &error);
+                forget_endpoints(lite);
                 // Whatever SQLite did on its own (a full disk rolls the transaction back
                 // by itself), nothing of this batch may stay open: roll back what is
                 // left, or start over on a fresh connection.
@@ -321,6 +326,13 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
                 }
             }
         }
+    }
+}
+
+/// Forgets the endpoint lists the writer remembers (writes were undone).
+fn forget_endpoints(lite: &mut Lite) {
+    if let Some(cache) = lite.2.as_mut() {
+        cache.forget();
     }
 }
 
@@ -354,7 +366,15 @@ impl From<StoreError> for Failed {
 /// batch committed; otherwise one result per request, in order, and whether workers should
 /// wake.
 async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produced>, bool), Failed> {
-    lite.batch("BEGIN IMMEDIATE").await?;
+    lite.control("BEGIN IMMEDIATE")?;
+    // Under the write lock: whatever another connection committed is in, and nothing more
+    // can come until COMMIT.
+    if lite.2.as_ref().is_some_and(|c| !c.is_empty()) {
+        let version = lite.pragma_int("PRAGMA data_version")?;
+        if let Some(cache) = lite.2.as_mut() {
+            cache.check(version);
+        }
+    }
     let mut produced = Vec::with_capacity(batch.len());
     let mut wakes = false;
     // The savepoint of the last unit that succeeded is released together with opening the
@@ -381,12 +401,10 @@ async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produce
             }
             Request::Unit { unit, .. } => unit,
         };
-        lite.batch(if open {
-            "RELEASE unit; SAVEPOINT unit"
-        } else {
-            "SAVEPOINT unit"
-        })
-        .await?;
+        if open {
+            lite.control("RELEASE unit")?;
+        }
+        lite.control("SAVEPOINT unit")?;
         open = true;
         let mut outcome = Ok(Ok(()));
         for w in r.writes() {
@@ -411,11 +429,13 @@ async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produce
         } else {
             lite.batch("ROLLBACK TO unit; RELEASE unit").await?;
             open = false;
+            // What it undid may have been remembered meanwhile.
+            forget_endpoints(lite);
         }
         produced.push(Produced::Unit(outcome));
     }
     // Only a COMMIT that returned OK acknowledges anything; had SQLite ended the transaction
     // on its own, COMMIT fails ("no transaction is active") and so does the whole batch.
-    lite.batch("COMMIT").await?;
+    lite.control("COMMIT")?;
     Ok((produced, wakes))
 }

@@ -291,7 +291,19 @@ fn job_from_row(r: &Row) -> StoreResult<Job> {
 /// Confirms, inside the caller's transaction, that `job` is still held under the lease it
 /// was claimed with (and row-locks it on PostgreSQL, so no one claims it meanwhile). A
 /// worker whose lease ran out must write nothing: another worker owns the job now.
+///
+/// On SQLite a read is enough — its one writer runs the whole unit, so nothing claims the job
+/// in between — and a no-op `UPDATE` would rewrite the row and its page for nothing.
 pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
+    if conn.backend() == Backend::Sqlite {
+        let row = query("SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
+            .bind(&lease.job_id)
+            .bind(&lease.owner)
+            .bind(lease.until.millis())
+            .fetch_optional(&mut *conn)
+            .await?;
+        return Ok(row.is_some());
+    }
     fenced(conn, query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3"), lease).await
 }
 

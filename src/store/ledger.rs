@@ -240,7 +240,14 @@ pub(super) async fn in_range(
     rows.iter().map(from_row).collect()
 }
 
-/// The payments with a transfer opened in `[from, to)` (a reconciliation's window).
+/// The roles whose transfer is a provider leg's line in a reconciliation (USDC bought, the
+/// payout, a refund's source, a returned payout): what opens a leg in a window. The partial
+/// index `ledger_transfers_leg_opened` holds these roles only, with this very condition.
+const LEG_OPENED: &str =
+    "role IN ('onramp.usdc', 'offramp.payout', 'refund.source', 'return.payout')";
+
+/// The payments with a provider leg opened in `[from, to)` (a reconciliation's window; the
+/// fees and FX postings of a leg are opened with it or after it, never alone).
 pub async fn payments_opened_between(
     store: &Store,
     from: Timestamp,
@@ -248,9 +255,9 @@ pub async fn payments_opened_between(
 ) -> StoreResult<Vec<String>> {
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = query(
-        "SELECT DISTINCT payment_id FROM ledger_transfers WHERE created_at >= $1 AND created_at < $2",
-    )
+    let rows = query(dynamic(format!(
+        "SELECT DISTINCT payment_id FROM ledger_transfers WHERE created_at >= $1 AND created_at < $2 AND {LEG_OPENED}"
+    )))
     .bind(from.millis())
     .bind(to.millis())
     .fetch_all(&mut *conn)
@@ -336,4 +343,26 @@ fn from_row(r: &Row) -> StoreResult<StoredTransfer> {
         created_at: Timestamp(col(r, "created_at")?),
         resolved_at: resolved.map(Timestamp),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_leg_opened_condition_names_each_legs_line_and_matches_its_index() {
+        let codes: Vec<String> = [
+            Role::UsdcBought,
+            Role::Payout,
+            Role::RefundSource,
+            Role::ReturnPayout,
+        ]
+        .iter()
+        .map(|r| format!("'{}'", r.code()))
+        .collect();
+        assert_eq!(LEG_OPENED, format!("role IN ({})", codes.join(", ")));
+        // The partial index must say the same, or the window query could not use it.
+        let migration = include_str!("../../migrations/0011_lean_indexes.sql");
+        assert!(migration.contains(&format!("WHERE {LEG_OPENED};")));
+    }
 }

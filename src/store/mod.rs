@@ -12,6 +12,7 @@ pub mod census;
 mod group;
 pub mod idempotency;
 pub mod jobs;
+mod layout;
 pub mod ledger;
 pub mod merchants;
 pub mod ops;
@@ -394,6 +395,7 @@ impl Store {
     }
 
     /// Applies pending migrations (idempotent; safe with several processes starting at once).
+    /// On SQLite the tables keyed by a payment are then stored on their key (see `layout`).
     pub async fn migrate(&self) -> StoreResult<()> {
         sqlx::migrate!("./migrations")
             .run(&self.write)
@@ -401,7 +403,11 @@ impl Store {
             .map_err(|e| match e {
                 sqlx::migrate::MigrateError::Execute(e) => StoreError::from(e),
                 other => StoreError::Corrupt(format!("migration failed: {other}")),
-            })
+            })?;
+        if self.backend == Backend::Sqlite {
+            layout::cluster(self).await?;
+        }
+        Ok(())
     }
 
     /// Which engine this is.

@@ -224,6 +224,12 @@ pub(crate) trait Exec: Send {
 
     /// Which engine this connection talks to.
     fn backend(&self) -> super::Backend;
+
+    /// The endpoint lists this connection remembers, when it keeps any (the SQLite writer:
+    /// the one connection that writes, so it can tell when they may have changed).
+    fn endpoint_cache(&mut self) -> Option<&mut super::webhooks::EndpointCache> {
+        None
+    }
 }
 
 /// What the store's query functions take.
@@ -266,10 +272,28 @@ impl Exec for sqlx::AnyConnection {
 
 /// A SQLite connection run in place by its holder (the group-commit writer, or a reader of
 /// [`LitePool`]), with statements prepared once and cached by their text; the `&str` names the
-/// connection's role in `corridor_db_statements_total`.
-pub(crate) struct Lite(pub(crate) rusqlite::Connection, pub(crate) &'static str);
+/// connection's role in `corridor_db_statements_total`. The writer's also remembers the
+/// merchants' endpoint lists (see [`super::webhooks::EndpointCache`]).
+pub(crate) struct Lite(
+    pub(crate) rusqlite::Connection,
+    pub(crate) &'static str,
+    pub(crate) Option<super::webhooks::EndpointCache>,
+);
 
 impl Lite {
+    /// Runs one statement without arguments or rows (transaction control, a pragma), prepared
+    /// once: the writer opens a savepoint per unit, and parsing it each time showed in its
+    /// profile.
+    pub(crate) fn control(&mut self, sql: &str) -> StoreResult<()> {
+        self.0.prepare_cached(sql)?.raw_execute()?;
+        Ok(())
+    }
+
+    /// A pragma's integer value, read through a prepared statement.
+    pub(crate) fn pragma_int(&mut self, sql: &str) -> StoreResult<i64> {
+        Ok(self.0.prepare_cached(sql)?.query_row([], |r| r.get(0))?)
+    }
+
     fn run_now(&mut self, sql: &str, args: Vec<Arg>, rows: bool) -> StoreResult<(u64, Vec<Row>)> {
         use rusqlite::types::Value;
         metrics::counter!("corridor_db_statements_total", "conn" => self.1).increment(1);
@@ -336,6 +360,10 @@ impl Exec for Lite {
     fn backend(&self) -> super::Backend {
         super::Backend::Sqlite
     }
+
+    fn endpoint_cache(&mut self) -> Option<&mut super::webhooks::EndpointCache> {
+        self.2.as_mut()
+    }
 }
 
 /// Read connections on a SQLite file, run in place by the task that asks (WAL readers never
@@ -382,7 +410,7 @@ impl LitePool {
                     "PRAGMA busy_timeout = 5000; PRAGMA query_only = ON; PRAGMA temp_store = MEMORY;",
                 )?;
                 c.set_prepared_statement_cache_capacity(128);
-                Lite(c, "reader")
+                Lite(c, "reader", None)
             }
         };
         Ok(LiteReader {
@@ -547,6 +575,7 @@ mod tests {
         Lite(
             rusqlite::Connection::open_in_memory().expect("in-memory SQLite"),
             "test",
+            None,
         )
     }
 

@@ -585,6 +585,16 @@ pub(super) async fn apply(
     at: Timestamp,
 ) -> StoreResult<Result<(), Rejected>> {
     use Rejected::*;
+    if matches!(
+        w,
+        Write::InsertEndpoint(_)
+            | Write::DeleteEndpoint { .. }
+            | Write::RotateEndpointSecret { .. }
+            | Write::DisableEndpoint { .. }
+    ) && let Some(cache) = tx.endpoint_cache()
+    {
+        cache.forget();
+    }
     Ok(match w {
         Write::HoldLease(lease) => guard(jobs::hold(tx, lease).await?, LeaseLost),
         Write::Transition(t) => guard(payments::transition(tx, t).await?, Stale),

@@ -1,5 +1,8 @@
 //! Merchant webhook endpoints, the event outbox, and the delivery log.
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use super::Row;
 use secrecy::{ExposeSecret, SecretString};
 
@@ -203,6 +206,57 @@ pub(super) async fn disable_endpoint(
     Ok(())
 }
 
+/// The SQLite writer's memory of each merchant's endpoint list, so that an event — five per
+/// payment — costs no read of `webhook_endpoints` to learn that nobody listens.
+///
+/// It is right because the writer is the only connection that writes: its own writes to
+/// endpoints forget everything as they are applied (and so does a unit or batch rolled back,
+/// which may have undone such a write after a refill), and a write by any other connection —
+/// another process on the same file, the CLI — is seen at the next batch through SQLite's
+/// `PRAGMA data_version`, read under the batch's write lock. Never used on PostgreSQL, where
+/// other nodes write.
+#[derive(Debug, Default)]
+pub(crate) struct EndpointCache {
+    by_merchant: HashMap<String, Arc<[Endpoint]>>,
+    data_version: Option<i64>,
+}
+
+/// Merchants remembered at most (past it the cache starts over: a miss is one read).
+const ENDPOINT_CACHE_MERCHANTS: usize = 10_000;
+
+impl EndpointCache {
+    fn get(&self, merchant_id: &str) -> Option<Arc<[Endpoint]>> {
+        self.by_merchant.get(merchant_id).cloned()
+    }
+
+    fn put(&mut self, merchant_id: &str, endpoints: Arc<[Endpoint]>) {
+        if self.by_merchant.len() >= ENDPOINT_CACHE_MERCHANTS {
+            self.by_merchant.clear();
+        }
+        self.by_merchant.insert(merchant_id.to_owned(), endpoints);
+    }
+
+    /// Forgets every list (an endpoint write was applied, or writes were undone).
+    pub(crate) fn forget(&mut self) {
+        self.by_merchant.clear();
+    }
+
+    /// Keeps the lists only if no other connection committed since the last look:
+    /// `data_version` is SQLite's count of other connections' commits, as this connection
+    /// sees it.
+    pub(crate) fn check(&mut self, data_version: i64) {
+        if self.data_version != Some(data_version) {
+            self.by_merchant.clear();
+            self.data_version = Some(data_version);
+        }
+    }
+
+    /// Whether it remembers anything (no need to look at `data_version` otherwise).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_merchant.is_empty()
+    }
+}
+
 /// Writes an event to the outbox.
 pub(super) async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
     query(
@@ -332,9 +386,21 @@ pub async fn find_delivery(
 /// wants it, due now. An event no endpoint wants is not stored: nothing would ever read it
 /// (deliveries are the only readers), and most of a database's growth was such rows.
 pub(super) async fn record_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
-    let endpoints: Vec<Endpoint> = list_endpoints_in(conn, &e.merchant_id)
-        .await?
-        .into_iter()
+    let cached = conn
+        .endpoint_cache()
+        .and_then(|cache| cache.get(&e.merchant_id));
+    let all = match cached {
+        Some(list) => list,
+        None => {
+            let list: Arc<[Endpoint]> = list_endpoints_in(conn, &e.merchant_id).await?.into();
+            if let Some(cache) = conn.endpoint_cache() {
+                cache.put(&e.merchant_id, list.clone());
+            }
+            list
+        }
+    };
+    let endpoints: Vec<&Endpoint> = all
+        .iter()
         .filter(|endpoint| endpoint.wants(&e.event_type))
         .collect();
     if endpoints.is_empty() {
