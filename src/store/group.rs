@@ -288,7 +288,23 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
                 }
             },
         };
-        let result = futures::executor::block_on(commit_batch(lite, batch));
+        let result = match futures::executor::block_on(commit_batch(lite, batch, Apart::ByGuards)) {
+            Err(Failed {
+                culprit: None,
+                error: None,
+            }) => {
+                // A unit must be undone after it wrote: start over, each unit in a savepoint.
+                forget_endpoints(lite);
+                if lite.0.is_autocommit() || lite.0.execute_batch("ROLLBACK").is_ok() {
+                    futures::executor::block_on(commit_batch(lite, batch, Apart::BySavepoints))
+                } else {
+                    Err(Failed::from(StoreError::Corrupt(
+                        "the writer could not roll back a batch to run it again".into(),
+                    )))
+                }
+            }
+            other => other,
+        };
         for r in batch.iter() {
             if let Request::Unit { unit, .. } = r {
                 store.invalidate_caches(unit);
@@ -307,6 +323,9 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
                 }
             }
             Err(Failed { culprit, error }) => {
+                let error = error.unwrap_or_else(|| {
+                    StoreError::Corrupt("a batch asked to be run again twice".into())
+                });
                 store.note_failure(at, &error);
                 forget_endpoints(lite);
                 // Whatever SQLite did on its own (a full disk rolls the transaction back
@@ -347,25 +366,54 @@ fn fail_all(batch: &mut Vec<Request>, error: &StoreError) {
     }
 }
 
-/// A batch that could not commit, and the request at fault when one was.
+/// A batch that could not commit, and the request at fault when one was. Neither an error nor
+/// a culprit: the batch must run again with its units in savepoints ([`Apart::BySavepoints`]).
 struct Failed {
     culprit: Option<usize>,
-    error: StoreError,
+    error: Option<StoreError>,
 }
 
 impl From<StoreError> for Failed {
     fn from(error: StoreError) -> Self {
         Failed {
             culprit: None,
-            error,
+            error: Some(error),
         }
     }
 }
 
-/// One transaction for the whole batch; per unit a savepoint. `Err` means nothing of the
-/// batch committed; otherwise one result per request, in order, and whether workers should
-/// wake.
-async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produced>, bool), Failed> {
+/// How one unit of a batch is kept from undoing or spoiling its neighbours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Apart {
+    /// By its guards alone: nearly every unit commits, and a rejected one is nearly always
+    /// rejected by its first write, a guard that wrote nothing when it failed. No savepoint,
+    /// so SQLite copies no page into a statement journal per unit (a savepoint per unit was
+    /// a tenth of the writer's time). A unit that must be undone after it wrote anything asks
+    /// for the batch to be run again [`Apart::BySavepoints`].
+    ByGuards,
+    /// Each unit inside its own savepoint, rolled back alone.
+    BySavepoints,
+}
+
+/// Whether a unit rejected by its write number `k`, `w`, has written nothing: a guard that
+/// fails writes nothing, and the first write of a unit is the first thing it does — except
+/// the ledger's, whose guards are checked after its inserts.
+fn rejected_clean(k: usize, w: &super::unit::Write) -> bool {
+    k == 0 && !matches!(w, super::unit::Write::Ledger { .. })
+}
+
+/// One transaction for the whole batch; units kept apart as `apart` says. `Err` means
+/// nothing of the batch committed; otherwise one result per request, in order, and whether
+/// workers should wake.
+async fn commit_batch(
+    lite: &mut Lite,
+    batch: &[Request],
+    apart: Apart,
+) -> Result<(Vec<Produced>, bool), Failed> {
+    let redo = || Failed {
+        culprit: None,
+        error: None,
+    };
     lite.control("BEGIN IMMEDIATE")?;
     // Under the write lock: whatever another connection committed is in, and nothing more
     // can come until COMMIT.
@@ -383,7 +431,7 @@ async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produce
     for (i, r) in batch.iter().enumerate() {
         let at_fault = |error| Failed {
             culprit: Some(i),
-            error,
+            error: Some(error),
         };
         let r = match r {
             Request::Claim { claim, .. } => {
@@ -401,23 +449,34 @@ async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produce
             }
             Request::Unit { unit, .. } => unit,
         };
-        if open {
-            lite.control("RELEASE unit")?;
+        let savepoint = apart == Apart::BySavepoints;
+        if savepoint {
+            if open {
+                lite.control("RELEASE unit")?;
+            }
+            lite.control("SAVEPOINT unit")?;
+            open = true;
         }
-        lite.control("SAVEPOINT unit")?;
-        open = true;
         let mut outcome = Ok(Ok(()));
-        for w in r.writes() {
+        for (k, w) in r.writes().iter().enumerate() {
             match apply(lite, w, r.now()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(rejected)) => {
+                    if !savepoint && !rejected_clean(k, w) {
+                        return Err(redo());
+                    }
                     outcome = Ok(Err(rejected));
                     break;
                 }
                 // A constraint violation undoes only its statement (SQLite keeps the
                 // transaction), so the unit's savepoint can be rolled back and the batch go
                 // on; anything else may have ended the transaction and fails the batch.
+                // (Without savepoints the unit's other statements may have written: run
+                // the batch again with them.)
                 Err(e) if e.is_constraint() && !lite.0.is_autocommit() => {
+                    if !savepoint {
+                        return Err(redo());
+                    }
                     outcome = Err(e);
                     break;
                 }
@@ -426,7 +485,7 @@ async fn commit_batch(lite: &mut Lite, batch: &[Request]) -> Result<(Vec<Produce
         }
         if matches!(outcome, Ok(Ok(()))) {
             wakes |= r.wakes_workers();
-        } else {
+        } else if savepoint {
             lite.batch("ROLLBACK TO unit; RELEASE unit").await?;
             open = false;
             // What it undid may have been remembered meanwhile.

@@ -8,6 +8,10 @@
 //! (group commit), and another backend (an in-memory model for the simulator) can implement
 //! the same seam.
 //!
+//! Every guard but the ledger's is checked by the write's first statement and writes nothing
+//! when it fails: SQLite's group commit relies on it to leave a unit rejected by its first
+//! write without a savepoint (see `group`).
+//!
 //! After a successful commit the store wakes this process's workers (and, on PostgreSQL,
 //! every node's, by `pg_notify` inside the transaction) when the unit made work due now —
 //! the one place that happens.
