@@ -289,10 +289,7 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
             },
         };
         let result = match futures::executor::block_on(commit_batch(lite, batch, Apart::ByGuards)) {
-            Err(Failed {
-                culprit: None,
-                error: None,
-            }) => {
+            Err(Failed::Redo) => {
                 // A unit must be undone after it wrote: start over, each unit in a savepoint.
                 forget_endpoints(lite);
                 if lite.0.is_autocommit() || lite.0.execute_batch("ROLLBACK").is_ok() {
@@ -322,10 +319,15 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
                     store.wake.notify_one();
                 }
             }
-            Err(Failed { culprit, error }) => {
-                let error = error.unwrap_or_else(|| {
-                    StoreError::Corrupt("a batch asked to be run again twice".into())
-                });
+            Err(failed) => {
+                let (culprit, error) = match failed {
+                    Failed::Error { culprit, error } => (culprit, error),
+                    // Only a batch without savepoints asks to be run again.
+                    Failed::Redo => (
+                        None,
+                        StoreError::Corrupt("a batch in savepoints asked to run again".into()),
+                    ),
+                };
                 store.note_failure(at, &error);
                 forget_endpoints(lite);
                 // Whatever SQLite did on its own (a full disk rolls the transaction back
@@ -366,18 +368,23 @@ fn fail_all(batch: &mut Vec<Request>, error: &StoreError) {
     }
 }
 
-/// A batch that could not commit, and the request at fault when one was. Neither an error nor
-/// a culprit: the batch must run again with its units in savepoints ([`Apart::BySavepoints`]).
-struct Failed {
-    culprit: Option<usize>,
-    error: Option<StoreError>,
+/// Why a batch did not commit.
+enum Failed {
+    /// An error, and the request at fault when one was.
+    Error {
+        culprit: Option<usize>,
+        error: StoreError,
+    },
+    /// A unit must be undone after it wrote: run the batch again with its units in
+    /// savepoints ([`Apart::BySavepoints`]).
+    Redo,
 }
 
 impl From<StoreError> for Failed {
     fn from(error: StoreError) -> Self {
-        Failed {
+        Failed::Error {
             culprit: None,
-            error: Some(error),
+            error,
         }
     }
 }
@@ -410,10 +417,6 @@ async fn commit_batch(
     batch: &[Request],
     apart: Apart,
 ) -> Result<(Vec<Produced>, bool), Failed> {
-    let redo = || Failed {
-        culprit: None,
-        error: None,
-    };
     lite.control("BEGIN IMMEDIATE")?;
     // Under the write lock: whatever another connection committed is in, and nothing more
     // can come until COMMIT.
@@ -425,13 +428,13 @@ async fn commit_batch(
     }
     let mut produced = Vec::with_capacity(batch.len());
     let mut wakes = false;
-    // The savepoint of the last unit that succeeded is released together with opening the
-    // next one; COMMIT releases the last.
+    // With savepoints, that of the last unit that succeeded is released just before the next
+    // one opens; COMMIT releases the last.
     let mut open = false;
     for (i, r) in batch.iter().enumerate() {
-        let at_fault = |error| Failed {
+        let at_fault = |error| Failed::Error {
             culprit: Some(i),
-            error: Some(error),
+            error,
         };
         let r = match r {
             Request::Claim { claim, .. } => {
@@ -463,7 +466,7 @@ async fn commit_batch(
                 Ok(Ok(())) => {}
                 Ok(Err(rejected)) => {
                     if !savepoint && !rejected_clean(k, w) {
-                        return Err(redo());
+                        return Err(Failed::Redo);
                     }
                     outcome = Ok(Err(rejected));
                     break;
@@ -475,7 +478,7 @@ async fn commit_batch(
                 // the batch again with them.)
                 Err(e) if e.is_constraint() && !lite.0.is_autocommit() => {
                     if !savepoint {
-                        return Err(redo());
+                        return Err(Failed::Redo);
                     }
                     outcome = Err(e);
                     break;

@@ -296,12 +296,12 @@ fn job_from_row(r: &Row) -> StoreResult<Job> {
 /// in between — and a no-op `UPDATE` would rewrite the row and its page for nothing.
 pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
     if conn.backend() == Backend::Sqlite {
-        let row = query("SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND run_at = $3")
-            .bind(&lease.job_id)
-            .bind(&lease.owner)
-            .bind(lease.until.millis())
-            .fetch_optional(&mut *conn)
-            .await?;
+        let row = bind_fence(
+            query("SELECT id FROM jobs WHERE id = $1 AND lease_owner = $2 AND run_at = $3"),
+            lease,
+        )
+        .fetch_optional(&mut *conn)
+        .await?;
         return Ok(row.is_some());
     }
     fenced(conn, query("UPDATE jobs SET lease_owner = lease_owner WHERE id = $1 AND lease_owner = $2 AND run_at = $3"), lease).await
@@ -311,13 +311,15 @@ pub(super) async fn hold(conn: &mut Conn, lease: &Lease) -> StoreResult<bool> {
 /// (`… WHERE id = $k AND lease_owner = $k+1 AND run_at = $k+2`, its last three placeholders),
 /// binding the fence from `lease`. True when the job was still held (and so was written).
 async fn fenced(conn: &mut Conn, q: super::sql::Query, lease: &Lease) -> StoreResult<bool> {
-    let r = q
-        .bind(&lease.job_id)
+    let r = bind_fence(q, lease).execute(&mut *conn).await?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Binds the lease fence (`id`, `lease_owner`, `run_at`) as `q`'s last three arguments.
+fn bind_fence(q: super::sql::Query, lease: &Lease) -> super::sql::Query {
+    q.bind(&lease.job_id)
         .bind(&lease.owner)
         .bind(lease.until.millis())
-        .execute(&mut *conn)
-        .await?;
-    Ok(r.rows_affected() == 1)
 }
 
 /// Gives the held job `task` as its payload while keeping the lease (fenced by it), so the

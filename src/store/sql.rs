@@ -281,9 +281,9 @@ pub(crate) struct Lite(
 );
 
 impl Lite {
-    /// Runs one statement without arguments or rows (transaction control, a pragma), prepared
-    /// once: the writer opens a savepoint per unit, and parsing it each time showed in its
-    /// profile.
+    /// Runs one statement without arguments or rows (transaction control), prepared once: the
+    /// writer runs these for every batch (and, with savepoints, every unit), and parsing them
+    /// each time showed in its profile.
     pub(crate) fn control(&mut self, sql: &str) -> StoreResult<()> {
         self.0.prepare_cached(sql)?.raw_execute()?;
         Ok(())
