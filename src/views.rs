@@ -259,27 +259,40 @@ impl PaymentAccepted {
     }
 }
 
-/// The outbox event announcing `event_type` for payment `p` (with its history) at `at`: the
-/// body is the payment exactly as GET shows it after the change.
+/// The outbox event announcing `event_type` for payment `p` (as it is after the change) at
+/// `at`. Its body — the payment exactly as GET shows it after the change — is rendered by
+/// the store only when an endpoint wants the event ([`render_payment_event`]).
 pub fn payment_event(
     p: &PaymentRecord,
-    history: &[HistoryEntry],
     event_type: &str,
     at: Timestamp,
-) -> crate::store::webhooks::Event {
-    let event_id = format!("evt_{}", crate::idgen::v7());
-    let body = serde_json::json!({
+) -> crate::store::webhooks::NewEvent {
+    crate::store::webhooks::NewEvent {
+        event_id: format!("evt_{}", crate::idgen::v7()),
+        merchant_id: p.merchant_id.clone(),
+        payment_id: Some(p.payment_id.clone()),
+        event_type: event_type.to_owned(),
+        body: crate::store::webhooks::NewBody::Payment {
+            payment: Box::new(p.clone()),
+            render: render_payment_event,
+        },
+        created_at: at,
+    }
+}
+
+/// A payment event's JSON body: its id, type and time, and the payment with its history.
+pub fn render_payment_event(
+    event_id: &str,
+    event_type: &str,
+    at: Timestamp,
+    p: &PaymentRecord,
+    history: &[HistoryEntry],
+) -> String {
+    serde_json::json!({
         "id": event_id,
         "type": event_type,
         "created_at": at.to_rfc3339(),
         "data": view(p, history),
-    });
-    crate::store::webhooks::Event {
-        event_id,
-        merchant_id: p.merchant_id.clone(),
-        payment_id: Some(p.payment_id.clone()),
-        event_type: event_type.to_owned(),
-        body: body.to_string(),
-        created_at: at,
-    }
+    })
+    .to_string()
 }

@@ -625,14 +625,17 @@ async fn the_history_past_its_retention_is_purged_and_the_rest_kept() {
         }));
         for (id, age) in [("old", 40 * day), ("new", day)] {
             let at = Timestamp(NOW.millis() - age);
-            unit.push(Write::RecordEvent(Event {
-                event_id: format!("evt_{id}"),
-                merchant_id: "mer_1".into(),
-                payment_id: None,
-                event_type: "payment.completed".into(),
-                body: "{}".into(),
-                created_at: at,
-            }))
+            unit.push(Write::RecordEvent(
+                Event {
+                    event_id: format!("evt_{id}"),
+                    merchant_id: "mer_1".into(),
+                    payment_id: None,
+                    event_type: "payment.completed".into(),
+                    body: "{}".into(),
+                    created_at: at,
+                }
+                .into(),
+            ))
             .push(Write::InsertDelivery(Delivery {
                 delivery_id: format!("whd_{id}"),
                 event_id: format!("evt_{id}"),
@@ -723,7 +726,7 @@ async fn each_lanes_claim_is_an_index_range_on_sqlite() {
         .await
         .unwrap();
     for (lane, index) in [
-        (Lane::Deliveries, "jobs_kind_ready"),
+        (Lane::Deliveries, "jobs_delivery_ready"),
         (Lane::Steps, "jobs_ready"),
         (Lane::Any, "jobs_ready"),
     ] {
@@ -790,6 +793,56 @@ async fn lookups_by_reference_and_the_reconciliation_window_use_the_partial_inde
         assert!(
             plan.iter().any(|l| l.contains(&format!("INDEX {index} "))),
             "{sql}: {plan:?}"
+        );
+    }
+}
+
+/// A metrics scrape counts the in-flight payments on every call: that count must be a range
+/// of the state index over them alone, not a walk over every finished payment.
+#[tokio::test]
+async fn counting_in_flight_payments_is_a_range_of_the_state_index() {
+    let b = backends().await;
+    let sql = corridor::store::payments::count_states_sql("'PENDING', 'ONRAMP_PENDING'");
+    let plan = sqlite_plan(&b.urls[0], &sql).await;
+    assert!(
+        plan.iter()
+            .any(|l| l.starts_with("SEARCH payments") && l.contains("payments_state_created")),
+        "{plan:?}"
+    );
+    for (name, store) in &b.stores {
+        insert_quote(store, &format!("quo_count_{name}")).await;
+        commit(
+            store,
+            accept(
+                &format!("pay_count_{name}"),
+                &format!("quo_count_{name}"),
+                &format!("k_count_{name}"),
+            ),
+        )
+        .await
+        .expect("accepted");
+        let all = corridor::store::payments::count_by_state(store)
+            .await
+            .unwrap();
+        let recent = corridor::store::payments::count_by_state_recent(
+            store,
+            std::time::Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        let sorted = |mut v: Vec<(corridor::domain::PaymentState, i64)>| {
+            v.sort_by_key(|(s, _)| s.as_str());
+            v
+        };
+        assert_eq!(sorted(all), sorted(recent), "{name}");
+        let in_flight = corridor::store::payments::count_in_flight(store)
+            .await
+            .unwrap();
+        assert!(
+            in_flight
+                .iter()
+                .any(|(s, n)| *s == corridor::domain::PaymentState::Pending && *n >= 1),
+            "{name}: {in_flight:?}"
         );
     }
 }
@@ -864,14 +917,17 @@ async fn an_event_fans_out_to_an_endpoint_added_here_or_by_another_connection() 
     for ((name, store), url) in b.stores.iter().zip(&b.urls) {
         let event = |id: &str, merchant: &str| {
             let mut unit = UnitOfWork::at(NOW);
-            unit.push(Write::RecordEvent(Event {
-                event_id: id.to_owned(),
-                merchant_id: merchant.to_owned(),
-                payment_id: None,
-                event_type: "payment.created".into(),
-                body: "{}".into(),
-                created_at: NOW,
-            }));
+            unit.push(Write::RecordEvent(
+                Event {
+                    event_id: id.to_owned(),
+                    merchant_id: merchant.to_owned(),
+                    payment_id: None,
+                    event_type: "payment.created".into(),
+                    body: "{}".into(),
+                    created_at: NOW,
+                }
+                .into(),
+            ));
             unit
         };
         let stored = |id: &'static str| async move {

@@ -6,7 +6,7 @@ use super::{Error, Result, Service};
 use crate::domain::lifecycle::{self, Input};
 use crate::domain::quote::is_expired;
 use crate::domain::task::Task;
-use crate::domain::{Currency, HistoryEntry, PaymentRecord, PaymentState};
+use crate::domain::{Currency, PaymentRecord, PaymentState};
 use crate::store::idempotency::Response;
 use crate::store::jobs::NewJob;
 use crate::store::quotes::QuoteRecord;
@@ -116,8 +116,7 @@ impl Service {
                 payment_id: payment.payment_id.clone(),
             });
         }
-        let history = [HistoryEntry::created(now)];
-        let event = views::payment_event(&payment, &history, "payment.created", now);
+        let event = views::payment_event(&payment, "payment.created", now);
         unit.push(Write::InsertPayment(Box::new(payment.clone())))
             .push(Write::RecordEvent(event))
             .push(Write::Enqueue(NewJob::new(

@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::{Error, Service};
 use crate::domain::lifecycle::{self, Answer, Context, Effects, Input, Next};
 use crate::domain::task::Task;
-use crate::domain::{HistoryEntry, PaymentRecord, PaymentState, Side, TransferStatus, ledger};
+use crate::domain::{PaymentRecord, PaymentState, Side, TransferStatus, ledger};
 use crate::providers::{LegRequest, ProviderError, Sent};
 use crate::store::jobs::Job;
 use crate::store::ledger::LedgerOwner;
@@ -160,18 +160,8 @@ impl Service {
                 changes: effects.changes.clone(),
                 unclaimed_only: m.unclaimed_only,
             }));
-            // The compare-and-set guarantees nobody else moved the payment in between, so
-            // its history then is exactly what is read now plus this row.
-            let mut history = payments::history(&self.store, &p.payment_id).await?;
-            history.push(HistoryEntry {
-                from: Some(p.state),
-                to: m.to,
-                at: now,
-                reason: m.reason.to_owned(),
-            });
             unit.push(Write::RecordEvent(views::payment_event(
                 &after,
-                &history,
                 &m.to.event_type(),
                 now,
             )));

@@ -964,10 +964,9 @@ impl Sim {
         }
         let only_me = self.queue.is_empty();
         if self.arrivals_done && only_me {
-            let open = crate::store::payments::count_by_state(&self.store)
+            let open = crate::store::payments::count_in_flight(&self.store)
                 .await?
                 .into_iter()
-                .filter(|(s, _)| !s.is_terminal())
                 .map(|(_, n)| n)
                 .sum::<i64>();
             let pending = crate::store::census::pending_work(&self.store).await?;

@@ -6,6 +6,9 @@
 //! another process (PostgreSQL scale-out) is seen within [`TTL`], when the entry expires.
 //! Only positive answers are kept for keys (unknown keys are not cached: a stream of made-up
 //! keys cannot grow it), and the cache is cleared whole when it reaches [`CAPACITY`].
+//!
+//! Besides, the payment counts of the terminal states, for callers that accept them a little
+//! old (`payments::count_by_state_recent`): counting them walks every finished payment.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -72,12 +75,33 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     }
 }
 
+/// Payments per state.
+type StateCounts = Vec<(crate::domain::PaymentState, i64)>;
+
 /// The caches of one store.
 #[derive(Debug, Default)]
 pub(super) struct Caches {
+    /// Payments per terminal state, and when they were counted.
+    terminal: Mutex<Option<(StateCounts, Instant)>>,
     /// Key hash → merchant id.
     pub(super) keys: Cache<String, String>,
     /// Direction → pin (or none).
     pub(super) pins:
         Cache<(crate::domain::Currency, crate::domain::Currency), Option<super::ops::RatePin>>,
+}
+
+impl Caches {
+    /// The terminal states' counts, if counted less than `age` ago.
+    pub(super) fn terminal_counts(&self, age: Duration) -> Option<StateCounts> {
+        let t = self.terminal.lock().unwrap_or_else(|p| p.into_inner());
+        t.as_ref()
+            .filter(|(_, at)| at.elapsed() < age)
+            .map(|(counts, _)| counts.clone())
+    }
+
+    /// Remembers the terminal states' counts, counted now.
+    pub(super) fn remember_terminal_counts(&self, counts: StateCounts) {
+        let mut t = self.terminal.lock().unwrap_or_else(|p| p.into_inner());
+        *t = Some((counts, Instant::now()));
+    }
 }

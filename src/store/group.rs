@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpointer::{self, Checkpointer};
 use super::jobs::{self, Claim, Job};
 use super::sim::{self, SimTransfer};
 use super::sql::{Exec, Lite};
@@ -112,17 +113,18 @@ impl GroupCommit {
     pub(super) fn start(store: Store, path: PathBuf) -> StoreResult<GroupCommit> {
         let (queue, rx) = mpsc::channel(QUEUE);
         // Open once here so a file that cannot be opened fails the start, not the first write.
-        drop(open(&path)?);
+        drop(open(&path, None)?);
+        let checkpoints = Checkpointer::start(path.clone())?;
         std::thread::Builder::new()
             .name("corridor-writer".into())
-            .spawn(move || writer(store, path, rx))
+            .spawn(move || writer(store, path, rx, checkpoints))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the database writer: {e}")))?;
         Ok(GroupCommit::Thread(queue))
     }
 
     /// A writer that applies each request on the caller's thread (see [`GroupCommit::Inline`]).
     pub(super) fn inline(store: Store, path: PathBuf) -> StoreResult<GroupCommit> {
-        let conn = Some(open(&path)?);
+        let conn = Some(open(&path, None)?);
         Ok(GroupCommit::Inline(std::sync::Arc::new(
             std::sync::Mutex::new(InlineWriter { store, path, conn }),
         )))
@@ -161,7 +163,7 @@ impl GroupCommit {
             GroupCommit::Inline(writer) => {
                 let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
                 let InlineWriter { store, path, conn } = &mut *w;
-                process(store, path, conn, &mut vec![request]);
+                process(store, path, conn, None, &mut vec![request]);
             }
         }
         told.await
@@ -223,8 +225,9 @@ impl Produced {
     }
 }
 
-/// Opens the writer's own connection on the database file.
-fn open(path: &Path) -> StoreResult<Lite> {
+/// Opens the writer's own connection on the database file; with a `checkpointer`, the
+/// connection's own automatic checkpoint is only the fallback (see `checkpointer`).
+fn open(path: &Path, checkpointer: Option<&Checkpointer>) -> StoreResult<Lite> {
     use rusqlite::OpenFlags;
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -240,6 +243,13 @@ fn open(path: &Path) -> StoreResult<Lite> {
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; \
          PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;",
     )?;
+    if checkpointer.is_some() {
+        conn.pragma_update(
+            None,
+            "wal_autocheckpoint",
+            checkpointer::WRITER_FALLBACK_PAGES,
+        )?;
+    }
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(Lite(
         conn,
@@ -250,7 +260,7 @@ fn open(path: &Path) -> StoreResult<Lite> {
 
 /// The writer thread: owns the one write connection, takes what is queued, commits it as one
 /// batch, answers. Ends when every handle that can send to it is gone.
-fn writer(store: Store, path: PathBuf, mut rx: mpsc::Receiver<Request>) {
+fn writer(store: Store, path: PathBuf, mut rx: mpsc::Receiver<Request>, checkpoints: Checkpointer) {
     let mut conn: Option<Lite> = None;
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.blocking_recv() {
@@ -263,14 +273,21 @@ fn writer(store: Store, path: PathBuf, mut rx: mpsc::Receiver<Request>) {
         }
         batch.retain(|r| !r.abandoned());
         metrics::histogram!("corridor_commit_batch_units").record(batch.len() as f64);
-        process(&store, &path, &mut conn, &mut batch);
+        process(&store, &path, &mut conn, Some(&checkpoints), &mut batch);
     }
 }
 
 /// Commits `batch` on `conn` (opened on `path` when there is none) and answers every request
 /// in it. A unit whose own error broke the transaction is answered with it and the rest of
-/// the batch is tried again without it, so one bad unit cannot fail its neighbours.
-fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<Request>) {
+/// the batch is tried again without it, so one bad unit cannot fail its neighbours. A batch
+/// that wrote tells `checkpoints`, when there is one.
+fn process(
+    store: &Store,
+    path: &Path,
+    conn: &mut Option<Lite>,
+    checkpoints: Option<&Checkpointer>,
+    batch: &mut Vec<Request>,
+) {
     while !batch.is_empty() {
         let at = batch
             .iter()
@@ -279,7 +296,7 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
             .unwrap_or(crate::domain::Timestamp(0));
         let lite = match conn.as_mut() {
             Some(c) => c,
-            None => match open(path) {
+            None => match open(path, checkpoints) {
                 Ok(c) => conn.insert(c),
                 Err(error) => {
                     store.note_failure(at, &error);
@@ -311,6 +328,9 @@ fn process(store: &Store, path: &Path, conn: &mut Option<Lite>, batch: &mut Vec<
             Ok((produced, wakes)) => {
                 if produced.iter().any(Produced::wrote) {
                     store.note_success();
+                    if let Some(c) = checkpoints {
+                        c.committed();
+                    }
                 }
                 for (r, p) in batch.drain(..).zip(produced) {
                     r.answer(p);

@@ -673,3 +673,17 @@ pub async fn exists(store: &Store, id: &str) -> StoreResult<bool> {
         .await?;
     Ok(row.is_some())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delivery_lanes_index_is_partial_on_the_kind_its_claim_names() {
+        // The claim's condition must imply the index's, or the planner cannot use it.
+        let migration = include_str!("../../migrations/0012_delivery_lane_index.sql");
+        let condition = format!("kind = '{}'", Task::DELIVERY_KIND);
+        assert!(migration.contains(&format!("WHERE {condition};")));
+        assert!(claim_sql(Lane::Deliveries, Backend::Sqlite).contains(&condition));
+    }
+}

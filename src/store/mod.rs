@@ -9,6 +9,7 @@
 
 mod cache;
 pub mod census;
+mod checkpointer;
 mod group;
 pub mod idempotency;
 pub mod jobs;

@@ -382,7 +382,14 @@ pub async fn find(
 /// A payment's history, oldest first.
 pub async fn history(store: &Store, payment_id: &str) -> StoreResult<Vec<HistoryEntry>> {
     let mut conn = store.reader().await?;
-    let conn = &mut *conn;
+    history_in(&mut *conn, payment_id).await
+}
+
+/// A payment's history, oldest first, read on `conn` (inside a unit: with its own rows).
+pub(super) async fn history_in(
+    conn: &mut Conn,
+    payment_id: &str,
+) -> StoreResult<Vec<HistoryEntry>> {
     let rows = query(
         "SELECT from_state, to_state, at, reason FROM payment_history WHERE payment_id = $1 ORDER BY seq",
     )
@@ -481,16 +488,64 @@ pub async fn providers_in_flight(store: &Store) -> StoreResult<Vec<(String, i64)
         .collect()
 }
 
-/// Payments per state.
+/// Payments per state, exactly, for every state (states without payments are left out).
+///
+/// Counting the terminal states walks every finished payment ever made; a caller that runs
+/// often (a metrics scrape, a dashboard refresh) wants [`count_by_state_recent`] instead.
 pub async fn count_by_state(store: &Store) -> StoreResult<Vec<(PaymentState, i64)>> {
+    let mut counts = count_states(store, false).await?;
+    counts.extend(count_states(store, true).await?);
+    Ok(counts)
+}
+
+/// Payments per in-flight (non-terminal) state, exactly: a range of the state index over
+/// the payments still moving, so its cost does not grow with the history of finished ones.
+pub async fn count_in_flight(store: &Store) -> StoreResult<Vec<(PaymentState, i64)>> {
+    count_states(store, false).await
+}
+
+/// Payments per state: the in-flight states counted now, the terminal states as counted at
+/// most `terminal_age` ago (their count only moves forward, and counting them walks every
+/// finished payment). What a metrics scrape or a dashboard refresh reads, so its cost stays
+/// flat as the history grows.
+pub async fn count_by_state_recent(
+    store: &Store,
+    terminal_age: std::time::Duration,
+) -> StoreResult<Vec<(PaymentState, i64)>> {
+    let mut counts = count_in_flight(store).await?;
+    let terminal = match store.caches.terminal_counts(terminal_age) {
+        Some(t) => t,
+        None => {
+            let t = count_states(store, true).await?;
+            store.caches.remember_terminal_counts(t.clone());
+            t
+        }
+    };
+    counts.extend(terminal);
+    Ok(counts)
+}
+
+/// Payments per state among the terminal states, or among the others.
+async fn count_states(store: &Store, terminal: bool) -> StoreResult<Vec<(PaymentState, i64)>> {
+    let states: Vec<String> = PaymentState::ALL
+        .iter()
+        .filter(|s| s.is_terminal() == terminal)
+        .map(|s| format!("'{}'", s.as_str()))
+        .collect();
     let mut conn = store.reader().await?;
     let conn = &mut *conn;
-    let rows = query("SELECT state, COUNT(*) AS n FROM payments GROUP BY state")
+    let rows = query(dynamic(count_states_sql(&states.join(", "))))
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()
         .map(|r| Ok((parse_col(r, "state")?, col(r, "n")?)))
         .collect()
+}
+
+/// The count of payments in the listed states (quoted, comma-separated), by state. Public so
+/// a test can hold it to the state index.
+pub fn count_states_sql(states: &str) -> String {
+    format!("SELECT state, COUNT(*) AS n FROM payments WHERE state IN ({states}) GROUP BY state")
 }
 
 fn leg(r: &Row, side: Side) -> StoreResult<Option<Leg>> {

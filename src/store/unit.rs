@@ -25,7 +25,7 @@ use super::merchants::Merchant;
 use super::ops::{Alert, RatePin};
 use super::payments::Transition;
 use super::quotes::QuoteRecord;
-use super::webhooks::{Delivery, Endpoint, Event};
+use super::webhooks::{Delivery, Endpoint, NewEvent};
 use super::{
     Store, StoreError, StoreResult, idempotency, jobs, ledger, merchants, ops, payments,
     provider_webhooks, quotes, settings, webhooks,
@@ -134,7 +134,7 @@ pub enum Write {
         webhook_id: String,
     },
     /// An event in the outbox, fanned out into one delivery job per subscribed endpoint.
-    RecordEvent(Event),
+    RecordEvent(NewEvent),
     /// A payment's step job: the running one rescheduled, or the payment's latest revived,
     /// or a new one.
     ScheduleStep {
@@ -850,12 +850,12 @@ mod tests {
     }
 
     fn event() -> Write {
-        Write::RecordEvent(Event {
+        Write::RecordEvent(NewEvent {
             event_id: "evt_1".into(),
             merchant_id: "mer_1".into(),
             payment_id: Some("pay_1".into()),
             event_type: "payment.created".into(),
-            body: "{}".into(),
+            body: super::webhooks::NewBody::Json("{}".into()),
             created_at: Timestamp(1_000),
         })
     }

@@ -7,7 +7,7 @@ use super::Row;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{Conn, Store, StoreError, StoreResult, col, query};
-use crate::domain::Timestamp;
+use crate::domain::{HistoryEntry, PaymentRecord, Timestamp};
 
 /// A merchant's webhook endpoint.
 #[derive(Debug, Clone)]
@@ -55,6 +55,57 @@ pub struct Event {
     pub body: String,
     /// Creation.
     pub created_at: Timestamp,
+}
+
+/// Renders a payment event's JSON body from its id, type and time, the payment after the
+/// change and its history up to and including the change.
+pub type RenderPayment = fn(&str, &str, Timestamp, &PaymentRecord, &[HistoryEntry]) -> String;
+
+/// An event to record ([`super::Write::RecordEvent`]).
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// `evt_<uuid>` (also the `webhook-id`).
+    pub event_id: String,
+    /// Owner.
+    pub merchant_id: String,
+    /// Payment concerned.
+    pub payment_id: Option<String>,
+    /// `payment.completed`, …
+    pub event_type: String,
+    /// Its body.
+    pub body: NewBody,
+    /// Creation.
+    pub created_at: Timestamp,
+}
+
+/// What a new event's body is made of.
+#[derive(Debug, Clone)]
+pub enum NewBody {
+    /// The JSON to send, as it is.
+    Json(String),
+    /// A payment's event, rendered by `render` only when an endpoint wants it, from
+    /// `payment` (as it is after the change) and its history read inside the unit — after
+    /// the unit's own transition, which the compare-and-set keeps exact. A merchant without
+    /// an endpoint costs neither the history read nor the rendering.
+    Payment {
+        /// The payment after the change.
+        payment: Box<PaymentRecord>,
+        /// How its body is rendered.
+        render: RenderPayment,
+    },
+}
+
+impl From<Event> for NewEvent {
+    fn from(e: Event) -> Self {
+        NewEvent {
+            event_id: e.event_id,
+            merchant_id: e.merchant_id,
+            payment_id: e.payment_id,
+            event_type: e.event_type,
+            body: NewBody::Json(e.body),
+            created_at: e.created_at,
+        }
+    }
 }
 
 /// One delivery attempt.
@@ -385,7 +436,7 @@ pub async fn find_delivery(
 /// Writes an event into the outbox and a delivery job per endpoint of the merchant that
 /// wants it, due now. An event no endpoint wants is not stored: nothing would ever read it
 /// (deliveries are the only readers), and most of a database's growth was such rows.
-pub(super) async fn record_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
+pub(super) async fn record_event(conn: &mut Conn, e: &NewEvent) -> StoreResult<()> {
     let cached = conn
         .endpoint_cache()
         .and_then(|cache| cache.get(&e.merchant_id));
@@ -406,7 +457,25 @@ pub(super) async fn record_event(conn: &mut Conn, e: &Event) -> StoreResult<()> 
     if endpoints.is_empty() {
         return Ok(());
     }
-    insert_event(conn, e).await?;
+    let body = match &e.body {
+        NewBody::Json(body) => body.clone(),
+        NewBody::Payment { payment, render } => {
+            let history = super::payments::history_in(conn, &payment.payment_id).await?;
+            render(&e.event_id, &e.event_type, e.created_at, payment, &history)
+        }
+    };
+    insert_event(
+        conn,
+        &Event {
+            event_id: e.event_id.clone(),
+            merchant_id: e.merchant_id.clone(),
+            payment_id: e.payment_id.clone(),
+            event_type: e.event_type.clone(),
+            body,
+            created_at: e.created_at,
+        },
+    )
+    .await?;
     for endpoint in endpoints {
         {
             super::jobs::enqueue(

@@ -216,6 +216,14 @@ async fn every_state_change_is_delivered_signed_and_verifiable_with_the_referenc
         } else {
             assert_eq!(v["data"]["status"], "PENDING");
         }
+        // Its history runs up to and including the change it announces, never past it.
+        let history = v["data"]["history"].as_array().unwrap();
+        assert_eq!(history.last().unwrap()["to"], v["data"]["status"], "{v}");
+        if ty == "payment.completed" {
+            // The last event's payment is the payment as GET shows it now.
+            let now = expect_status(app.get(&format!("/v1/payments/{payment_id}"), &app.merchant_key).await, 200).await;
+            assert_eq!(v["data"], now);
+        }
         types.push(ty);
     }
     types.sort();

@@ -80,7 +80,8 @@ pub async fn overview(State(dash): State<Dash>, headers: HeaderMap) -> Result<Re
     };
     let now = dash.app.now();
     let store = dash.app.store();
-    let counts = payments::count_by_state(store).await?;
+    let counts =
+        payments::count_by_state_recent(store, crate::api::metrics::TERMINAL_COUNTS_AGE).await?;
     let mut recent = Vec::new();
     for (label, ms) in [
         ("last 5 minutes", 5 * 60_000),
