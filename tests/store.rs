@@ -1177,3 +1177,37 @@ mod ledger {
         }
     }
 }
+
+/// SQLite's log is checkpointed by a thread of its own, not inside the writer's commits (whose
+/// automatic checkpoint is only a fallback, far off): pages committed through the writer
+/// reach the database file itself while the writer does nothing but commit.
+#[tokio::test]
+async fn sqlite_checkpoints_the_log_off_the_writers_commits() {
+    let b = backends().await;
+    let (_, store) = &b.stores[0];
+    let path = b.urls[0].trim_start_matches("sqlite://").to_owned();
+    let size = || std::fs::metadata(&path).unwrap().len();
+    let before = size();
+    for i in 0..200 {
+        insert_quote(store, &format!("quo_ckpt_{i}")).await;
+        commit(
+            store,
+            accept(
+                &format!("pay_ckpt_{i}"),
+                &format!("quo_ckpt_{i}"),
+                &format!("k_ckpt_{i}"),
+            ),
+        )
+        .await
+        .expect("accepted");
+    }
+    // Far fewer pages than the writer's fallback (20,000): only the checkpointer moves them.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while size() <= before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file stayed at {before} bytes: nothing checkpointed the log"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
