@@ -505,9 +505,9 @@ pub async fn count_in_flight(store: &Store) -> StoreResult<Vec<(PaymentState, i6
 }
 
 /// Payments per state: the in-flight states counted now, the terminal states as counted at
-/// most `terminal_age` ago (their count only moves forward, and counting them walks every
-/// finished payment). What a metrics scrape or a dashboard refresh reads, so its cost stays
-/// flat as the history grows.
+/// most `terminal_age` ago (counting them walks every finished payment ever made, and a
+/// gauge of them a few seconds old tells an operator as much). What a metrics scrape or a
+/// dashboard refresh reads, so its cost stays flat as the history grows.
 pub async fn count_by_state_recent(
     store: &Store,
     terminal_age: std::time::Duration,
