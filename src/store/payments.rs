@@ -493,15 +493,13 @@ pub async fn providers_in_flight(store: &Store) -> StoreResult<Vec<(String, i64)
 /// Counting the terminal states walks every finished payment ever made; a caller that runs
 /// often (a metrics scrape, a dashboard refresh) wants [`count_by_state_recent`] instead.
 pub async fn count_by_state(store: &Store) -> StoreResult<Vec<(PaymentState, i64)>> {
-    let mut counts = count_states(store, false).await?;
-    counts.extend(count_states(store, true).await?);
-    Ok(counts)
+    count_states(store, |_| true).await
 }
 
 /// Payments per in-flight (non-terminal) state, exactly: a range of the state index over
 /// the payments still moving, so its cost does not grow with the history of finished ones.
 pub async fn count_in_flight(store: &Store) -> StoreResult<Vec<(PaymentState, i64)>> {
-    count_states(store, false).await
+    count_states(store, |s| !s.is_terminal()).await
 }
 
 /// Payments per state: the in-flight states counted now, the terminal states as counted at
@@ -516,7 +514,7 @@ pub async fn count_by_state_recent(
     let terminal = match store.caches.terminal_counts(terminal_age) {
         Some(t) => t,
         None => {
-            let t = count_states(store, true).await?;
+            let t = count_states(store, PaymentState::is_terminal).await?;
             store.caches.remember_terminal_counts(t.clone());
             t
         }
@@ -525,11 +523,15 @@ pub async fn count_by_state_recent(
     Ok(counts)
 }
 
-/// Payments per state among the terminal states, or among the others.
-async fn count_states(store: &Store, terminal: bool) -> StoreResult<Vec<(PaymentState, i64)>> {
+/// Payments per state among the states `which` picks (one query, a range of the state index
+/// per state).
+async fn count_states(
+    store: &Store,
+    which: impl Fn(PaymentState) -> bool,
+) -> StoreResult<Vec<(PaymentState, i64)>> {
     let states: Vec<String> = PaymentState::ALL
         .iter()
-        .filter(|s| s.is_terminal() == terminal)
+        .filter(|s| which(**s))
         .map(|s| format!("'{}'", s.as_str()))
         .collect();
     let mut conn = store.reader().await?;

@@ -309,7 +309,7 @@ impl EndpointCache {
 }
 
 /// Writes an event to the outbox.
-pub(super) async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> {
+pub(super) async fn insert_event(conn: &mut Conn, e: &NewEvent, body: &str) -> StoreResult<()> {
     query(
         "INSERT INTO events (event_id, merchant_id, payment_id, event_type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -317,7 +317,7 @@ pub(super) async fn insert_event(conn: &mut Conn, e: &Event) -> StoreResult<()> 
     .bind(&e.merchant_id)
     .bind(e.payment_id.clone())
     .bind(&e.event_type)
-    .bind(&e.body)
+    .bind(body)
     .bind(e.created_at.millis())
     .execute(&mut *conn)
     .await?;
@@ -457,25 +457,16 @@ pub(super) async fn record_event(conn: &mut Conn, e: &NewEvent) -> StoreResult<(
     if endpoints.is_empty() {
         return Ok(());
     }
+    let rendered;
     let body = match &e.body {
-        NewBody::Json(body) => body.clone(),
+        NewBody::Json(body) => body.as_str(),
         NewBody::Payment { payment, render } => {
             let history = super::payments::history_in(conn, &payment.payment_id).await?;
-            render(&e.event_id, &e.event_type, e.created_at, payment, &history)
+            rendered = render(&e.event_id, &e.event_type, e.created_at, payment, &history);
+            rendered.as_str()
         }
     };
-    insert_event(
-        conn,
-        &Event {
-            event_id: e.event_id.clone(),
-            merchant_id: e.merchant_id.clone(),
-            payment_id: e.payment_id.clone(),
-            event_type: e.event_type.clone(),
-            body,
-            created_at: e.created_at,
-        },
-    )
-    .await?;
+    insert_event(conn, e, body).await?;
     for endpoint in endpoints {
         {
             super::jobs::enqueue(
