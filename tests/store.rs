@@ -847,6 +847,169 @@ async fn counting_in_flight_payments_is_a_range_of_the_state_index() {
     }
 }
 
+/// A database written before accounts had ids (migration 13): its transfers keep their
+/// accounts, amounts and states, its history its order and its one-row-per-state guard.
+#[tokio::test]
+async fn an_older_ledger_and_history_are_carried_into_the_compact_tables() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("old.db").display());
+    let pg = testdb::PgDatabase::create().await;
+    let mut urls = vec![sqlite];
+    urls.extend(pg.iter().map(|db| db.url.clone()));
+    for url in &urls {
+        let mut before = sqlx::migrate!("./migrations");
+        before.migrations = before
+            .migrations
+            .iter()
+            .filter(|m| m.version < 13)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        let raw = |sql: &'static str| sqlx::raw_sql(sqlx::AssertSqlSafe(sql));
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(&format!("{url}?mode=rwc"))
+                .await
+                .unwrap();
+            before.run(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            before.run(&pool).await.unwrap();
+            pool.close().await;
+        }
+        let old = Store::connect(url, PoolConfig::default()).await.unwrap();
+        insert_quote(&old, "quo_old").await;
+        commit(&old, accept("pay_old", "quo_old", "k_old"))
+            .await
+            .unwrap();
+        drop(old);
+        let rows = "INSERT INTO payment_history (payment_id, seq, from_state, to_state, at, reason) \
+                VALUES ('pay_old', 2, 'PENDING', 'ONRAMP_PENDING', 1800000000100, 'onramp initiated'); \
+            INSERT INTO ledger_transfers (payment_id, role, debit_account, credit_account, currency, amount, status, created_at, resolved_at) VALUES \
+                ('pay_old', 'onramp.source', 'merchant:mer_1:funding:USD', 'provider:p:onramp:USD', 'USD', 95275, 'POSTED', 1800000000100, 1800000000200), \
+                ('pay_old', 'fee.platform', 'merchant:mer_1:funding:USD', 'platform:fees:USD', 'USD', 2100, 'PENDING', 1800000000100, NULL), \
+                ('pay_old', 'onramp.usdc', 'provider:p:onramp:USDC', 'platform:treasury:USDC', 'USDC', 952750000, 'VOIDED', 1800000000100, 1800000000200);";
+        if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            raw(rows).execute(&pool).await.unwrap();
+            pool.close().await;
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            raw(rows).execute(&pool).await.unwrap();
+            pool.close().await;
+        }
+
+        let store = connect(url).await;
+        let mut t = corridor::store::ledger::for_payment(&store, "pay_old")
+            .await
+            .unwrap();
+        t.sort_by_key(|t| t.transfer.role.code());
+        let got: Vec<_> = t
+            .iter()
+            .map(|t| {
+                (
+                    t.transfer.role.code(),
+                    t.transfer.debit.as_str(),
+                    t.transfer.credit.as_str(),
+                    t.transfer.currency.code(),
+                    t.transfer.amount,
+                    t.transfer.status.as_str(),
+                    t.resolved_at.map(|r| r.millis()),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "fee.platform",
+                    "merchant:mer_1:funding:USD",
+                    "platform:fees:USD",
+                    "USD",
+                    2_100,
+                    "PENDING",
+                    None
+                ),
+                (
+                    "onramp.source",
+                    "merchant:mer_1:funding:USD",
+                    "provider:p:onramp:USD",
+                    "USD",
+                    95_275,
+                    "POSTED",
+                    Some(1_800_000_000_200)
+                ),
+                (
+                    "onramp.usdc",
+                    "provider:p:onramp:USDC",
+                    "platform:treasury:USDC",
+                    "USDC",
+                    952_750_000,
+                    "VOIDED",
+                    Some(1_800_000_000_200)
+                ),
+            ],
+            "{url}"
+        );
+        // A new transfer on a carried account lands on it, and a new account gets an id of
+        // its own.
+        let mut unit = UnitOfWork::at(NOW);
+        unit.push(Write::Ledger {
+            owner: corridor::store::ledger::LedgerOwner {
+                payment_id: "pay_old".into(),
+                merchant_id: "mer_1".into(),
+                currency: Currency::USD,
+            },
+            postings: vec![corridor::domain::ledger::Posting::Open {
+                transfers: vec![corridor::domain::ledger::Transfer {
+                    role: corridor::domain::ledger::Role::OnrampFee,
+                    debit: "merchant:mer_1:funding:USD".into(),
+                    credit: "platform:new:USD".into(),
+                    amount: 1_050,
+                    currency: Currency::USD,
+                    status: corridor::domain::ledger::EntryStatus::Posted,
+                }],
+                within_capture: false,
+            }],
+        });
+        commit(&store, unit).await.unwrap();
+        let balances = corridor::store::ledger::balances(&store).await.unwrap();
+        let funding = balances
+            .iter()
+            .find(|b| b.account == "merchant:mer_1:funding:USD")
+            .expect("funding account");
+        assert_eq!(
+            (funding.debits_posted, funding.debits_pending),
+            (95_275 + 1_050, 2_100),
+            "{url}"
+        );
+        assert!(
+            balances
+                .iter()
+                .any(|b| b.account == "platform:new:USD" && b.credits_posted == 1_050),
+            "{url}: {balances:?}"
+        );
+        let history = payments::history(&store, "pay_old").await.unwrap();
+        let states: Vec<_> = history.iter().map(|h| h.to).collect();
+        assert_eq!(
+            states,
+            [PaymentState::Pending, PaymentState::OnrampPending],
+            "{url}"
+        );
+        // The guard is the key now: a payment enters a state once.
+        let again = "INSERT INTO payment_history (payment_id, seq, from_state, to_state, at, reason) \
+             VALUES ('pay_old', 3, 'PENDING', 'ONRAMP_PENDING', 1800000000300, 'twice')";
+        let twice = if url.starts_with("sqlite:") {
+            let pool = sqlx::SqlitePool::connect(url).await.unwrap();
+            raw(again).execute(&pool).await.map(|_| ())
+        } else {
+            let pool = sqlx::PgPool::connect(url).await.unwrap();
+            raw(again).execute(&pool).await.map(|_| ())
+        };
+        assert!(twice.is_err(), "{url}: a second row for one state");
+    }
+}
+
 #[tokio::test]
 async fn sqlite_stores_history_and_ledger_on_their_key_and_rebuilds_an_older_file_intact() {
     let b = backends().await;
@@ -880,7 +1043,7 @@ async fn sqlite_stores_history_and_ledger_on_their_key_and_rebuilds_an_older_fil
         c.execute_batch(
             "CREATE TABLE history_old (payment_id TEXT NOT NULL REFERENCES payments (payment_id), \
              seq BIGINT NOT NULL, from_state TEXT, to_state TEXT NOT NULL, at BIGINT NOT NULL, \
-             reason TEXT NOT NULL, PRIMARY KEY (payment_id, seq), UNIQUE (payment_id, to_state)); \
+             reason TEXT NOT NULL, PRIMARY KEY (payment_id, to_state)); \
              INSERT INTO history_old SELECT * FROM payment_history; DROP TABLE payment_history; \
              ALTER TABLE history_old RENAME TO payment_history;",
         )
@@ -1144,6 +1307,87 @@ mod ledger {
                     "{name} round {round}: the loser is refused by the limit: {a:?} {c:?}"
                 );
             }
+        }
+    }
+
+    /// A transfer of `amount` USD from `debit` to `credit`, posted at once.
+    fn move_usd(payment_id: &str, role: Role, debit: &str, credit: &str) -> Write {
+        Write::Ledger {
+            owner: owner(payment_id),
+            postings: vec![Posting::Open {
+                transfers: vec![usd(
+                    role,
+                    debit.into(),
+                    credit.into(),
+                    1_000,
+                    EntryStatus::Posted,
+                )],
+                within_capture: false,
+            }],
+        }
+    }
+
+    /// Accounts get their ids from the unit that first uses them; a unit that is undone takes
+    /// its new accounts with it, and the id it had picked goes to the next new account. Had the
+    /// store remembered the undone unit's id, the account's next transfer would be filed
+    /// under the other account.
+    #[tokio::test]
+    async fn an_account_first_used_by_an_undone_unit_is_not_remembered_by_its_id() {
+        let b = backends().await;
+        for (name, store) in &b.stores {
+            let (first, second) = (paid(store, "acct1").await, paid(store, "acct2").await);
+            let mut undone = UnitOfWork::at(NOW);
+            undone
+                .push(move_usd(
+                    &first,
+                    Role::OnrampSource,
+                    "acct:undone:USD",
+                    "acct:sink:USD",
+                ))
+                .push(Write::ExpectState {
+                    payment_id: first.clone(),
+                    state: PaymentState::Completed,
+                });
+            assert_eq!(commit(store, undone).await, Err(Rejected::Stale), "{name}");
+            one(
+                store,
+                move_usd(
+                    &second,
+                    Role::OnrampSource,
+                    "acct:other:USD",
+                    "acct:sink:USD",
+                ),
+            )
+            .await
+            .unwrap();
+            one(
+                store,
+                move_usd(
+                    &first,
+                    Role::OnrampSource,
+                    "acct:undone:USD",
+                    "acct:sink:USD",
+                ),
+            )
+            .await
+            .unwrap();
+            for (payment, debit) in [(&first, "acct:undone:USD"), (&second, "acct:other:USD")] {
+                let t = ledger::for_payment(store, payment).await.unwrap();
+                assert_eq!(t.len(), 1, "{name}");
+                assert_eq!(t[0].transfer.debit, debit, "{name}");
+                assert_eq!(t[0].transfer.credit, "acct:sink:USD", "{name}");
+                assert_eq!(t[0].transfer.currency, Currency::USD, "{name}");
+            }
+            let balances = ledger::balances(store).await.unwrap();
+            let of = |account: &str| {
+                balances
+                    .iter()
+                    .find(|b| b.account == account)
+                    .map(|b| (b.debits_posted, b.credits_posted))
+            };
+            assert_eq!(of("acct:undone:USD"), Some((1_000, 0)), "{name}");
+            assert_eq!(of("acct:other:USD"), Some((1_000, 0)), "{name}");
+            assert_eq!(of("acct:sink:USD"), Some((0, 2_000)), "{name}");
         }
     }
 

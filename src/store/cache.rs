@@ -8,7 +8,8 @@
 //! keys cannot grow it), and the cache is cleared whole when it reaches [`CAPACITY`].
 //!
 //! Besides, the payment counts of the terminal states, for callers that accept them a little
-//! old (`payments::count_by_state_recent`): counting them walks every finished payment.
+//! old (`payments::count_by_state_recent`): counting them walks every finished payment; and
+//! the ids of the ledger's accounts ([`AccountIds`]), which never change once committed.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -75,6 +76,39 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     }
 }
 
+/// Ledger account name → id, for the accounts known to be committed: a transfer stores its
+/// accounts' ids, and every step that writes transfers would otherwise look them up.
+///
+/// An account is never renamed or deleted, so an entry never goes stale. Only ids learned by
+/// a unit of work that then committed are put here: an id read or assigned inside a unit that
+/// was undone may belong to no account (or, once reassigned, to another).
+#[derive(Debug, Default)]
+pub(super) struct AccountIds(Mutex<HashMap<String, i64>>);
+
+impl AccountIds {
+    /// The id of the committed account `name`, if known.
+    pub(super) fn get(&self, name: &str) -> Option<i64> {
+        let ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        ids.get(name).copied()
+    }
+
+    /// Remembers the accounts a unit that committed used.
+    pub(super) fn learn(&self, learned: impl IntoIterator<Item = (String, i64)>) {
+        let mut ids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, id) in learned {
+            if ids.len() >= CAPACITY {
+                ids.clear();
+            }
+            ids.insert(name, id);
+        }
+    }
+
+    /// Forgets every id (a restarted process starts without them).
+    pub(super) fn clear(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
 /// Payments per state.
 type StateCounts = Vec<(crate::domain::PaymentState, i64)>;
 
@@ -88,6 +122,8 @@ pub(super) struct Caches {
     /// Direction → pin (or none).
     pub(super) pins:
         Cache<(crate::domain::Currency, crate::domain::Currency), Option<super::ops::RatePin>>,
+    /// Ledger account name → id.
+    pub(super) accounts: AccountIds,
 }
 
 impl Caches {

@@ -23,8 +23,10 @@ use std::path::{Path, PathBuf};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::cache::AccountIds;
 use super::checkpointer::{self, Checkpointer};
 use super::jobs::{self, Claim, Job};
+use super::ledger::AccountIndex;
 use super::sim::{self, SimTransfer};
 use super::sql::{Exec, Lite};
 use super::unit::{Rejected, UnitOfWork, apply};
@@ -305,12 +307,22 @@ fn process(
                 }
             },
         };
-        let result = match futures::executor::block_on(commit_batch(lite, batch, Apart::ByGuards)) {
+        let result = match futures::executor::block_on(commit_batch(
+            lite,
+            &store.caches.accounts,
+            batch,
+            Apart::ByGuards,
+        )) {
             Err(Failed::Redo) => {
                 // A unit must be undone after it wrote: start over, each unit in a savepoint.
                 forget_endpoints(lite);
                 if lite.0.is_autocommit() || lite.0.execute_batch("ROLLBACK").is_ok() {
-                    futures::executor::block_on(commit_batch(lite, batch, Apart::BySavepoints))
+                    futures::executor::block_on(commit_batch(
+                        lite,
+                        &store.caches.accounts,
+                        batch,
+                        Apart::BySavepoints,
+                    ))
                 } else {
                     Err(Failed::from(StoreError::Corrupt(
                         "the writer could not roll back a batch to run it again".into(),
@@ -325,7 +337,12 @@ fn process(
             }
         }
         match result {
-            Ok((produced, wakes)) => {
+            Ok(Committed {
+                produced,
+                wakes,
+                learned,
+            }) => {
+                store.caches.accounts.learn(learned);
                 if produced.iter().any(Produced::wrote) {
                     store.note_success();
                     if let Some(c) = checkpoints {
@@ -434,9 +451,10 @@ fn rejected_clean(k: usize, w: &super::unit::Write) -> bool {
 /// workers should wake.
 async fn commit_batch(
     lite: &mut Lite,
+    accounts: &AccountIds,
     batch: &[Request],
     apart: Apart,
-) -> Result<(Vec<Produced>, bool), Failed> {
+) -> Result<Committed, Failed> {
     lite.control("BEGIN IMMEDIATE")?;
     // Under the write lock: whatever another connection committed is in, and nothing more
     // can come until COMMIT.
@@ -448,6 +466,7 @@ async fn commit_batch(
     }
     let mut produced = Vec::with_capacity(batch.len());
     let mut wakes = false;
+    let mut learned = Vec::new();
     // With savepoints, that of the last unit that succeeded is released just before the next
     // one opens; COMMIT releases the last.
     let mut open = false;
@@ -481,8 +500,9 @@ async fn commit_batch(
             open = true;
         }
         let mut outcome = Ok(Ok(()));
+        let mut index = AccountIndex::new(accounts);
         for (k, w) in r.writes().iter().enumerate() {
-            match apply(lite, w, r.now()).await {
+            match apply(lite, &mut index, w, r.now()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(rejected)) => {
                     if !savepoint && !rejected_clean(k, w) {
@@ -508,6 +528,7 @@ async fn commit_batch(
         }
         if matches!(outcome, Ok(Ok(()))) {
             wakes |= r.wakes_workers();
+            learned.extend(index.learned());
         } else if savepoint {
             lite.batch("ROLLBACK TO unit; RELEASE unit").await?;
             open = false;
@@ -519,5 +540,19 @@ async fn commit_batch(
     // Only a COMMIT that returned OK acknowledges anything; had SQLite ended the transaction
     // on its own, COMMIT fails ("no transaction is active") and so does the whole batch.
     lite.control("COMMIT")?;
-    Ok((produced, wakes))
+    Ok(Committed {
+        produced,
+        wakes,
+        learned,
+    })
+}
+
+/// What a batch that committed produced.
+struct Committed {
+    /// One result per request, in order.
+    produced: Vec<Produced>,
+    /// Whether workers should wake.
+    wakes: bool,
+    /// The ledger accounts its units used that the store's cache did not know.
+    learned: Vec<(String, i64)>,
 }

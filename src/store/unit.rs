@@ -519,6 +519,7 @@ impl Store {
     pub fn forget_caches(&self) {
         self.caches.keys.clear();
         self.caches.pins.clear();
+        self.caches.accounts.clear();
     }
 
     async fn commit_unit(&self, unit: UnitOfWork) -> StoreResult<Result<(), Rejected>> {
@@ -536,8 +537,9 @@ impl Store {
     async fn commit_once(&self, unit: &UnitOfWork) -> StoreResult<Result<(), Rejected>> {
         let mut tx = self.begin().await?;
         let at = unit.at;
+        let mut accounts = ledger::AccountIndex::new(&self.caches.accounts);
         for w in &unit.writes {
-            if let Err(rejected) = apply(&mut *tx, w, at).await? {
+            if let Err(rejected) = apply(&mut *tx, &mut accounts, w, at).await? {
                 tx.rollback().await?;
                 return Ok(Err(rejected));
             }
@@ -546,6 +548,8 @@ impl Store {
             jobs::announce(&mut *tx).await?;
         }
         tx.commit().await?;
+        // Only now do the accounts it created exist for every other connection.
+        self.caches.accounts.learn(accounts.learned());
         Ok(Ok(()))
     }
 }
@@ -585,6 +589,7 @@ fn guard(held: bool, otherwise: Rejected) -> Result<(), Rejected> {
 
 pub(super) async fn apply(
     tx: &mut super::Conn,
+    accounts: &mut ledger::AccountIndex<'_>,
     w: &Write,
     at: Timestamp,
 ) -> StoreResult<Result<(), Rejected>> {
@@ -623,7 +628,9 @@ pub(super) async fn apply(
             payments::release_onramp(tx, payment_id, *claimed_at).await?;
             Ok(())
         }
-        Write::Ledger { owner, postings } => ledger::apply(tx, owner, postings, at).await?,
+        Write::Ledger { owner, postings } => {
+            ledger::apply(tx, accounts, owner, postings, at).await?
+        }
         Write::InsertReconciliation(r) => {
             super::reconciliations::insert(tx, r).await?;
             Ok(())
