@@ -339,8 +339,9 @@ pub struct Config {
     /// readers). Keep nodes × pool under the server's `max_connections`.
     #[arg(long, env = "CORRIDOR_DB_POOL", default_value_t = 8)]
     pub db_pool: u32,
-    /// SQLite: commit the units of work that arrive together in one transaction (one fsync),
-    /// each in its own savepoint. `false` commits each unit alone (for comparison).
+    /// Commit the units of work that arrive together in one transaction: on SQLite through
+    /// one writer thread (one fsync a batch), on PostgreSQL through writer tasks (half the
+    /// pool) that each commit what queued up. `false` commits each unit alone (for comparison).
     #[arg(long, env = "CORRIDOR_GROUP_COMMIT", default_value_t = true, action = clap::ArgAction::Set)]
     pub group_commit: bool,
     /// PostgreSQL: the server ends a session idle inside a transaction this long (a client

@@ -514,6 +514,55 @@ async fn in_a_crowd_of_units_each_one_commits_or_fails_alone() {
     }
 }
 
+/// Units that wait together commit together (SQLite's group commit, PostgreSQL's batching),
+/// and a unit rejected by its first write stays in its batch without spoiling it: each gets
+/// its own answer, and exactly the accepted ones are written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_waiting_together_share_a_commit_and_a_clean_rejection_stays_apart() {
+    let b = backends().await;
+    for (name, store) in &b.stores {
+        let before = store.units_committed_together();
+        let units = (0..200).map(|i| {
+            let mut unit = UnitOfWork::at(NOW);
+            if i % 5 == 4 {
+                // Rejected by its first (and only) write: nothing of it was written.
+                unit.push(Write::UnpinRate {
+                    from: Currency::USD,
+                    to: "EUR".parse().unwrap(),
+                });
+            } else {
+                unit.push(Write::InsertQuote(quote(&format!("quote_t{i}"))));
+            }
+            let store = store.clone();
+            tokio::spawn(async move { store.commit(unit).await })
+        });
+        let outcomes = futures::future::join_all(units).await;
+        for (i, outcome) in outcomes.into_iter().enumerate() {
+            let outcome = outcome.expect("task");
+            if i % 5 == 4 {
+                assert!(
+                    matches!(outcome, Ok(Err(Rejected::NotFound))),
+                    "{name} unit {i}: {outcome:?}"
+                );
+            } else {
+                assert!(
+                    matches!(outcome, Ok(Ok(()))),
+                    "{name} unit {i}: {outcome:?}"
+                );
+            }
+            let exists = quotes::find(store, "mer_1", &format!("quote_t{i}"))
+                .await
+                .unwrap()
+                .is_some();
+            assert_eq!(exists, i % 5 != 4, "{name}: quote of unit {i}");
+        }
+        assert!(
+            store.units_committed_together() > before,
+            "{name}: 200 units sent at once never shared a commit"
+        );
+    }
+}
+
 /// A decision that changes nothing on the payment (an operator's retry) holds only while the
 /// payment is in the state it was decided on.
 #[tokio::test]

@@ -343,6 +343,12 @@ fn process(
                 learned,
             }) => {
                 store.caches.accounts.learn(learned);
+                store.note_committed_together(
+                    batch
+                        .iter()
+                        .filter(|r| matches!(r, Request::Unit { .. }))
+                        .count(),
+                );
                 if produced.iter().any(Produced::wrote) {
                     store.note_success();
                     if let Some(c) = checkpoints {
@@ -442,7 +448,7 @@ enum Apart {
 /// Whether a unit rejected by its write number `k`, `w`, has written nothing: a guard that
 /// fails writes nothing, and the first write of a unit is the first thing it does — except
 /// the ledger's, whose guards are checked after its inserts.
-fn rejected_clean(k: usize, w: &super::unit::Write) -> bool {
+pub(super) fn rejected_clean(k: usize, w: &super::unit::Write) -> bool {
     k == 0 && !matches!(w, super::unit::Write::Ledger { .. })
 }
 

@@ -7,6 +7,7 @@
 //! single place to batch), while reads — typed query functions taking `&Store` — use a
 //! separate pool.
 
+mod batch;
 mod cache;
 pub mod census;
 mod checkpointer;
@@ -244,6 +245,9 @@ pub struct Store {
     lite_read: Option<std::sync::Arc<sql::LitePool>>,
     /// The group-commit writer units go through (SQLite); `None`: each unit commits alone.
     group: Option<group::GroupCommit>,
+    /// The writer tasks units go through on PostgreSQL (`batch.rs`); `None`: each unit
+    /// commits alone.
+    batch: Option<batch::Batcher>,
     /// API keys and rate pins, cleared by the units that change them.
     caches: std::sync::Arc<cache::Caches>,
     /// Crashes a simulator injects at commits (`None` outside `corridor simulate`).
@@ -263,6 +267,9 @@ struct WriteHealth {
     /// When writes began failing for lack of space or an I/O error, as Unix ms (0: they
     /// do not); cleared by the next commit that succeeds. Readiness answers 503 meanwhile.
     failing_since: std::sync::atomic::AtomicI64,
+    /// Units committed in a transaction shared with at least one other unit (group commit or
+    /// batching at work).
+    committed_together: std::sync::atomic::AtomicU64,
 }
 
 /// Pool sizing and timeouts.
@@ -272,7 +279,8 @@ pub struct PoolConfig {
     pub max_connections: u32,
     /// How long a caller waits for a connection before the database counts as unavailable.
     pub acquire_timeout: Duration,
-    /// SQLite: commit concurrent units together through one writer (see `group.rs`).
+    /// Commit concurrent units together: on SQLite through one writer (see `group.rs`), on
+    /// PostgreSQL through writer tasks, half of `max_connections` (see `batch.rs`).
     pub group_commit: bool,
     /// SQLite with group commit: apply each unit on the calling thread instead of handing it
     /// to the writer thread. Only for a caller that runs one thing at a time (`corridor
@@ -380,10 +388,15 @@ impl Store {
             wake: std::sync::Arc::new(tokio::sync::Notify::new()),
             writes,
             group: None,
+            batch: None,
             caches: std::sync::Arc::default(),
             faults: None,
             wakeup_sink: None,
         };
+        if backend == Backend::Postgres && cfg.group_commit {
+            let writers = usize::try_from(cfg.max_connections / 2).unwrap_or(1);
+            store.batch = Some(batch::Batcher::start(store.clone(), writers));
+        }
         if backend == Backend::Sqlite && cfg.group_commit {
             let path = sqlite_path(&store.url);
             store.group = Some(if cfg.inline_writer {
@@ -479,6 +492,23 @@ impl Store {
         {
             metrics::gauge!("corridor_storage_failing").set(1.0);
             tracing::error!(error = %e, "database cannot write (disk full or I/O error): writes answer 503 until it can");
+        }
+    }
+
+    /// How many units so far committed in a transaction shared with other units — whether
+    /// group commit (SQLite) or batching (PostgreSQL) is at work.
+    pub fn units_committed_together(&self) -> u64 {
+        self.writes
+            .committed_together
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Counts `n` units committed together (a batch of more than one).
+    pub(in crate::store) fn note_committed_together(&self, n: usize) {
+        if n > 1 {
+            self.writes
+                .committed_together
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         }
     }
 

@@ -526,8 +526,19 @@ impl Store {
         if let Some(group) = &self.group {
             return group.commit(unit).await;
         }
-        let outcome = self.note_write(unit.at, self.commit_once(&unit).await, |o| o.is_ok());
-        self.invalidate_caches(&unit);
+        if let Some(batch) = &self.batch {
+            return batch.commit(unit).await;
+        }
+        self.commit_alone(&unit).await
+    }
+
+    /// Commits `unit` in a transaction of its own (and records how that went).
+    pub(super) async fn commit_alone(
+        &self,
+        unit: &UnitOfWork,
+    ) -> StoreResult<Result<(), Rejected>> {
+        let outcome = self.note_write(unit.at, self.commit_once(unit).await, |o| o.is_ok());
+        self.invalidate_caches(unit);
         if matches!(outcome, Ok(Ok(()))) && unit.wakes {
             self.wake.notify_one();
         }
