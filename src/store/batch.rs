@@ -17,7 +17,10 @@
 //! connection or a full disk fails the batch as a whole: nothing of it committed, and every
 //! caller hears so. Only a `COMMIT` that returned acknowledges anything.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use futures::FutureExt;
 
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -100,7 +103,16 @@ async fn writer(store: Store, rx: Arc<Mutex<mpsc::Receiver<Pending>>>) {
             continue;
         }
         metrics::histogram!("corridor_commit_batch_units").record(batch.len() as f64);
-        process(&store, batch).await;
+        // A panic fails only this batch (its callers hear that the writer stopped before
+        // answering, and nothing of it committed unless its COMMIT had returned); the writer
+        // goes on with the next one.
+        if AssertUnwindSafe(process(&store, batch))
+            .catch_unwind()
+            .await
+            .is_err()
+        {
+            tracing::error!("a database writer panicked in a batch; its units were failed");
+        }
     }
 }
 
@@ -147,6 +159,11 @@ async fn process(store: &Store, batch: Vec<Pending>) {
         }
     }
     for p in batch {
+        // Units alone take longer than their batch: a caller may have stopped waiting
+        // meanwhile, and its unit must not commit behind the answer it got.
+        if p.answer.is_closed() {
+            continue;
+        }
         let outcome = store.commit_alone(&p.unit).await;
         let _ = p.answer.send(outcome);
     }
