@@ -187,16 +187,24 @@ struct Committed {
     learned: Vec<(String, i64)>,
 }
 
-/// Whether an error met inside a batch is worth committing each unit alone for: anything but
-/// the connection or the disk failing — a unit's own error, or a deadlock, lock timeout or
-/// serialization failure that two batches' locks caused and units alone would not.
-fn worth_alone(e: &StoreError) -> bool {
-    match e {
-        StoreError::Storage(_) => false,
-        StoreError::Unavailable(d) => {
-            matches!(d.code(), Some("40P01" | "40001" | "55P03" | "57014"))
+impl From<StoreError> for Failed {
+    /// An error met inside a batch, before its COMMIT: worth committing each unit alone for
+    /// anything but the connection or the disk failing — a unit's own error, or a deadlock,
+    /// lock timeout or serialization failure that two batches' locks caused and units alone
+    /// would not.
+    fn from(e: StoreError) -> Failed {
+        let alone = match &e {
+            StoreError::Storage(_) => false,
+            StoreError::Unavailable(d) => {
+                matches!(d.code(), Some("40P01" | "40001" | "55P03" | "57014"))
+            }
+            _ => true,
+        };
+        if alone {
+            Failed::EachAlone
+        } else {
+            Failed::Whole(e)
         }
-        _ => true,
     }
 }
 
@@ -218,8 +226,7 @@ async fn commit_batch(store: &Store, batch: &[Pending]) -> Result<Committed, Fai
                     break;
                 }
                 Ok(Err(_)) => Failed::EachAlone,
-                Err(e) if worth_alone(&e) => Failed::EachAlone,
-                Err(e) => Failed::Whole(e),
+                Err(e) => Failed::from(e),
             };
             // Whatever the rollback says, the transaction is over: dropping it ends it too.
             let _ = tx.rollback().await;
@@ -232,13 +239,7 @@ async fn commit_batch(store: &Store, batch: &[Pending]) -> Result<Committed, Fai
         outcomes.push(outcome);
     }
     if wakes {
-        jobs::announce(&mut *tx).await.map_err(|e| {
-            if worth_alone(&e) {
-                Failed::EachAlone
-            } else {
-                Failed::Whole(e)
-            }
-        })?;
+        jobs::announce(&mut *tx).await.map_err(Failed::from)?;
     }
     // A COMMIT that failed may or may not have committed (the link can drop after the
     // server did): never run its units again, fail them all.
